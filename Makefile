@@ -1,0 +1,83 @@
+# Switchyard: the single entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+UV_VERSION := 0.13.9
+UV := $(VENV)/bin/uv
+PY := $(VENV)/bin/python
+PROTO_OUT := libs/gateway-proto/src
+PROTOS := $(shell find proto -name '*.proto' | sort)
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard libs/*/pyproject.toml services/*/pyproject.toml devtools/pyproject.toml)
+	$(UV) sync --frozen --all-packages --group dev
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.synced ## Create .venv and install the pinned dependencies (uv.lock)
+
+.PHONY: lock
+lock: $(UV) ## Re-resolve uv.lock after changing a pyproject.toml
+	$(UV) lock
+
+.PHONY: proto
+proto: install ## Generate gRPC code from proto/ into libs/gateway-proto
+	$(PY) -m devtools.protogen --proto-dir proto --out $(PROTO_OUT)
+
+.PHONY: proto-check
+proto-check: install ## Fail if the committed generated code differs from proto/
+	$(PY) -m devtools.protogen --proto-dir proto --out $(PROTO_OUT) --check
+
+.PHONY: run
+run: install proto-check ## Run the whole gateway (NATS, five services, fake provider) in the foreground
+	$(PY) -m devtools.run
+
+.PHONY: lint
+lint: install ## Ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+.PHONY: format
+format: install ## Ruff format and fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+.PHONY: typecheck
+typecheck: install ## mypy over the services and libraries
+	$(VENV)/bin/mypy libs/gateway-common/src services/*/src devtools/src
+
+.PHONY: test-unit
+test-unit: install ## Unit tests of every package (no processes started)
+	$(PY) -m pytest -q libs services devtools tests/conformance
+
+.PHONY: test-integration
+test-integration: install ## Integration tests: real nats-server, services, SQLite and PostgreSQL
+	$(PY) -m pytest -q tests/integration
+
+.PHONY: test
+test: proto-check lint test-unit test-integration ## Everything CI runs
+
+.PHONY: bench
+bench: install ## Benchmark the gateway against the fake provider (figures in docs/benchmarks.md)
+	$(PY) -m devtools.bench
+
+.PHONY: precommit
+precommit: proto format lint typecheck test-unit ## Before a commit: generate, format, lint, typecheck, unit tests
+
+.PHONY: check
+check: precommit ## precommit, then fail if that changed the tree
+	@git diff --exit-code --stat || (echo "the tree changed: commit the result of make precommit"; exit 1)
+
+.PHONY: clean
+clean: ## Remove the virtualenv and embedded data
+	rm -rf $(VENV) .data

@@ -1,0 +1,98 @@
+"""Database plumbing: async engine creation and Alembic migrations per service.
+
+Each service owns its tables and its own Alembic history (with its own
+version table, ``alembic_version_<service>``), so several services may share
+one PostgreSQL database, or each use a SQLite file, without touching each
+other's tables. Engines are created in ``main`` (never at import) and
+disposed by the service's exit stack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+__all__ = ["create_engine", "make_sessionmaker", "migrate", "ping", "sync_url"]
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine; SQLite gets WAL and a busy timeout so several processes can write."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Session factory used by a service's repository functions."""
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> bool:
+    """True when the database answers a trivial query."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:  # any driver error means "not ready"; readiness only reports it
+        return False
+    return True
+
+
+def sync_url(url: str) -> str:
+    """The synchronous-driver twin of an async URL (Alembic runs synchronously)."""
+    parsed = make_url(url)
+    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg"}[parsed.get_backend_name()]
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def migrate(*, url: str, migrations_dir: Path, service: str) -> None:
+    """Upgrade ``service``'s tables to head (idempotent; run by ``make run`` and at start-up)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", sync_url(url).replace("%", "%%"))
+    cfg.attributes["version_table"] = f"alembic_version_{service}"
+    command.upgrade(cfg, "head")
+
+
+def run_alembic_env(target_metadata: object) -> None:
+    """Body of every service's ``migrations/env.py`` (online mode, sync driver).
+
+    Uses the URL and version table that ``migrate`` put on the Alembic config.
+    """
+    from alembic import context
+    from sqlalchemy import create_engine as create_sync_engine
+
+    config = context.config
+    version_table = config.attributes.get("version_table", "alembic_version")
+    engine = create_sync_engine(config.get_main_option("sqlalchemy.url") or "")
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            version_table=version_table,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()

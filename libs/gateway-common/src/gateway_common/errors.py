@@ -1,0 +1,269 @@
+"""The gateway's error taxonomy: one small hierarchy, shared by every service.
+
+    GatewayError                       500  INTERNAL            not retryable
+    ├── InvalidRequest                 400  INVALID_ARGUMENT
+    │   └── PayloadTooLarge            413  INVALID_ARGUMENT
+    ├── Unauthenticated                401  UNAUTHENTICATED
+    ├── PermissionDenied               403  PERMISSION_DENIED
+    ├── NotFound                       404  NOT_FOUND
+    │   └── ModelNotFound              404  NOT_FOUND           code "model_not_found"
+    ├── RateLimited                    429  RESOURCE_EXHAUSTED
+    ├── ServiceUnavailable             503  UNAVAILABLE
+    └── ProviderError                  502  UNAVAILABLE
+        ├── ProviderTimeout            504  DEADLINE_EXCEEDED   retryable
+        ├── ProviderUnavailable        502  UNAVAILABLE         retryable (connect errors, 429, 5xx)
+        ├── ProviderRejected           502  FAILED_PRECONDITION not retryable (provider said 4xx)
+        └── AllProvidersFailed         502  UNAVAILABLE         retryable if any child was
+
+Each class carries ``http_status``, ``grpc_code``, ``code`` (a stable machine
+string) and ``retryable``; an instance carries a user-safe ``message`` and,
+optionally, the request ``param`` it is about. Services raise these and
+nothing else across a boundary: adapters map httpx exceptions into them
+(``map_exceptions``), the router turns them into a gRPC status with an
+``ErrorDetail`` (``to_detail``), and the edge turns that detail back into the
+caller's API shape (``from_detail``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import grpc
+
+from gateway.common.v1 import types_pb2
+
+__all__ = [
+    "AllProvidersFailed",
+    "GatewayError",
+    "InvalidRequest",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "ProviderError",
+    "ProviderRejected",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "RateLimited",
+    "ServiceUnavailable",
+    "Unauthenticated",
+    "from_detail",
+    "map_exceptions",
+    "to_detail",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises across a boundary."""
+
+    http_status: int = 500
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: str = "internal_error"
+    error_type: str = "api_error"  # OpenAI's error "type"
+    retryable: bool = False
+    #: Each failed attempt, when this error came back from a failover (see ``from_detail``).
+    attempts: tuple[types_pb2.AttemptError, ...] = ()
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if http_status is not None:
+            self.http_status = http_status
+        if code is not None:
+            self.code = code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status={self.http_status})"
+
+
+class InvalidRequest(GatewayError):
+    """The request is malformed or asks for something impossible (400)."""
+
+    http_status = 400
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    code = "invalid_request"
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is over the documented size limit (413)."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
+class Unauthenticated(GatewayError):
+    """No credentials, or credentials we do not accept (401)."""
+
+    http_status = 401
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    code = "invalid_api_key"
+    error_type = "authentication_error"
+
+
+class PermissionDenied(GatewayError):
+    """Valid credentials without the right to do this (403)."""
+
+    http_status = 403
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    code = "permission_denied"
+    error_type = "permission_error"
+
+
+class NotFound(GatewayError):
+    """The thing named does not exist for this caller (404)."""
+
+    http_status = 404
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    code = "not_found"
+    error_type = "invalid_request_error"
+
+
+class ModelNotFound(NotFound):
+    """The model, alias or provider prefix is not in the catalog (404)."""
+
+    code = "model_not_found"
+
+
+class RateLimited(GatewayError):
+    """A rate limit, quota or budget refused the request (429)."""
+
+    http_status = 429
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = "rate_limit_exceeded"
+    error_type = "rate_limit_error"
+
+
+class ServiceUnavailable(GatewayError):
+    """One of our own dependencies is not answering (503)."""
+
+    http_status = 503
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    code = "service_unavailable"
+    retryable = True
+
+
+class ProviderError(GatewayError):
+    """A model provider failed the call (502)."""
+
+    http_status = 502
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    code = "provider_error"
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer within the deadline (504, retryable)."""
+
+    http_status = 504
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = "provider_timeout"
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection failure, 429 or 5xx from the provider (retryable)."""
+
+    code = "provider_unavailable"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused the request itself (4xx): retrying cannot help."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    code = "provider_rejected"
+
+
+class AllProvidersFailed(ProviderError):
+    """Every deployment of the model failed; ``errors`` keeps each attempt's error."""
+
+    code = "all_providers_failed"
+
+    def __init__(self, errors: Mapping[str, GatewayError]) -> None:
+        self.errors = dict(errors)
+        summary = "; ".join(f"{name}: {err.message}" for name, err in self.errors.items())
+        super().__init__(f"All providers failed: {summary}" if summary else "No provider available")
+
+    @property  # type: ignore[override]
+    def retryable(self) -> bool:
+        return any(err.retryable for err in self.errors.values())
+
+
+@contextlib.contextmanager
+def map_exceptions(mapping: Mapping[type[BaseException], type[GatewayError]]) -> Iterator[None]:
+    """Re-raise a foreign exception as our own type, ``from`` the original.
+
+    The first mapping entry that matches (by ``isinstance``) wins, so list the
+    more specific foreign types first.
+    """
+    try:
+        yield
+    except GatewayError:
+        raise
+    except Exception as exc:
+        for foreign, ours in mapping.items():
+            if isinstance(exc, foreign):
+                raise ours(str(exc) or type(exc).__name__) from exc
+        raise
+
+
+def to_detail(err: GatewayError) -> types_pb2.ErrorDetail:
+    """Encode an error as the ``ErrorDetail`` carried on a gRPC status."""
+    detail = types_pb2.ErrorDetail(
+        code=err.code,
+        message=err.message,
+        http_status=err.http_status,
+        retryable=err.retryable,
+        param=err.param or "",
+    )
+    if isinstance(err, AllProvidersFailed):
+        for name, child in err.errors.items():
+            provider, _, deployment = name.partition("/")
+            detail.attempts.add(
+                provider=provider,
+                deployment=deployment or provider,
+                http_status=child.http_status,
+                code=child.code,
+                message=child.message,
+                retryable=child.retryable,
+            )
+    return detail
+
+
+_BY_STATUS: dict[int, type[GatewayError]] = {
+    400: InvalidRequest,
+    401: Unauthenticated,
+    403: PermissionDenied,
+    404: NotFound,
+    413: PayloadTooLarge,
+    429: RateLimited,
+    502: ProviderError,
+    503: ServiceUnavailable,
+    504: ProviderTimeout,
+}
+
+
+def from_detail(detail: types_pb2.ErrorDetail) -> GatewayError:
+    """Rebuild a ``GatewayError`` from an ``ErrorDetail`` (the inverse of ``to_detail``)."""
+    cls = _BY_STATUS.get(detail.http_status, GatewayError)
+    err = cls(
+        detail.message,
+        param=detail.param or None,
+        http_status=detail.http_status or None,
+        code=detail.code or None,
+    )
+    err.attempts = tuple(detail.attempts)
+    return err

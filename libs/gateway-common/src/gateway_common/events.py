@@ -1,0 +1,72 @@
+"""Versioned event payloads published on JetStream.
+
+An event is immutable once published. A breaking change gets a new model and
+a new subject version (``usage.recorded.v2``); consumers keep reading v1
+until it drains. Every event has an ``event_id`` that is unique per fact and
+is used both as the ``Nats-Msg-Id`` header and as the consumer's idempotency
+key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Event", "TokenUsage", "UsageRecorded"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """Common envelope: id, time, schema version. Frozen; unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=_event_id, description="Unique per fact; Nats-Msg-Id.")
+    occurred_at: datetime = Field(default_factory=_now, description="When the fact happened (UTC).")
+
+    def to_bytes(self) -> bytes:
+        """Serialize for publishing."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Event:
+        """Parse a published payload; raises ``pydantic.ValidationError`` on a poison message."""
+        return cls.model_validate(orjson.loads(data))
+
+
+class TokenUsage(BaseModel):
+    """Token counts in the OpenAI sense (prompt includes cached, completion includes reasoning)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    cached_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+
+
+class UsageRecorded(Event):
+    """A provider call finished (or was cut short) and consumed tokens. Published by the router."""
+
+    schema_version: Literal[1] = 1
+    request_id: str = Field(description="The gateway request id (X-Request-Id).")
+    project_id: str = Field(description="Tenant that pays.")
+    api_key_id: str = Field(default="", description="Key that made the call, if any.")
+    operation: Literal["chat.completions", "embeddings", "responses"]
+    model: str = Field(description="Public catalog model name that was served.")
+    provider: str = Field(description="Provider that served the call.")
+    deployment: str = Field(description="Deployment (provider entry) that served the call.")
+    usage: TokenUsage
+    byok: bool = Field(default=False, description="Served with the caller's own provider key.")
+    status: Literal["ok", "error", "cancelled"] = "ok"

@@ -1,0 +1,80 @@
+"""NATS connection and JetStream declarations shared by every service.
+
+``connect`` opens one connection per process (built in ``main``, closed by
+its exit stack). ``ensure_streams`` declares the streams idempotently: it
+creates a missing stream and updates an existing one to the declared config,
+so any service may call it at start-up in any order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import nats
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+
+from . import subjects
+
+__all__ = ["STREAMS", "connect", "ensure_streams", "serve_health"]
+
+log = logging.getLogger(__name__)
+
+#: Every JetStream stream the gateway uses, declared by whoever starts first.
+STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(
+        name=subjects.USAGE_STREAM,
+        subjects=subjects.USAGE_SUBJECTS,
+        duplicate_window=120.0,  # seconds: a re-publish with the same Nats-Msg-Id is dropped
+    ),
+    StreamConfig(
+        name=subjects.TRANSCRIPTS_STREAM,
+        subjects=subjects.TRANSCRIPTS_SUBJECTS,
+        duplicate_window=120.0,
+    ),
+)
+
+
+async def connect(url: str, *, name: str) -> Client:
+    """Connect to NATS, retrying forever on reconnect; the first connect must succeed."""
+    return await nats.connect(
+        servers=url.split(","),
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+    )
+
+
+async def ensure_streams(js: JetStreamContext) -> None:
+    """Create or update every stream in ``STREAMS`` (idempotent)."""
+    for config in STREAMS:
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+            log.info("created stream %s", config.name)
+        else:
+            await js.update_stream(config)
+
+
+async def serve_health(
+    nc: Client, service: str, check: Callable[[], Awaitable[bool]] | None = None
+) -> None:
+    """Answer ``health.<service>`` requests with ``{"service", "status"}``.
+
+    ``check`` decides the status (``ok`` or ``degraded``); without it the
+    service is healthy whenever it can answer.
+    """
+
+    async def handler(msg: Msg) -> None:
+        healthy = True if check is None else await check()
+        status = "ok" if healthy else "degraded"
+        await msg.respond(orjson.dumps({"service": service, "status": status}))
+
+    await nc.subscribe(subjects.health_subject(service), cb=handler)

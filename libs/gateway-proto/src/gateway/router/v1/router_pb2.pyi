@@ -1,0 +1,112 @@
+from gateway.common.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Operation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_UNSPECIFIED: _ClassVar[Operation]
+    OPERATION_CHAT_COMPLETIONS: _ClassVar[Operation]
+    OPERATION_EMBEDDINGS: _ClassVar[Operation]
+    OPERATION_RESPONSES: _ClassVar[Operation]
+OPERATION_UNSPECIFIED: Operation
+OPERATION_CHAT_COMPLETIONS: Operation
+OPERATION_EMBEDDINGS: Operation
+OPERATION_RESPONSES: Operation
+
+class CompleteRequest(_message.Message):
+    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key")
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_KEY_FIELD_NUMBER: _ClassVar[int]
+    operation: Operation
+    model: str
+    body: bytes
+    request_id: str
+    project_id: str
+    api_key_id: str
+    provider_key: str
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ...) -> None: ...
+
+class RouteInfo(_message.Message):
+    __slots__ = ("provider", "deployment", "attempts", "model", "provider_model", "upstream_ms")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    deployment: str
+    attempts: int
+    model: str
+    provider_model: str
+    upstream_ms: float
+    def __init__(self, provider: _Optional[str] = ..., deployment: _Optional[str] = ..., attempts: _Optional[int] = ..., model: _Optional[str] = ..., provider_model: _Optional[str] = ..., upstream_ms: _Optional[float] = ...) -> None: ...
+
+class CompleteResponse(_message.Message):
+    __slots__ = ("body", "route", "usage")
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    body: bytes
+    route: RouteInfo
+    usage: _types_pb2.Usage
+    def __init__(self, body: _Optional[bytes] = ..., route: _Optional[_Union[RouteInfo, _Mapping]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ...) -> None: ...
+
+class StreamEvent(_message.Message):
+    __slots__ = ("route", "chunk", "usage", "error")
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    route: RouteInfo
+    chunk: bytes
+    usage: _types_pb2.Usage
+    error: _types_pb2.ErrorDetail
+    def __init__(self, route: _Optional[_Union[RouteInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_types_pb2.ErrorDetail, _Mapping]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("id", "owned_by", "created", "provider", "context_window", "max_output_tokens", "input_price_per_token", "output_price_per_token", "cached_input_price_per_token", "capabilities", "aliases")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    OWNED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_PRICE_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PRICE_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CACHED_INPUT_PRICE_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    owned_by: str
+    created: int
+    provider: str
+    context_window: int
+    max_output_tokens: int
+    input_price_per_token: str
+    output_price_per_token: str
+    cached_input_price_per_token: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., owned_by: _Optional[str] = ..., created: _Optional[int] = ..., provider: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price_per_token: _Optional[str] = ..., output_price_per_token: _Optional[str] = ..., cached_input_price_per_token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Switchyard rag service."""
