@@ -94,5 +94,10 @@ def run_alembic_env(target_metadata: object) -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas may start together (init containers): serialize their upgrades.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": version_table}
+                )
             context.run_migrations()
     engine.dispose()

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from gateway_common.catalog import CatalogError, load_catalog, parse_catalog
+
+ROOT = Path(__file__).resolve().parents[3]
+
+GOOD = """
+version: 1
+providers:
+  fake: {kind: openai, base_url: "http://127.0.0.1:1/v1"}
+models:
+  m:
+    aliases: [m-latest]
+    deployments: [{provider: fake, model: upstream-m}]
+    prices: {input: "0.000000075", output: "0.0000003"}
+"""
+
+
+def test_shipped_catalogs_are_valid() -> None:
+    dev = load_catalog(ROOT / "config" / "catalog.yaml")
+    assert {"mock-chat", "mock-reasoning", "mock-embed"} <= set(dev.models)
+    assert "responses" in dev.models["mock-reasoning"].capabilities
+    assert "responses" not in dev.models["mock-chat"].capabilities
+    load_catalog(ROOT / "deploy" / "k8s" / "base" / "catalog.yaml")
+
+
+def test_prices_are_exact_decimals_and_aliases_resolve() -> None:
+    cat = parse_catalog(GOOD)
+    name, model = cat.resolve("m-latest") or ("", None)
+    assert name == "m"
+    assert model is not None
+    assert model.prices.input * 276 == Decimal("0.0000207")
+    assert cat.resolve("nope") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (GOOD.replace("version: 1", "version: 1\nsurprise: 1"), "surprise"),
+        (GOOD.replace("provider: fake", "provider: ghost"), "unknown provider 'ghost'"),
+        (GOOD.replace("kind: openai", "kind: carrier-pigeon"), "kind"),
+        (GOOD.replace('input: "0.000000075"', 'input: "-1"'), "input"),
+        ("providers: [", "not valid YAML"),
+    ],
+)
+def test_bad_catalogs_are_refused_with_the_reason(text: str, needle: str) -> None:
+    with pytest.raises(CatalogError, match=needle):
+        parse_catalog(text)
+
+
+def test_secrets_are_referenced_not_inlined() -> None:
+    with pytest.raises(CatalogError, match="api_key"):
+        parse_catalog(GOOD.replace('base_url: "http://127.0.0.1:1/v1"', 'base_url: "x", api_key: sk-1'))
