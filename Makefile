@@ -58,7 +58,7 @@ typecheck: install ## mypy over the services and libraries
 
 .PHONY: test-unit
 test-unit: install ## Unit tests of every package (no processes started)
-	$(PY) -m pytest -q libs services devtools tests/conformance
+	$(PY) -m pytest -q libs services devtools tests/conformance tests/deploy
 
 .PHONY: test-integration
 test-integration: install ## Integration tests: real nats-server, services, SQLite and PostgreSQL
