@@ -4,7 +4,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from gateway_common.catalog import CatalogError, load_catalog, parse_catalog
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -55,4 +54,6 @@ def test_bad_catalogs_are_refused_with_the_reason(text: str, needle: str) -> Non
 
 def test_secrets_are_referenced_not_inlined() -> None:
     with pytest.raises(CatalogError, match="api_key"):
-        parse_catalog(GOOD.replace('base_url: "http://127.0.0.1:1/v1"', 'base_url: "x", api_key: sk-1'))
+        parse_catalog(
+            GOOD.replace('base_url: "http://127.0.0.1:1/v1"', 'base_url: "x", api_key: sk-1')
+        )

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from gateway_common import errors
 
 
@@ -47,7 +46,10 @@ def test_map_exceptions_raises_our_type_from_the_original() -> None:
 
 
 def test_map_exceptions_leaves_unmapped_and_own_errors_alone() -> None:
-    with pytest.raises(KeyError), errors.map_exceptions({httpx.ReadTimeout: errors.ProviderTimeout}):
+    with (
+        pytest.raises(KeyError),
+        errors.map_exceptions({httpx.ReadTimeout: errors.ProviderTimeout}),
+    ):
         raise KeyError("x")
     with (
         pytest.raises(errors.InvalidRequest),

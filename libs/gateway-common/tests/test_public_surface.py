@@ -24,9 +24,11 @@ def test_exported_modules_are_pinned() -> None:
         "grpc",
         "nats",
         "openai",
+        "runtime",
         "settings",
         "subjects",
         "telemetry",
+        "testing",
     ]
     for name in gateway_common.__all__:
         importlib.import_module(f"gateway_common.{name}")

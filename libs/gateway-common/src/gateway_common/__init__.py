@@ -11,6 +11,8 @@ Modules (import them by name; this package re-exports nothing heavy):
     db          async engines, Alembic migrations per service
     grpc        interceptors, channel options, health service
     telemetry   logging, tracing, the request-id context variable
+    runtime     process plumbing of the NATS-facing services (serve, migrate, pull loop)
+    testing     real-infrastructure test support (nats-server, throwaway PostgreSQL, processes)
     openai      typed OpenAI wire models used where a body must be read
 """
 
@@ -22,7 +24,9 @@ __all__ = [
     "grpc",
     "nats",
     "openai",
+    "runtime",
     "settings",
     "subjects",
     "telemetry",
+    "testing",
 ]

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["BaseServiceSettings", "DEFAULT_NATS_URL"]
+__all__ = ["DEFAULT_NATS_URL", "BaseServiceSettings"]
 
 #: Where ``make run``'s embedded nats-server listens (never 4222, the system NATS).
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
@@ -60,6 +60,10 @@ class BaseServiceSettings(BaseSettings):
     metrics_port: int = Field(
         default=0,
         description="Port of this service's Prometheus /metrics listener; 0 disables it.",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the /metrics listener binds (0.0.0.0 inside a pod).",
     )
 
     @field_validator("nats_url")

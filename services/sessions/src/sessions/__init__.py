@@ -1,1 +1,5 @@
-"""Switchyard sessions service."""
+"""Switchyard sessions: conversation history by session id and stored Responses.
+
+Modules: ``config`` (settings), ``store`` (tables), ``main`` (composition
+root). Process plumbing comes from ``gateway_common.runtime``.
+"""

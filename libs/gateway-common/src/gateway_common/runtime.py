@@ -1,0 +1,240 @@
+"""Process runtime shared by the NATS-facing services: billing, sessions, rag.
+
+A service process is::
+
+    python -m <svc>            command_line -> serve -> run(settings, stop)
+    python -m <svc> migrate    command_line -> gateway_common.db.migrate
+
+``serve`` sets up telemetry, installs SIGTERM/SIGINT handlers that set a
+``stop`` event, and runs the service's async ``run`` on uvloop. ``run`` opens
+a ``Runtime`` (``open_runtime``), does its work until ``stop`` is set, and
+returns; the runtime's exit stack then unwinds in reverse order of creation:
+
+    open:   migrate -> engine -> NATS + streams -> health responder -> /metrics
+    close:  /metrics -> NATS drain (subscriptions finish) -> engine dispose
+
+``pull_loop`` is the JetStream pull-consumer loop: fetch a batch, hand each
+message to a handler that acks/naks/terms it, stop between messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import nats.errors
+import uvloop
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import CollectorRegistry, start_http_server
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from . import db, telemetry
+from .nats import connect, ensure_streams, serve_health
+from .settings import BaseServiceSettings
+
+__all__ = [
+    "Runtime",
+    "command_line",
+    "ensure_pull_consumer",
+    "open_runtime",
+    "pull_loop",
+    "serve",
+]
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=BaseServiceSettings)
+MessageHandler = Callable[[Msg], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The long-lived clients of one service process, valid inside ``open_runtime``."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    nc: Client
+    js: JetStreamContext
+    registry: CollectorRegistry
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: BaseServiceSettings, *, service: str, migrations_dir: Path
+) -> AsyncIterator[Runtime]:
+    """Migrate, connect, answer ``health.<service>``, serve /metrics; undo it all on exit.
+
+    Migrations run first (idempotent; a no-op at head) so a service never
+    consumes into a schema it does not know. The health responder reports
+    ``degraded`` while the database does not answer. On exit NATS is drained
+    (in-flight callbacks finish, then the connection closes) before the
+    engine is disposed, so nothing still running can need the database.
+    """
+    url = settings.resolved_database_url()
+    await asyncio.to_thread(db.migrate, url=url, migrations_dir=migrations_dir, service=service)
+    async with AsyncExitStack() as stack:
+        engine = db.create_engine(url)
+        stack.push_async_callback(engine.dispose)
+        nc = await connect(settings.nats_url, name=service)
+        stack.push_async_callback(_drain, nc)
+        js = nc.jetstream()
+        await ensure_streams(js)
+
+        async def database_ok() -> bool:
+            return await db.ping(engine)
+
+        await serve_health(nc, service, check=database_ok)
+        registry = CollectorRegistry()
+        if settings.metrics_port > 0:
+            server, thread = start_http_server(
+                settings.metrics_port, addr=settings.metrics_host, registry=registry
+            )
+            stack.callback(thread.join, 5)
+            stack.callback(server.server_close)
+            stack.callback(server.shutdown)
+        log.info("%s started", service)
+        yield Runtime(
+            engine=engine,
+            sessions=db.make_sessionmaker(engine),
+            nc=nc,
+            js=js,
+            registry=registry,
+        )
+    log.info("%s stopped", service)
+
+
+async def _drain(nc: Client) -> None:
+    if not nc.is_closed:
+        await nc.drain()
+
+
+async def ensure_pull_consumer(
+    js: JetStreamContext,
+    *,
+    stream: str,
+    durable: str,
+    filter_subject: str,
+    ack_wait_s: float = 30.0,
+    max_deliver: int = 10_000,
+) -> None:
+    """Declare a durable pull consumer, creating it or updating it to this config.
+
+    Uses the named-consumer create API without an action, which the server
+    treats as create-or-update, so every replica may call it at start-up.
+    Acks are explicit: a message counts as handled only once the handler
+    acks it (after its commit). ``max_deliver`` is large so hours of
+    transient failures with short nak delays are ridden out, yet bounded so
+    a bug cannot spin one message forever (the server then emits a
+    max-deliveries advisory and the message stays in the stream).
+    """
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            filter_subject=filter_subject,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+        ),
+    )
+
+
+async def pull_loop(
+    sub: JetStreamContext.PullSubscription,
+    handle: MessageHandler,
+    *,
+    stop: asyncio.Event,
+    batch_size: int,
+    fetch_timeout_s: float = 1.0,
+) -> None:
+    """Fetch and handle messages one at a time until ``stop`` is set.
+
+    ``handle`` owns the fate of each message (ack, nak or term) and must not
+    raise for a per-message problem. ``stop`` is checked between messages,
+    so the in-flight message always finishes; the rest of a fetched batch is
+    nak'ed without delay so another replica gets it at once instead of after
+    the ack wait. Returns within about ``fetch_timeout_s`` of ``stop``, having
+    unsubscribed ``sub``: nats-py's drain would otherwise wait out its whole
+    timeout on a pull subscription (its fetch never marks queue items done).
+    """
+    try:
+        while not stop.is_set():
+            try:
+                msgs = await sub.fetch(batch_size, timeout=fetch_timeout_s)
+            except nats.errors.TimeoutError:
+                continue
+            for index, msg in enumerate(msgs):
+                if stop.is_set():
+                    for unhandled in msgs[index:]:
+                        await unhandled.nak()
+                    break
+                await handle(msg)
+    finally:
+        await sub.unsubscribe()
+
+
+def serve(settings: S, run: Callable[[S, asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``run(settings, stop)`` on uvloop until it returns; SIGTERM/SIGINT set ``stop``.
+
+    Telemetry is process-wide, so it is set up here rather than in ``run``
+    (which tests call in-process).
+    """
+    provider = telemetry.setup(
+        service=settings.service_name,
+        log_level=settings.log_level,
+        otel_endpoint=settings.otel_endpoint,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
+    finally:
+        telemetry.shutdown(provider)
+
+
+def command_line(
+    argv: Sequence[str],
+    *,
+    service: str,
+    settings_factory: Callable[[], S],
+    migrations_dir: Path,
+    run: Callable[[S, asyncio.Event], Awaitable[None]],
+) -> int:
+    """``python -m <service> [serve|migrate]``: the process entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(prog=f"python -m {service}")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("serve", "migrate"),
+        default="serve",
+        help="serve (default): run the service; migrate: upgrade its tables to head",
+    )
+    args = parser.parse_args(list(argv))
+    settings = settings_factory()
+    if args.command == "migrate":
+        db.migrate(
+            url=settings.resolved_database_url(), migrations_dir=migrations_dir, service=service
+        )
+    else:
+        serve(settings, run)
+    return 0

@@ -1,0 +1,45 @@
+"""Billing settings: environment variables ``BILLING_*`` plus the shared ones.
+
+Built once by ``billing.main`` and passed down; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway_common.settings import BaseServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+__all__ = ["BillingSettings"]
+
+
+class BillingSettings(BaseServiceSettings):
+    """Configuration of the billing service (``BILLING_`` prefix; shared names unprefixed)."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLING_")
+
+    service_name: str = Field(
+        default="billing",
+        description="Name in logs, traces and metrics; also names the default SQLite file.",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics listener (BILLING_METRICS_PORT); 0 disables.",
+    )
+    catalog_path: Path = Field(
+        default=Path("config/catalog.yaml"),
+        description=(
+            "Model catalog whose prices billing applies (BILLING_CATALOG_PATH); the same file "
+            "the router routes from. Re-read when its modification time changes."
+        ),
+    )
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Messages requested per JetStream fetch; each is still committed singly.",
+    )

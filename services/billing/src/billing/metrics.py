@@ -1,0 +1,54 @@
+"""Billing's Prometheus metrics, registered on the registry ``main`` gives them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["BillingMetrics"]
+
+#: Seconds from the provider call to the committed ledger entry.
+_LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+
+
+@dataclass(frozen=True, slots=True)
+class BillingMetrics:
+    """Counters of the usage consumer and the billing lag histogram."""
+
+    billed: Counter
+    duplicates: Counter
+    poison: Counter
+    retried: Counter
+    lag: Histogram
+
+    @classmethod
+    def register(cls, registry: CollectorRegistry) -> BillingMetrics:
+        """Create the metrics on ``registry`` (once per registry)."""
+        return cls(
+            billed=Counter(
+                "billing_events_billed", "Usage events written to the ledger.", registry=registry
+            ),
+            duplicates=Counter(
+                "billing_events_duplicate",
+                "Usage events already in the ledger (redeliveries), acked without effect.",
+                registry=registry,
+            ),
+            poison=Counter(
+                "billing_events_poison",
+                "Usage messages that can never be billed (unparseable, unknown model), terminated.",
+                registry=registry,
+            ),
+            retried=Counter(
+                "billing_events_retried",
+                "Usage messages nak'ed for redelivery after a failure.",
+                ["reason"],
+                registry=registry,
+            ),
+            lag=Histogram(
+                "billing_lag_seconds",
+                "billed_at - occurred_at of each newly billed event.",
+                buckets=_LAG_BUCKETS,
+                registry=registry,
+            ),
+        )

@@ -1,0 +1,1 @@
+"""Billing storage: table models (``models``) and repository functions (``repo``)."""

@@ -1,0 +1,146 @@
+"""Billing's tables (SQLModel), on their own ``MetaData`` so Alembic sees only these.
+
+    ledger_entries      one row per usage event (``event_id`` unique: the idempotency key)
+    ledger_line_items   the priced SKUs of an entry
+    spend_totals        running spend per (project, 'YYYY-MM' period)
+
+Money columns use ``ExactDecimal``: exact on PostgreSQL and on SQLite. The
+read-side (Public) models arrive with the spend look-up API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Numeric, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "METADATA",
+    "BillingModel",
+    "ExactDecimal",
+    "LedgerEntry",
+    "LedgerLineItem",
+    "SpendTotal",
+    "canonical_decimal",
+]
+
+#: Deterministic constraint names, so migrations and models agree on them.
+METADATA = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: Row ids: 64-bit on PostgreSQL; SQLite needs INTEGER to alias its rowid.
+ID_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+
+_INTEGER_DIGITS = 20
+_FRACTION_DIGITS = 18
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A decimal stored without loss: ``NUMERIC(38, 18)`` on PostgreSQL, text on SQLite.
+
+    SQLite has no decimal type (``Numeric`` there round-trips through a
+    double), so the value is stored as its plain fixed-point string (no
+    exponent, trailing fractional zeros stripped) and parsed back with
+    ``Decimal``. Arithmetic on these columns therefore happens in Python on
+    SQLite, never in SQL. On both backends a value that does not fit
+    NUMERIC(38, 18) (more than 20 integer or 18 fractional digits, or not
+    finite) is refused with ``ValueError`` instead of being rounded.
+    """
+
+    impl = Numeric(_INTEGER_DIGITS + _FRACTION_DIGITS, _FRACTION_DIGITS)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(48))
+        return dialect.type_descriptor(
+            Numeric(_INTEGER_DIGITS + _FRACTION_DIGITS, _FRACTION_DIGITS, asdecimal=True)
+        )
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        text = canonical_decimal(value)
+        return text if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return value if isinstance(value, Decimal) else Decimal(value)
+
+
+def canonical_decimal(value: Decimal) -> str:
+    """``value`` as a plain fixed-point string; ``ValueError`` if it does not fit NUMERIC(38, 18)."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        raise ValueError(f"not a finite Decimal: {value!r}")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    whole, _, fraction = text.lstrip("-").partition(".")
+    if len(fraction) > _FRACTION_DIGITS or len(whole.lstrip("0")) > _INTEGER_DIGITS:
+        raise ValueError(f"{value} does not fit NUMERIC(38, 18) exactly")
+    return "0" if text == "-0" else text
+
+
+class BillingModel(SQLModel, registry=registry(metadata=METADATA)):
+    """Base of billing's table models: binds them to ``METADATA``."""
+
+
+class LedgerEntry(BillingModel, table=True):
+    """One billed usage event. ``event_id`` is unique: a redelivered event is not billed twice."""
+
+    __tablename__ = "ledger_entries"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
+    event_id: str = Field(unique=True)
+    request_id: str
+    project_id: str
+    api_key_id: str
+    operation: str
+    model: str
+    provider: str
+    deployment: str
+    byok: bool
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    total_amount: Decimal = Field(sa_type=ExactDecimal)
+    occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
+    billed_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class LedgerLineItem(BillingModel, table=True):
+    """One priced SKU of an entry: ``amount == quantity * unit_price`` exactly."""
+
+    __tablename__ = "ledger_line_items"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
+    entry_id: int = Field(foreign_key="ledger_entries.id", index=True, sa_type=ID_TYPE)
+    sku: str
+    quantity: int
+    unit_price: Decimal = Field(sa_type=ExactDecimal)
+    amount: Decimal = Field(sa_type=ExactDecimal)
+    description: str
+
+
+class SpendTotal(BillingModel, table=True):
+    """Running spend of a project in a calendar month (UTC), ``period`` = 'YYYY-MM'."""
+
+    __tablename__ = "spend_totals"
+
+    project_id: str = Field(primary_key=True)
+    period: str = Field(primary_key=True, max_length=7)
+    amount: Decimal = Field(sa_type=ExactDecimal)

@@ -1,0 +1,1 @@
+"""Rag storage: table models (``models``)."""

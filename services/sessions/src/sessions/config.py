@@ -1,0 +1,34 @@
+"""Sessions settings: environment variables ``SESSIONS_*`` plus the shared ones."""
+
+from __future__ import annotations
+
+from gateway_common.settings import BaseServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+__all__ = ["SessionsSettings"]
+
+
+class SessionsSettings(BaseServiceSettings):
+    """Configuration of the sessions service (``SESSIONS_`` prefix; shared names unprefixed)."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONS_")
+
+    service_name: str = Field(
+        default="sessions",
+        description="Name in logs, traces and metrics; also names the default SQLite file.",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics listener (SESSIONS_METRICS_PORT); 0 disables.",
+    )
+    history_ttl_s: int = Field(
+        default=86_400,
+        gt=0,
+        description=(
+            "Default time to live of conversation history and stored responses, in seconds "
+            "(24 h): rows get expires_at = created_at + this unless a request asks otherwise."
+        ),
+    )

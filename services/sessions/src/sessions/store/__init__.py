@@ -1,0 +1,1 @@
+"""Sessions storage: table models (``models``)."""
