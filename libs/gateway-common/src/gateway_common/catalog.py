@@ -50,7 +50,8 @@ class ProviderEntry(_Strict):
     )
     base_url: str = Field(description="Base URL up to and including the API version, e.g. .../v1.")
     api_key_env: str | None = Field(
-        default=None, description="Environment variable that holds the provider key (never the key)."
+        default=None,
+        description="Environment variable that holds the provider key (never the key).",
     )
     connect_timeout_s: float = Field(default=5.0, gt=0, description="TCP/TLS connect timeout.")
     read_timeout_s: float = Field(default=60.0, gt=0, description="Max wait between bytes.")
@@ -112,7 +113,9 @@ class Catalog(_Strict):
                     raise ValueError(f"models.{name}: unknown provider {dep.provider!r}")
             for public in (name, *model.aliases):
                 if public in seen:
-                    raise ValueError(f"models.{name}: name {public!r} already used by {seen[public]}")
+                    raise ValueError(
+                        f"models.{name}: name {public!r} already used by {seen[public]}"
+                    )
                 seen[public] = name
         return self
 
