@@ -1,0 +1,42 @@
+"""Router settings (environment, prefix ``ROUTER_``), built once by ``__main__``.
+
+Shared fields (``NATS_URL``, ``GATEWAY_LOG_LEVEL``, ...) come from
+``BaseServiceSettings``. The model catalog itself is a file
+(``ROUTER_CATALOG_PATH``), parsed by ``gateway_common.catalog`` and reloaded
+by ``router.catalog.LiveCatalog`` when it changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway_common.settings import BaseServiceSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+__all__ = ["RouterSettings"]
+
+
+class RouterSettings(BaseServiceSettings):
+    """Everything the router reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", populate_by_name=True)
+
+    service_name: str = Field(
+        default="router", description="Name used in logs, traces and metrics."
+    )
+    host: str = Field(default="127.0.0.1", description="Interface the gRPC server binds.")
+    port: int = Field(default=50051, ge=0, le=65535, description="gRPC port (0: any free port).")
+    catalog_path: Path = Field(
+        default=Path("config/catalog.yaml"),
+        description="Model catalog file (schema: gateway_common.catalog); reloaded on change.",
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics listener on ``host``; 0 disables it.",
+    )
+    catalog_poll_s: float = Field(
+        default=2.0, gt=0, description="Seconds between checks of the catalog file for changes."
+    )

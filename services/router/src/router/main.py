@@ -1,0 +1,104 @@
+"""Composition root: ``serve(settings)`` builds the router and runs it until a signal.
+
+Build order (shutdown runs in reverse, owned by one ``AsyncExitStack``):
+
+    settings -> telemetry -> NATS + JetStream streams -> metrics -> live catalog
+    (one pooled HTTP client per provider) -> failover, usage publisher, service
+    -> grpc.aio server (context interceptor, health) -> Prometheus listener
+
+SIGTERM/SIGINT stop the server with a 5 s grace for in-flight calls, then
+close the provider clients and drain NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+import grpc
+from gateway.router.v1 import router_pb2, router_pb2_grpc
+from gateway_common import nats as gw_nats
+from gateway_common import telemetry
+from gateway_common.grpc import ContextInterceptor, add_health, set_serving
+from prometheus_client import REGISTRY, start_http_server
+
+from .catalog import LiveCatalog
+from .config import RouterSettings
+from .failover import Failover
+from .handlers import RouterServicer
+from .metrics import RouterMetrics
+from .providers.registry import build_adapters
+from .service import RouterService
+from .usage import UsagePublisher
+
+__all__ = ["SHUTDOWN_GRACE_S", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds in-flight calls get to finish once a stop signal arrives.
+SHUTDOWN_GRACE_S = 5.0
+
+_SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+
+
+async def serve(settings: RouterSettings) -> None:
+    """Run the router until SIGTERM or SIGINT; returns after a clean shutdown."""
+    tracer = telemetry.setup(
+        service=settings.service_name,
+        log_level=settings.log_level,
+        otel_endpoint=settings.otel_endpoint,
+    )
+    # httpx logs every provider request at INFO: too costly and noisy on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(telemetry.shutdown, tracer)
+
+        nc = await gw_nats.connect(settings.nats_url, name=settings.service_name)
+        stack.push_async_callback(nc.drain)
+        js = nc.jetstream()
+        await gw_nats.ensure_streams(js)
+
+        metrics = RouterMetrics(REGISTRY)
+        catalog = LiveCatalog(
+            settings.catalog_path,
+            lambda cat, *, reuse: build_adapters(cat, os.environ, reuse=reuse),
+            metrics,
+            poll_s=settings.catalog_poll_s,
+        )
+        await catalog.load()
+        stack.push_async_callback(catalog.aclose)
+        catalog.start()
+
+        service = RouterService(catalog, Failover(metrics), UsagePublisher(js, metrics))
+        server = grpc.aio.server(interceptors=[ContextInterceptor()])
+        router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), server)
+        health = add_health(server)
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        await server.start()
+        stack.push_async_callback(server.stop, SHUTDOWN_GRACE_S)
+        await set_serving(health, _SERVICE_NAME)
+
+        if settings.metrics_port > 0:
+            http_server, _ = start_http_server(
+                settings.metrics_port, addr=settings.host, registry=REGISTRY
+            )
+            stack.callback(http_server.shutdown)
+
+        log.info("router serving gRPC on %s:%d", settings.host, port)
+        await _wait_for_signal()
+        log.info("stopping: %.0f s grace for in-flight calls", SHUTDOWN_GRACE_S)
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,52 @@
+"""The router's Prometheus metrics, registered on a registry ``main`` passes in.
+
+Nothing is registered at import: ``RouterMetrics(registry)`` is built once by
+``main`` (the process registry) or per test (a fresh ``CollectorRegistry``).
+Label values come from the catalog (provider, deployment, model) or from our
+error codes, so cardinality is bounded by configuration.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["RouterMetrics"]
+
+_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class RouterMetrics:
+    """Counters and histograms the router updates; one instance per process."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.attempts = Counter(
+            "router_upstream_attempts",
+            "Provider calls attempted, by deployment and outcome (ok or our error code).",
+            ["provider", "deployment", "outcome"],
+            registry=registry,
+        )
+        self.failovers = Counter(
+            "router_failovers",
+            "Moves to the next deployment of a model after a retryable failure.",
+            ["model"],
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "router_upstream_latency_seconds",
+            "Time to a provider's answer (unary) or first chunk (stream), successful attempts.",
+            ["provider", "deployment", "operation"],
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.usage_unrecorded = Counter(
+            "router_usage_unrecorded",
+            "Provider calls for which no usage event was published, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.catalog_reloads = Counter(
+            "router_catalog_reloads",
+            "Catalog file reloads, by result (ok or error).",
+            ["result"],
+            registry=registry,
+        )

@@ -1,0 +1,149 @@
+"""The router's domain flow, between the gRPC servicer and the providers.
+
+    Call --resolve--> Route --Failover--> provider result --usage--> answer
+
+``complete`` answers a unary call once its usage event is acknowledged.
+``stream`` yields, in order: the ``RouteInfo`` (once the first chunk has
+arrived), each chunk's JSON bytes, then the final ``Usage``; a failure after
+the first chunk is yielded as a ``GatewayError`` and ends the stream. Errors
+before the first chunk are raised. Each call holds a catalog lease for as
+long as it uses a provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias, cast
+
+from gateway_common.errors import GatewayError, InvalidRequest
+
+from .catalog import LiveCatalog
+from .failover import Failover, Invoke, RouteInfo
+from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
+from .routing import Candidate, Route, RoutingTable
+from .usage import Payer, Status, UsageSink
+
+__all__ = ["Call", "RouterService", "StreamEvent"]
+
+log = logging.getLogger(__name__)
+
+#: What ``RouterService.stream`` yields.
+StreamEvent: TypeAlias = RouteInfo | bytes | Usage | GatewayError
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request from the edge, decoded once. ``body`` is read-only."""
+
+    operation: Operation
+    model: str
+    body: Mapping[str, Any]
+    payer: Payer
+    provider_key: str | None = None
+
+    def provider_request(self) -> ProviderRequest:
+        """The request template; failover fills in each attempt's provider model."""
+        return ProviderRequest(
+            operation=self.operation,
+            body=self.body,
+            provider_key=self.provider_key,
+            request_id=self.payer.request_id,
+        )
+
+    def __repr__(self) -> str:  # the body and key stay out of logs
+        return (
+            f"Call({self.operation!r}, model={self.model!r}, request_id={self.payer.request_id!r})"
+        )
+
+
+async def _complete(
+    candidate: Candidate, req: ProviderRequest, deadline: float | None
+) -> Completion:
+    return await candidate.adapter.complete(req, deadline=deadline)
+
+
+async def _embed(candidate: Candidate, req: ProviderRequest, deadline: float | None) -> Completion:
+    # _route_for kept only candidates whose adapter is an EmbeddingsAdapter.
+    return await cast(EmbeddingsAdapter, candidate.adapter).embed(req, deadline=deadline)
+
+
+def _route_for(table: RoutingTable, call: Call) -> Route:
+    route = table.resolve(call.model)
+    if call.operation != "embeddings":
+        return route
+    candidates = tuple(c for c in route.candidates if isinstance(c.adapter, EmbeddingsAdapter))
+    if not candidates:
+        raise InvalidRequest(f"The model `{call.model}` does not serve embeddings", param="model")
+    return replace(route, candidates=candidates)
+
+
+class RouterService:
+    """Routes calls over the live catalog and records their usage; one per process."""
+
+    def __init__(self, catalog: LiveCatalog, failover: Failover, usage: UsageSink) -> None:
+        self._catalog = catalog
+        self._failover = failover
+        self._usage = usage
+
+    @property
+    def catalog(self) -> LiveCatalog:
+        return self._catalog
+
+    async def complete(self, call: Call, *, deadline: float | None) -> tuple[Completion, RouteInfo]:
+        """One unary call; raises ``GatewayError``."""
+        invoke: Invoke[Completion] = _embed if call.operation == "embeddings" else _complete
+        async with self._catalog.lease() as table:
+            completion, info = await self._failover.call(
+                _route_for(table, call), call.provider_request(), invoke, deadline=deadline
+            )
+        await self._usage.record(call.payer, call.operation, info, completion.usage)
+        return completion, info
+
+    async def stream(
+        self, call: Call, *, deadline: float | None
+    ) -> AsyncGenerator[StreamEvent, None]:
+        """One streaming call (see the module docstring for the event order).
+
+        Close it with ``aclose()`` when stopping early: that closes the
+        provider stream. A cancelled stream publishes usage only if the
+        provider had already reported it.
+        """
+        async with self._catalog.lease() as table:
+            committed = await self._failover.stream(
+                _route_for(table, call), call.provider_request(), deadline=deadline
+            )
+            info = committed.info
+            usage: Usage | None = None
+            try:
+                async with contextlib.aclosing(committed) as chunks:
+                    yield info
+                    async for chunk in chunks:
+                        usage = chunk.usage or usage
+                        if chunk.data is not None:
+                            yield chunk.data
+            except GatewayError as err:
+                log.warning("stream on %s failed mid-way: %s", info.deployment, err.message)
+                await self._record_quietly(call, info, usage, "error")
+                yield err
+                return
+            except (asyncio.CancelledError, GeneratorExit):
+                await asyncio.shield(self._record_quietly(call, info, usage, "cancelled"))
+                raise
+        try:
+            await self._usage.record(call.payer, call.operation, info, usage)
+        except GatewayError as err:
+            yield err
+            return
+        yield usage or Usage()
+
+    async def _record_quietly(
+        self, call: Call, info: RouteInfo, usage: Usage | None, status: Status
+    ) -> None:
+        # The sink logs and counts its own failures; on these paths the caller
+        # must see the provider's error or the cancellation, not ours.
+        with contextlib.suppress(GatewayError):
+            await self._usage.record(call.payer, call.operation, info, usage, status=status)
