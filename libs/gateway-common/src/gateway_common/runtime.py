@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import nats.errors
 import uvloop
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -174,7 +173,9 @@ async def pull_loop(
         while not stop.is_set():
             try:
                 msgs = await sub.fetch(batch_size, timeout=fetch_timeout_s)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # nats-py raises its own TimeoutError on an empty fetch, but a bare
+                # asyncio.TimeoutError from some of its internal waits: both mean "nothing yet".
                 continue
             for index, msg in enumerate(msgs):
                 if stop.is_set():

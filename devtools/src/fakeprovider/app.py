@@ -1,0 +1,244 @@
+"""The fake provider's ASGI application (raw ASGI: it sits on the benchmark's hot path).
+
+Routes::
+
+    GET    /v1/models              the three mock models
+    POST   /v1/chat/completions    deterministic chat answer, JSON or SSE
+    POST   /v1/embeddings          deterministic vectors, float or base64
+    GET    /healthz                liveness, never faulted
+    GET    /_fake/requests         what was received (``recorder``)
+    DELETE /_fake/requests         forget it
+
+Every ``/v1`` route also answers under ``/fault/<spec>/v1/...``. Order of work
+for an API request: parse faults -> read and parse the body -> record ->
+``delay_ms`` -> ``reset`` -> ``status`` -> answer (``break_after`` and
+``chunk_delay_ms`` apply while streaming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from fakeprovider import replies
+from fakeprovider.config import FakeProviderSettings
+from fakeprovider.faults import Faults, FaultSpecError, drop_connection, split_fault_path
+from fakeprovider.recorder import RecordedRequest, RequestLog
+
+__all__ = ["FakeProviderApp", "create_app"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_JSON = (b"content-type", b"application/json")
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+]
+_DONE = b"data: [DONE]\n\n"
+
+
+class FakeProviderApp:
+    """ASGI callable. State (the request log) lives on the instance, one per server."""
+
+    def __init__(self, *, history: int = 1000) -> None:
+        self.log = RequestLog(history)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if path == "/healthz":
+            await _json(send, 200, {"status": "ok"})
+        elif path == "/_fake/requests":
+            await self._admin(method, send)
+        else:
+            await self._api(scope, receive, send, method, path)
+
+    async def _admin(self, method: str, send: Send) -> None:
+        if method == "GET":
+            await _json(send, 200, {"requests": self.log.snapshot()})
+        elif method == "DELETE":
+            self.log.clear()
+            await _json(send, 200, {"cleared": True})
+        else:
+            await _error(send, 405, f"method {method} not allowed")
+
+    async def _api(
+        self, scope: Scope, receive: Receive, send: Send, method: str, path: str
+    ) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw = await _read_body(receive)
+        try:
+            spec, api_path = split_fault_path(path)
+            faults = Faults.from_request(spec, headers)
+        except FaultSpecError as exc:
+            await _error(send, 400, str(exc), code="bad_fault_spec")
+            return
+        body: Any = None
+        if raw:
+            try:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                await _error(send, 400, "request body is not valid JSON")
+                return
+        entry = self.log.record(method, path, headers, body)
+        if faults.delay_ms:
+            await asyncio.sleep(faults.delay_ms / 1000)
+        if faults.reset:
+            entry.broken = True
+            await drop_connection(send, receive)
+            return
+        extra = [(b"retry-after", faults.retry_after.encode())] if faults.retry_after else []
+        if faults.status is not None:
+            entry.status = faults.status
+            message = f"fake provider: injected status {faults.status}"
+            await _error(send, faults.status, message, code="injected_fault", headers=extra)
+            entry.completed = True
+            return
+        status = await self._route(method, api_path, body, entry, faults, extra, send, receive)
+        entry.status = status
+
+    async def _route(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        entry: RecordedRequest,
+        faults: Faults,
+        extra: list[tuple[bytes, bytes]],
+        send: Send,
+        receive: Receive,
+    ) -> int:
+        """Answer one API request; return the HTTP status sent."""
+        if path == "/v1/models":
+            if method != "GET":
+                return await _error(send, 405, f"method {method} not allowed")
+            await _json(send, 200, replies.model_list(), extra)
+        elif path not in ("/v1/chat/completions", "/v1/embeddings"):
+            return await _error(send, 404, f"no route {path}", code="not_found")
+        elif method != "POST":
+            return await _error(send, 405, f"method {method} not allowed")
+        elif not isinstance(body, dict):
+            return await _error(send, 400, "request body must be a JSON object")
+        elif path == "/v1/embeddings":
+            try:
+                answer = replies.embeddings(body)
+            except ValueError as exc:
+                return await _error(send, 400, str(exc), code="invalid_value")
+            await _json(send, 200, answer, extra)
+        elif not isinstance(body.get("messages"), list):
+            return await _error(send, 400, "'messages' must be an array", code="invalid_value")
+        elif body.get("stream"):
+            entry.stream = True
+            await _stream(send, receive, entry, replies.chat_chunks(body), faults, extra)
+            return 200
+        else:
+            await _json(send, 200, replies.chat_completion(body), extra)
+        entry.completed = True
+        return 200
+
+
+def create_app(settings: FakeProviderSettings) -> FakeProviderApp:
+    """Composition root: a fresh app with its own request log."""
+    return FakeProviderApp(history=settings.history)
+
+
+async def _stream(
+    send: Send,
+    receive: Receive,
+    entry: RecordedRequest,
+    chunks: list[bytes],
+    faults: Faults,
+    extra: list[tuple[bytes, bytes]],
+) -> None:
+    """Send ``chunks`` as SSE then ``[DONE]``, honouring ``break_after``/``chunk_delay_ms``.
+
+    Without those faults the whole stream goes out in one write: the fastest path,
+    and the client still parses one event per chunk. With them, events go out one
+    by one while a watcher task waits for ``http.disconnect``, so a client that
+    leaves mid-stream is recorded as ``disconnected``.
+    """
+    frames = [b"data: " + chunk + b"\n\n" for chunk in chunks]
+    frames.append(_DONE)
+    await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra})
+    if faults.break_after is None and not faults.chunk_delay_ms:
+        await send({"type": "http.response.body", "body": b"".join(frames)})
+        entry.completed = True
+        return
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        for index, frame in enumerate(frames):
+            if index == faults.break_after:
+                entry.broken = True
+                await drop_connection(send, receive)
+                return
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if faults.chunk_delay_ms:
+                await asyncio.sleep(faults.chunk_delay_ms / 1000)
+            if watcher.done():
+                entry.disconnected = True
+                return
+        await send({"type": "http.response.body", "body": b""})
+        entry.completed = True
+    finally:
+        watcher.cancel()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    while message.get("more_body"):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+async def _json(
+    send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    data = orjson.dumps(payload)
+    headers = [_JSON, (b"content-length", str(len(data)).encode())]
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _error(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> int:
+    """Send an OpenAI error object; return ``status`` so callers can ``return await``."""
+    await _json(send, status, replies.error_body(status, message, code=code), headers)
+    return status
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

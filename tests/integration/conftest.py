@@ -1,0 +1,159 @@
+"""Integration fixtures: real stacks (nats-server, the five services, the fake provider).
+
+``stack`` is parametrized over the two storage backends (ids ``sqlite`` and
+``postgres``), so every test that uses it, directly or through ``api_key``,
+``base_url``, ``openai_client`` or ``fake_provider_url``, runs on both. Each
+backend's stack is started once per session on free ports with its own data dir;
+pytest groups the tests by backend. ``postgres_stack`` runs on a throwaway
+database ``sy_it_<random>`` created on the local server and dropped at the end;
+when that server is unreachable the postgres half is skipped, and the terminal
+summary says which backends ran and why one was skipped.
+
+A catalog at ``tests/integration/catalog.yaml``, if present, replaces the
+repository's ``config/catalog.yaml``; either way its dev fake provider URLs
+(127.0.0.1:8090) are moved to the stack's fake provider.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import psycopg
+import pytest
+from devtools.ports import PortPlan
+from devtools.stack import Stack, StackConfig, render_catalog
+from psycopg import sql
+
+_PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+_PG_ADMIN_DB = "test"
+_CATALOG = Path(__file__).with_name("catalog.yaml")
+_BACKENDS = pytest.StashKey[dict[str, str]]()
+
+
+def _note(config: pytest.Config, backend: str, outcome: str) -> None:
+    config.stash.setdefault(_BACKENDS, {})[backend] = outcome
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Say which storage backends the integration tests ran on."""
+    backends = config.stash.get(_BACKENDS, {})
+    if not backends:
+        return
+    terminalreporter.write_sep("-", "integration backends")
+    for backend in ("sqlite", "postgres"):
+        terminalreporter.write_line(f"{backend}: {backends.get(backend, 'not requested')}")
+
+
+def _start(data_dir: Path, database_url: str | None) -> Stack:
+    ports = PortPlan.free()
+    catalog = None
+    if _CATALOG.exists():
+        catalog = data_dir / "catalog.yaml"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        catalog.write_text(render_catalog(_CATALOG, f"http://127.0.0.1:{ports.fake_provider}"))
+    stack = Stack(
+        StackConfig(
+            data_dir=data_dir,
+            ports=ports,
+            database_url=database_url,
+            catalog_path=catalog,
+            api_key="sk-sy-it-" + secrets.token_urlsafe(16),
+            admin_token="sy-admin-it-" + secrets.token_urlsafe(16),
+        )
+    )
+    stack.start()
+    return stack
+
+
+@pytest.fixture(scope="session")
+def sqlite_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A stack on SQLite files under a temporary data dir."""
+    stack = _start(tmp_path_factory.mktemp("stack-sqlite"), None)
+    _note(request.config, "sqlite", "ran")
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this session, dropped afterwards."""
+    name = f"sy_it_{secrets.token_hex(6)}"
+    try:
+        admin = psycopg.connect(f"{_PG_SERVER}/{_PG_ADMIN_DB}", autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        reason = f"PostgreSQL at {_PG_SERVER} unreachable: {' '.join(str(exc).split())}"
+        _note(request.config, "postgres", f"skipped ({reason})")
+        pytest.skip(reason)
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{_PG_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{_PG_SERVER}/{_PG_ADMIN_DB}", autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def postgres_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_url: str
+) -> Iterator[Stack]:
+    """A stack whose services all use the throwaway PostgreSQL database."""
+    stack = _start(tmp_path_factory.mktemp("stack-postgres"), postgres_url)
+    _note(request.config, "postgres", f"ran (database {postgres_url.rsplit('/', 1)[1]})")
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ],
+)
+def stack(request: pytest.FixtureRequest) -> Stack:
+    """The running stack of the backend under test."""
+    backend: Stack = request.getfixturevalue(f"{request.param}_stack")
+    return backend
+
+
+@pytest.fixture
+def api_key(stack: Stack) -> str:
+    """The dev API key (project ``default``, all scopes)."""
+    assert stack.config.api_key is not None
+    return stack.config.api_key
+
+
+@pytest.fixture
+def base_url(stack: Stack) -> str:
+    """The edge's origin, e.g. ``http://127.0.0.1:PORT`` (OpenAI routes under ``/v1``)."""
+    return stack.base_url
+
+
+@pytest.fixture
+def fake_provider_url(stack: Stack) -> str:
+    """The fake provider's origin (``/_fake/requests`` shows what reached it)."""
+    return stack.fake_provider_url
+
+
+@pytest.fixture
+def openai_client(base_url: str, api_key: str) -> Iterator[openai.OpenAI]:
+    """The official OpenAI SDK pointed at the gateway, without SDK retries."""
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0, timeout=30)
+    try:
+        yield client
+    finally:
+        client.close()
