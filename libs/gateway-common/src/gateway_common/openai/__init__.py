@@ -1,1 +1,32 @@
-"""Typed OpenAI wire models, parsed only where a body must be read or checked."""
+"""Typed OpenAI wire models, parsed only where a body must be read or checked.
+
+The gateway forwards request bodies as the bytes the client sent, so these
+models exist to *check* a body (and to read the few fields the gateway acts
+on: ``model``, ``stream``), not to re-serialize it. Request models therefore
+type only what the gateway reads and keep every other field
+(``extra="allow"``): a new OpenAI parameter passes through without a change
+here. Response models (``Model``, ``ModelList``, ``ErrorResponse``) are the
+shapes the gateway itself produces.
+
+    requests    ChatCompletionRequest (ChatMessage, ContentPart, StreamOptions),
+                EmbeddingRequest
+    responses   Model, ModelList, ModelPricing, ErrorObject, ErrorResponse
+"""
+
+from ._chat import ChatCompletionRequest, ChatMessage, ContentPart, Role, StreamOptions
+from ._embeddings import EmbeddingRequest
+from ._responses import ErrorObject, ErrorResponse, Model, ModelList, ModelPricing
+
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "ContentPart",
+    "EmbeddingRequest",
+    "ErrorObject",
+    "ErrorResponse",
+    "Model",
+    "ModelList",
+    "ModelPricing",
+    "Role",
+    "StreamOptions",
+]

@@ -1,0 +1,1 @@
+"""The edge's HTTP surface: routes, dependencies, the error mapping, middleware."""

@@ -1,0 +1,80 @@
+"""FastAPI dependencies as ``Annotated`` aliases; routes declare what they need by type.
+
+    SettingsDep        EdgeSettings
+    RouterClientDep    RouterClient
+    ProxyDep           Proxy (the shared routed-endpoint flow)
+    StateDep           EdgeState (health checks only)
+    ApiKeyDep          KeyEntry of a valid key, any scope (401 otherwise)
+    ChatKeyDep         ... that also carries the ``chat`` scope (403 otherwise)
+    EmbeddingsKeyDep   ... that also carries the ``embeddings`` scope
+
+All are ``async def`` so FastAPI runs them inline rather than in a thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..auth import KeyEntry, Scope, require_scope
+from ..config import EdgeSettings
+from ..router_client import RouterClient
+from ..state import EdgeState
+from .proxy import Proxy
+
+__all__ = [
+    "ApiKeyDep",
+    "ChatKeyDep",
+    "EmbeddingsKeyDep",
+    "ProxyDep",
+    "RouterClientDep",
+    "SettingsDep",
+    "StateDep",
+]
+
+
+async def get_state(request: Request) -> EdgeState:
+    """The app's ``EdgeState`` (built by the lifespan)."""
+    state: EdgeState = request.app.state.edge
+    return state
+
+
+StateDep = Annotated[EdgeState, Depends(get_state)]
+
+
+async def get_settings(state: StateDep) -> EdgeSettings:
+    return state.settings
+
+
+async def get_router_client(state: StateDep) -> RouterClient:
+    return state.router
+
+
+async def get_proxy(state: StateDep) -> Proxy:
+    return state.proxy
+
+
+async def authenticate(request: Request, state: StateDep) -> KeyEntry:
+    """The caller's key, from ``Authorization: Bearer``; raises ``Unauthenticated``."""
+    return state.keys.authenticate(request.headers.get("authorization"))
+
+
+SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
+RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
+ProxyDep = Annotated[Proxy, Depends(get_proxy)]
+ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
+
+
+class _RequireScope:
+    """Dependency: the caller's key, if it carries ``scope``."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope: Scope = scope
+
+    async def __call__(self, key: ApiKeyDep) -> KeyEntry:
+        return require_scope(key, self.scope)
+
+
+ChatKeyDep = Annotated[KeyEntry, Depends(_RequireScope("chat"))]
+EmbeddingsKeyDep = Annotated[KeyEntry, Depends(_RequireScope("embeddings"))]

@@ -1,0 +1,21 @@
+"""``build_api_router``: every route of the edge, mounted once.
+
+Each route module owns its full path (OpenAI's are versioned under ``/v1``),
+so a matched route's ``path_format`` is the template metrics label by.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from .routes import chat, embeddings, health, models
+
+__all__ = ["build_api_router"]
+
+
+def build_api_router() -> APIRouter:
+    """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``."""
+    root = APIRouter()
+    for module in (health, chat, embeddings, models):
+        root.include_router(module.router)
+    return root

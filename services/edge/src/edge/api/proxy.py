@@ -1,0 +1,163 @@
+"""The shared flow of every routed endpoint: read, check, call the router, shape the response.
+
+A thin route (``routes/chat.py``, ``routes/embeddings.py``) authorizes, then
+calls ``Proxy.read`` with its request schema and ``Proxy.forward`` with the
+operation. The body sent to the router is the client's original bytes; the
+parsed model is used only to check the body and to read ``model``/``stream``.
+
+Streaming (``text/event-stream``): the first router event is awaited before
+any header is sent, so an error before the first token still gets its own
+status code. Then each chunk is framed ``data: <json>\\n\\n``; a good stream
+ends with ``data: [DONE]\\n\\n``; a failure after the first chunk is written
+as ``data: {"error": {...}}\\n\\n`` and the stream ends without ``[DONE]``.
+When the client goes away, the response task is cancelled and the
+``finally`` closes the router stream, which cancels the gRPC call.
+
+Both kinds of response carry ``x-switchyard-provider``, ``-deployment``,
+``-attempts`` and ``-overhead-ms`` (time to the router's answer, or to the
+first stream event, minus the router's reported upstream time).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TypeVar
+
+from fastapi import Request
+from gateway.router.v1 import router_pb2
+from gateway_common.errors import GatewayError, PayloadTooLarge, ServiceUnavailable, from_detail
+from gateway_common.telemetry import REQUEST_ID
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response, StreamingResponse
+
+from ..auth import KeyEntry
+from ..metrics import EdgeMetrics
+from ..router_client import CallContext, RouterClient
+from .errors import error_bytes, validation_error
+
+__all__ = ["Proxy"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_DONE = b"data: [DONE]\n\n"
+#: Metric label per operation, named as usage events name them.
+_OPERATION_LABELS = {
+    router_pb2.OPERATION_CHAT_COMPLETIONS: "chat.completions",
+    router_pb2.OPERATION_EMBEDDINGS: "embeddings",
+    router_pb2.OPERATION_RESPONSES: "responses",
+}
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _error_frame(err: GatewayError) -> bytes:
+    body = error_bytes(message=err.message, type=err.error_type, param=err.param, code=err.code)
+    return b"data: " + body + b"\n\n"
+
+
+class Proxy:
+    """Carries one request from the edge to the router and back (see module docstring)."""
+
+    def __init__(self, client: RouterClient, metrics: EdgeMetrics, *, max_body_bytes: int) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+
+    async def read(self, request: Request, schema: type[M]) -> tuple[bytes, M]:
+        """The raw body (at most ``max_body_bytes``) and its parse against ``schema``.
+
+        Raises ``PayloadTooLarge`` (413) or ``InvalidRequest`` (400).
+        """
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            raise self._too_large()
+        parts: list[bytes] = []
+        size = 0
+        async for part in request.stream():
+            size += len(part)
+            if size > self._max_body:
+                raise self._too_large()
+            parts.append(part)
+        raw = b"".join(parts)  # one part (the common case) is returned without a copy
+        try:
+            return raw, schema.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(include_url=False)) from None
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"Request body too large: the limit is {self._max_body} bytes.",
+            code="request_too_large",
+        )
+
+    async def forward(
+        self,
+        request: Request,
+        op: router_pb2.Operation.ValueType,
+        *,
+        model: str,
+        body: bytes,
+        stream: bool,
+        key: KeyEntry,
+    ) -> Response:
+        """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response."""
+        started: float = request.state.started_at
+        ctx = CallContext(
+            request_id=REQUEST_ID.get(), project_id=key.project_id, api_key_id=key.key_id
+        )
+        operation = _OPERATION_LABELS.get(op, "unspecified")
+        if not stream:
+            result = await self._client.complete(op, model, body, ctx)
+            headers = self._route_headers(result.route, started, operation)
+            return Response(result.body, media_type="application/json", headers=headers)
+
+        events = self._client.stream(op, model, body, ctx)
+        first = await anext(events, None)
+        if first is None:
+            raise ServiceUnavailable("The router ended the stream without an answer.")
+        kind = first.WhichOneof("event")
+        if kind == "error":
+            await events.aclose()
+            raise from_detail(first.error)
+        route = first.route if kind == "route" else router_pb2.RouteInfo()
+        headers = self._route_headers(route, started, operation)
+        return StreamingResponse(
+            self._sse(events, pending=None if kind == "route" else first),
+            media_type="text/event-stream",
+            headers={**headers, **_SSE_HEADERS},
+        )
+
+    def _route_headers(
+        self, route: router_pb2.RouteInfo, started: float, operation: str
+    ) -> dict[str, str]:
+        overhead = time.perf_counter() - started - route.upstream_ms / 1000
+        self._metrics.observe_overhead(operation=operation, seconds=overhead)
+        return {
+            "x-switchyard-provider": route.provider,
+            "x-switchyard-deployment": route.deployment,
+            "x-switchyard-attempts": str(route.attempts),
+            "x-switchyard-overhead-ms": f"{max(overhead, 0.0) * 1000:.3f}",
+        }
+
+    @staticmethod
+    async def _sse(
+        events: AsyncGenerator[router_pb2.StreamEvent, None],
+        *,
+        pending: router_pb2.StreamEvent | None,
+    ) -> AsyncIterator[bytes]:
+        try:
+            event = pending if pending is not None else await anext(events, None)
+            while event is not None:
+                kind = event.WhichOneof("event")
+                if kind == "chunk":
+                    yield b"data: " + event.chunk + b"\n\n"
+                elif kind == "error":
+                    yield _error_frame(from_detail(event.error))
+                    return
+                event = await anext(events, None)
+            yield _DONE
+        except GatewayError as err:
+            # The call itself failed mid-stream (router gone, deadline): report it in-band.
+            yield _error_frame(err)
+        finally:
+            await events.aclose()

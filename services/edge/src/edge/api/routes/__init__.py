@@ -1,0 +1,1 @@
+"""One ``APIRouter`` per module; ``api/main.py`` mounts them."""

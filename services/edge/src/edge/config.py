@@ -1,0 +1,77 @@
+"""Edge settings: ``EdgeSettings``, read from ``GATEWAY_*`` variables once, in ``__main__``.
+
+Shared fields (NATS, database, logging, tracing) come from
+``BaseServiceSettings``; the names are the operator contract in
+docs/architecture.md. The instance is passed down explicitly to
+``create_app``; no module reads the environment.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from gateway_common.settings import BaseServiceSettings
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+__all__ = ["DEV_SECRET_KEY", "EdgeSettings"]
+
+#: Placeholder HMAC key for development. Refused when ``GATEWAY_ENV=production``.
+DEV_SECRET_KEY = "switchyard-dev-secret-key-change-me"
+
+
+class EdgeSettings(BaseServiceSettings):
+    """Configuration of the edge (public HTTP) service."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", populate_by_name=True)
+
+    service_name: str = Field(
+        default="edge", description="Name used in logs, traces, metrics and the SQLite file name."
+    )
+    env: Literal["dev", "production"] = Field(
+        default="dev",
+        description="GATEWAY_ENV. 'production' refuses development placeholders (secret_key).",
+    )
+    host: str = Field(default="127.0.0.1", description="GATEWAY_HOST: interface to listen on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="GATEWAY_PORT: HTTP port.")
+    admin_token: SecretStr | None = Field(
+        default=None, description="GATEWAY_ADMIN_TOKEN: bearer token accepted by the admin API."
+    )
+    dev_api_key: SecretStr | None = Field(
+        default=None,
+        description="GATEWAY_DEV_API_KEY: key that `python -m edge ensure-dev-key` provisions.",
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRET_KEY),
+        description=(
+            "GATEWAY_SECRET_KEY: HMAC-SHA256 key for API-key hashes. Changing it invalidates "
+            "every stored key. The dev default is refused in production."
+        ),
+    )
+    router_addr: str = Field(
+        default="127.0.0.1:50051", description="GATEWAY_ROUTER_ADDR: router gRPC host:port."
+    )
+    request_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="GATEWAY_REQUEST_TIMEOUT_S: deadline of one request, passed to the router call.",
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        gt=0,
+        description="GATEWAY_MAX_BODY_BYTES: larger request bodies are refused with 413.",
+    )
+    key_refresh_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "GATEWAY_KEY_REFRESH_INTERVAL_S: full key-cache reload period; a safety net "
+            "behind keys.changed.v1 notifications, which reload at once."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _no_placeholder_in_production(self) -> EdgeSettings:
+        if self.env == "production" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            raise ValueError("GATEWAY_SECRET_KEY must be set to a real secret in production")
+        return self

@@ -1,0 +1,57 @@
+"""Prometheus metrics of one edge app, on a registry of its own (no process globals).
+
+switchyard_http_requests_total{route,method,status}     counter
+switchyard_http_request_duration_seconds{route}         histogram (whole response)
+switchyard_gateway_overhead_seconds{operation}          histogram: time the gateway
+    adds to a routed call = time to response (or first stream event) minus the
+    router's reported upstream time
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["EdgeMetrics"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
+
+
+class EdgeMetrics:
+    """The edge's collectors; ``render`` gives the Prometheus text exposition."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "switchyard_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ("route", "method", "status"),
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "switchyard_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route template.",
+            ("route",),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._overhead = Histogram(
+            "switchyard_gateway_overhead_seconds",
+            "Latency the gateway adds on top of the provider, by operation.",
+            ("operation",),
+            buckets=_OVERHEAD_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration."""
+        self._requests.labels(route, method, str(status)).inc()
+        self._duration.labels(route).observe(seconds)
+
+    def observe_overhead(self, *, operation: str, seconds: float) -> None:
+        """Record the gateway's own share of one routed call."""
+        self._overhead.labels(operation).observe(max(seconds, 0.0))
+
+    def render(self) -> bytes:
+        """Prometheus text format of every collector."""
+        return generate_latest(self.registry)

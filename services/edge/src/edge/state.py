@@ -1,0 +1,32 @@
+"""``EdgeState``: everything the lifespan builds, held on ``app.state.edge``.
+
+Routes never touch it directly; ``api/deps.py`` hands out its parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .api.proxy import Proxy
+from .auth import KeyCache
+from .config import EdgeSettings
+from .metrics import EdgeMetrics
+from .router_client import RouterClient
+
+__all__ = ["EdgeState"]
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeState:
+    """The live objects of one running edge app."""
+
+    settings: EdgeSettings
+    metrics: EdgeMetrics
+    nats: Client
+    engine: AsyncEngine
+    keys: KeyCache
+    router: RouterClient
+    proxy: Proxy

@@ -1,0 +1,91 @@
+"""Fixtures for the edge's tests.
+
+The edge runs in-process with its real lifespan, against real dependencies
+reached over sockets: a private nats-server, a SQLite file migrated with the
+edge's own Alembic history, and a grpc.aio server speaking the router
+contract with a scripted servicer (``support.ScriptedRouter``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from edge import EdgeSettings, create_app
+from edge.store import migrations_dir
+from gateway.router.v1 import router_pb2_grpc
+from gateway_common import db
+from gateway_common.grpc import add_health, set_serving
+
+from .support import SECRET, Edge, RouterServer, ScriptedRouter, free_port, seed_keys, wait_for_port
+
+NATS_BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "nats-server"
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private nats-server (JetStream on, temp store) for the whole session."""
+    port = free_port()
+    store = tmp_path_factory.mktemp("nats")
+    proc = subprocess.Popen(
+        [str(NATS_BIN), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def router() -> AsyncIterator[RouterServer]:
+    """A grpc.aio server on a free port speaking the router contract (scripted)."""
+    server = grpc.aio.server()
+    servicer = ScriptedRouter()
+    router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
+    health_servicer = add_health(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await set_serving(health_servicer)
+    try:
+        yield RouterServer(servicer, health_servicer, f"127.0.0.1:{port}")
+    finally:
+        await server.stop(grace=None)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A migrated SQLite database with empty tables."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'edge.db'}"
+    db.migrate(url=url, migrations_dir=migrations_dir(), service="edge")
+    return url
+
+
+@pytest.fixture
+def settings(nats_url: str, db_url: str, router: RouterServer) -> EdgeSettings:
+    return EdgeSettings(
+        nats_url=nats_url,
+        database_url=db_url,
+        router_addr=router.addr,
+        secret_key=SECRET,
+        max_body_bytes=64 * 1024,
+        request_timeout_s=10,
+    )
+
+
+@pytest.fixture
+async def edge(settings: EdgeSettings) -> AsyncIterator[Edge]:
+    """The edge app (real lifespan, seeded keys) behind httpx's ASGI transport."""
+    key_ids = await seed_keys(settings.resolved_database_url())
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            yield Edge(app, client, key_ids)
