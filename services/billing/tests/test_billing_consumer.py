@@ -138,10 +138,10 @@ async def test_consumer_bills_each_event_exactly_once(
         assert spend == [expected_total]
 
         samples = await scrape(metrics_port)
-        assert samples["billing_events_billed_total"] == len(events)
-        assert samples["billing_events_duplicate_total"] == 1
-        assert samples["billing_events_poison_total"] == 2
-        assert samples["billing_lag_seconds_count"] == len(events)
+        assert samples["switchyard_billing_events_billed_total"] == len(events)
+        assert samples["switchyard_billing_events_duplicate_total"] == 1
+        assert samples["switchyard_billing_events_poison_total"] == 2
+        assert samples["switchyard_billing_lag_seconds_count"] == len(events)
     finally:
         stop.set()
         started = loop_time()
@@ -177,13 +177,13 @@ async def test_a_database_outage_naks_and_the_event_is_billed_on_redelivery(
             first
         )
         assert (
-            registry.get_sample_value("billing_events_retried_total", {"reason": "transient"}) == 1
+            registry.get_sample_value("switchyard_billing_events_retried_total", {"reason": "transient"}) == 1
         )
 
         [again] = await sub.fetch(1, timeout=5)  # back after the nak delay, never acked
         assert again.metadata.num_delivered == 2
         await UsageHandler(sessions=db.make_sessionmaker(up), prices=prices, metrics=metrics)(again)
-        assert registry.get_sample_value("billing_events_billed_total") == 1
+        assert registry.get_sample_value("switchyard_billing_events_billed_total") == 1
 
         async with db.make_sessionmaker(up)() as session:
             amounts = (await session.exec(select(LedgerEntry.total_amount))).all()

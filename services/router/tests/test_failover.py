@@ -94,7 +94,7 @@ async def test_first_success_wins(metrics: RouterMetrics, registry: CollectorReg
     assert info.provider_model == "a-model"
     assert a.requests[0].provider_model == "a-model" and not b.requests
     labels = {"provider": "a", "deployment": "a/a-model", "outcome": "ok"}
-    assert _sample(registry, "router_upstream_attempts_total", **labels) == 1
+    assert _sample(registry, "switchyard_router_upstream_attempts_total", **labels) == 1
 
 
 @pytest.mark.timeout(5)
@@ -107,9 +107,9 @@ async def test_retryable_error_moves_on(
     assert (info.provider, info.attempts) == ("b", 2)
     assert b.requests[0].provider_model == "b-model"
     assert REQ.provider_model == ""  # the template is never changed
-    assert _sample(registry, "router_failovers_total", model="public") == 1
+    assert _sample(registry, "switchyard_router_failovers_total", model="public") == 1
     labels = {"provider": "a", "deployment": "a/a-model", "outcome": error.code}
-    assert _sample(registry, "router_upstream_attempts_total", **labels) == 1
+    assert _sample(registry, "switchyard_router_upstream_attempts_total", **labels) == 1
 
 
 @pytest.mark.timeout(5)

@@ -104,7 +104,7 @@ async def test_unknown_usage_publishes_nothing_and_is_counted(
     )
     info = await js.stream_info(subjects.USAGE_STREAM)
     assert info.state.messages == 0
-    assert registry.get_sample_value("router_usage_unrecorded_total", {"reason": "cancelled"}) == 1
+    assert registry.get_sample_value("switchyard_router_usage_unrecorded_total", {"reason": "cancelled"}) == 1
 
 
 @pytest.mark.timeout(20)

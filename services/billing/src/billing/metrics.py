@@ -27,26 +27,28 @@ class BillingMetrics:
         """Create the metrics on ``registry`` (once per registry)."""
         return cls(
             billed=Counter(
-                "billing_events_billed", "Usage events written to the ledger.", registry=registry
+                "switchyard_billing_events_billed",
+                "Usage events written to the ledger.",
+                registry=registry,
             ),
             duplicates=Counter(
-                "billing_events_duplicate",
+                "switchyard_billing_events_duplicate",
                 "Usage events already in the ledger (redeliveries), acked without effect.",
                 registry=registry,
             ),
             poison=Counter(
-                "billing_events_poison",
+                "switchyard_billing_events_poison",
                 "Usage messages that can never be billed (unparseable, unknown model), terminated.",
                 registry=registry,
             ),
             retried=Counter(
-                "billing_events_retried",
+                "switchyard_billing_events_retried",
                 "Usage messages nak'ed for redelivery after a failure.",
                 ["reason"],
                 registry=registry,
             ),
             lag=Histogram(
-                "billing_lag_seconds",
+                "switchyard_billing_lag_seconds",
                 "billed_at - occurred_at of each newly billed event.",
                 buckets=_LAG_BUCKETS,
                 registry=registry,

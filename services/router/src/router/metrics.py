@@ -20,32 +20,32 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.attempts = Counter(
-            "router_upstream_attempts",
+            "switchyard_router_upstream_attempts",
             "Provider calls attempted, by deployment and outcome (ok or our error code).",
             ["provider", "deployment", "outcome"],
             registry=registry,
         )
         self.failovers = Counter(
-            "router_failovers",
+            "switchyard_router_failovers",
             "Moves to the next deployment of a model after a retryable failure.",
             ["model"],
             registry=registry,
         )
         self.upstream_latency = Histogram(
-            "router_upstream_latency_seconds",
+            "switchyard_router_upstream_latency_seconds",
             "Time to a provider's answer (unary) or first chunk (stream), successful attempts.",
             ["provider", "deployment", "operation"],
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
         self.usage_unrecorded = Counter(
-            "router_usage_unrecorded",
+            "switchyard_router_usage_unrecorded",
             "Provider calls for which no usage event was published, by reason.",
             ["reason"],
             registry=registry,
         )
         self.catalog_reloads = Counter(
-            "router_catalog_reloads",
+            "switchyard_router_catalog_reloads",
             "Catalog file reloads, by result (ok or error).",
             ["result"],
             registry=registry,
