@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
 from devtools.ports import PortPlan, free_ports, port_in_use
 from devtools.run import dev_secrets
 from devtools.stack import Stack, StackConfig, StackError, render_catalog

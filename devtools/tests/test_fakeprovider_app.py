@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
+
 from fakeprovider import FakeProviderApp, replies
 
 pytestmark = pytest.mark.timeout(10)

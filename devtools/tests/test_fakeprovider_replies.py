@@ -8,6 +8,7 @@ import struct
 
 import orjson
 import pytest
+
 from fakeprovider import replies
 
 BODY = {

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from devtools.ports import free_port
 from devtools.procs import Child
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import (
     GatewayError,

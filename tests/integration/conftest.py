@@ -23,9 +23,10 @@ from pathlib import Path
 import openai
 import psycopg
 import pytest
+from psycopg import sql
+
 from devtools.ports import PortPlan
 from devtools.stack import Stack, StackConfig, render_catalog
-from psycopg import sql
 
 _PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 _PG_ADMIN_DB = "test"

@@ -9,8 +9,9 @@ import httpx
 import nats
 import orjson
 import pytest
-from devtools.stack import Stack
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from devtools.stack import Stack
 
 pytestmark = pytest.mark.integration
 

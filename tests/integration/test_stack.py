@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from devtools.ports import PortPlan, port_in_use
 from devtools.stack import SERVICES, Stack, StackConfig
 

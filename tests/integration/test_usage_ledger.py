@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+
 from devtools.stack import Stack
 from gateway_common.catalog import load_catalog
 from gateway_common.db import sync_url
-
 from tests.integration.helpers import poll
 
 pytestmark = pytest.mark.integration

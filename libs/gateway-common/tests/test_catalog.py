@@ -4,6 +4,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from gateway_common.catalog import CatalogError, load_catalog, parse_catalog
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from gateway_common.settings import DEFAULT_NATS_URL, BaseServiceSettings
 
 

@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from billing.main import MIGRATIONS_DIR
 from gateway_common import db
 from gateway_common.testing import PostgresUnavailable, nats_server, throwaway_postgres
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 CATALOG = """\
 version: 1

@@ -9,6 +9,12 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from nats.js.errors import NotFoundError
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func
+from sqlmodel import select
+
 from billing.config import BillingSettings
 from billing.handlers import UsageHandler
 from billing.main import run
@@ -20,11 +26,6 @@ from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.nats import ensure_streams
 from gateway_common.runtime import ensure_pull_consumer
 from gateway_common.testing import free_port, wait_for
-from nats.js.errors import NotFoundError
-from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func
-from sqlmodel import select
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -177,7 +178,10 @@ async def test_a_database_outage_naks_and_the_event_is_billed_on_redelivery(
             first
         )
         assert (
-            registry.get_sample_value("switchyard_billing_events_retried_total", {"reason": "transient"}) == 1
+            registry.get_sample_value(
+                "switchyard_billing_events_retried_total", {"reason": "transient"}
+            )
+            == 1
         )
 
         [again] = await sub.fetch(1, timeout=5)  # back after the nak delay, never acked

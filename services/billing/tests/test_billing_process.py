@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nats
 import pytest
+
 from gateway_common.testing import health_reply, service_process, wait_for
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,6 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from sqlalchemy import func
+from sqlalchemy.exc import StatementError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
 from billing.pricing import LineItem, price_usage
 from billing.store.models import (
     METADATA,
@@ -21,10 +26,6 @@ from gateway_common import db
 from gateway_common.catalog import Prices
 from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.testing import schema_drift
-from sqlalchemy import func
-from sqlalchemy.exc import StatementError
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
 
 PRICES = Prices(
     input=Decimal("0.000000075"),

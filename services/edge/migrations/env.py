@@ -1,8 +1,9 @@
 """Alembic environment of the edge: its own tables only, its own version table."""
 
+from sqlmodel import SQLModel
+
 from edge.store import models
 from gateway_common.db import run_alembic_env
-from sqlmodel import SQLModel
 
 _EDGE_TABLES = {models.Project.__tablename__, models.ApiKey.__tablename__}
 

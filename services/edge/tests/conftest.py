@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+
 from edge import EdgeSettings, create_app
 from edge.store import migrations_dir
 from gateway.router.v1 import router_pb2_grpc

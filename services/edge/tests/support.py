@@ -16,14 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import httpx
+from fastapi import FastAPI
+from grpc_health.v1 import health, health_pb2
+
 from edge.auth import ALL_SCOPES, hash_api_key
 from edge.store import ApiKeyCreate, repo
-from fastapi import FastAPI
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common import db
 from gateway_common.errors import GatewayError, to_detail
-from grpc_health.v1 import health, health_pb2
 
 SECRET = "test-secret-key"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from edge.auth import KeyCache, KeyEntry, require_scope
 from gateway_common.errors import PermissionDenied, Unauthenticated
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
+
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import (
     ModelNotFound,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from edge.config import DEV_SECRET_KEY, EdgeSettings
 from pydantic import ValidationError
+
+from edge.config import DEV_SECRET_KEY, EdgeSettings
 
 
 @pytest.fixture(autouse=True)

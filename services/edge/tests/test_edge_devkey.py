@@ -7,13 +7,14 @@ from pathlib import Path
 
 import nats
 import pytest
+from sqlmodel import select
+
 from edge.__main__ import main
 from edge.auth import ALL_SCOPES, hash_api_key
 from edge.config import EdgeSettings
 from edge.devkey import ensure_dev_key
 from edge.store import ApiKey, Project, migrations_dir
 from gateway_common import db, subjects
-from sqlmodel import select
 
 from .support import SECRET, free_port
 

@@ -6,9 +6,10 @@ import logging
 
 import orjson
 import pytest
+from pydantic import ValidationError
+
 from edge.api.errors import validation_error
 from gateway_common.openai import ChatCompletionRequest, EmbeddingRequest
-from pydantic import ValidationError
 
 from .support import Edge, auth
 

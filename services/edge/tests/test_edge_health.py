@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from gateway_common import db
 
 from .support import Edge, RouterServer, auth, free_port

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nats
 import pytest
+
 from edge.auth import hash_api_key
 from edge.store import ApiKey, ApiKeyCreate, repo
 from gateway_common import db, subjects

@@ -10,9 +10,10 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlmodel import SQLModel
+
 from edge.store import migrations_dir, models
 from gateway_common import db
-from sqlmodel import SQLModel
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 EDGE_TABLES = {models.Project.__tablename__, models.ApiKey.__tablename__}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from gateway.router.v1 import router_pb2
 
 from .support import Edge, RouterServer, auth

@@ -10,6 +10,7 @@ import openai
 import orjson
 import pytest
 import uvicorn
+
 from edge import EdgeSettings, create_app
 from gateway_common.errors import ModelNotFound
 

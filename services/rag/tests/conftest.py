@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from gateway_common.testing import PostgresUnavailable, nats_server, throwaway_postgres
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
+
 from router.metrics import RouterMetrics
 
 CATALOG = """

@@ -7,6 +7,8 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import CollectorRegistry
+
 from gateway_common.catalog import Deployment, ModelEntry
 from gateway_common.errors import (
     AllProvidersFailed,
@@ -15,7 +17,6 @@ from gateway_common.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from prometheus_client import CollectorRegistry
 from router.failover import Failover
 from router.metrics import RouterMetrics
 from router.providers.base import Completion, ProviderRequest, StreamChunk

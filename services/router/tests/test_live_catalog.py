@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from gateway_common.catalog import Catalog, CatalogError, ProviderEntry
 from prometheus_client import CollectorRegistry
+
+from gateway_common.catalog import Catalog, CatalogError, ProviderEntry
 from router.catalog import LiveCatalog
 from router.metrics import RouterMetrics
 from router.providers.base import ProviderAdapter
@@ -72,7 +73,9 @@ async def test_reload_swaps_and_retires_changed_providers_after_their_calls(
 
     await asyncio.wait_for(retired.closed.wait(), 2)
     assert not new.adapters["primary"].closed.is_set()  # type: ignore[attr-defined]
-    assert registry.get_sample_value("switchyard_router_catalog_reloads_total", {"result": "ok"}) == 1
+    assert (
+        registry.get_sample_value("switchyard_router_catalog_reloads_total", {"result": "ok"}) == 1
+    )
     await live.aclose()
     assert all(a.closed.is_set() for a in new.adapters.values())  # type: ignore[attr-defined]
 
@@ -98,7 +101,10 @@ async def test_broken_file_keeps_the_old_catalog(
     _rewrite(catalog_file, broken)
     assert not await live.reload_if_changed()
     assert live.table is before
-    assert registry.get_sample_value("switchyard_router_catalog_reloads_total", {"result": "error"}) == 1
+    assert (
+        registry.get_sample_value("switchyard_router_catalog_reloads_total", {"result": "error"})
+        == 1
+    )
     assert "catalog not reloaded" in caplog.text and str(catalog_file) in caplog.text
     assert not await live.reload_if_changed()  # reported once, not on every poll
     await live.aclose()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from gateway_common.catalog import parse_catalog
 from gateway_common.errors import ModelNotFound
 from router.routing import RoutingTable, split_provider

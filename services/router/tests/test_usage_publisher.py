@@ -13,11 +13,12 @@ import httpx
 import nats
 import orjson
 import pytest
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+
 from gateway_common import nats as gw_nats
 from gateway_common import subjects
 from gateway_common.errors import ServiceUnavailable
-from nats.js import JetStreamContext
-from prometheus_client import CollectorRegistry
 from router.failover import RouteInfo
 from router.metrics import RouterMetrics
 from router.providers.base import Usage
@@ -104,7 +105,12 @@ async def test_unknown_usage_publishes_nothing_and_is_counted(
     )
     info = await js.stream_info(subjects.USAGE_STREAM)
     assert info.state.messages == 0
-    assert registry.get_sample_value("switchyard_router_usage_unrecorded_total", {"reason": "cancelled"}) == 1
+    assert (
+        registry.get_sample_value(
+            "switchyard_router_usage_unrecorded_total", {"reason": "cancelled"}
+        )
+        == 1
+    )
 
 
 @pytest.mark.timeout(20)

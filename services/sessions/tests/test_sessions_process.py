@@ -7,9 +7,10 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import AckPolicy
+
 from gateway_common import subjects
 from gateway_common.testing import health_reply, service_process, wait_for
-from nats.js.api import AckPolicy
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -30,6 +30,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 
 import grpc
+
 from gateway.common.v1 import types_pb2
 
 __all__ = [

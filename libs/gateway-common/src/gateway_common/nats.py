@@ -8,6 +8,7 @@ so any service may call it at start-up in any order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -40,15 +41,29 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
-async def connect(url: str, *, name: str) -> Client:
-    """Connect to NATS, retrying forever on reconnect; the first connect must succeed."""
-    return await nats.connect(
-        servers=url.split(","),
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=5,
-    )
+async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0) -> Client:
+    """Connect to NATS; the first connect must succeed within ``first_connect_timeout_s``.
+
+    Once connected, the client reconnects forever (a NATS restart must not kill
+    a service). nats-py applies that same retry policy to the first connect, so
+    without the deadline a service started with NATS down would hang in start-up
+    instead of failing visibly.
+    """
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=url.split(","),
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+            ),
+            first_connect_timeout_s,
+        )
+    except TimeoutError as exc:
+        raise ConnectionError(
+            f"NATS at {url} did not answer within {first_connect_timeout_s:g} s"
+        ) from exc
 
 
 async def ensure_streams(js: JetStreamContext) -> None:

@@ -42,6 +42,10 @@ def setup(*, service: str, log_level: str, otel_endpoint: str | None) -> TracerP
     root.handlers[:] = [handler]
     root.setLevel(log_level.upper())
 
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        # The global provider can be set once per process; tests build several apps.
+        return current
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if otel_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter

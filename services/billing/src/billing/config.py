@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway_common.settings import BaseServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from gateway_common.settings import BaseServiceSettings
 
 __all__ = ["BillingSettings"]
 

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from gateway_common.events import UsageRecorded
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway_common.events import UsageRecorded
 
 from .metrics import BillingMetrics
 from .pricing import PriceBook, PricingError

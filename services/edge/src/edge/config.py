@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from gateway_common.settings import BaseServiceSettings
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
+from gateway_common.settings import BaseServiceSettings
 
 __all__ = ["DEV_SECRET_KEY", "EdgeSettings"]
 

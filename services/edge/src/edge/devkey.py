@@ -14,8 +14,9 @@ import logging
 
 import nats
 import orjson
-from gateway_common import db, subjects
 from nats.errors import NoServersError
+
+from gateway_common import db, subjects
 
 from .auth import ALL_SCOPES, hash_api_key
 from .config import EdgeSettings

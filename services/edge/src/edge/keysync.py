@@ -22,13 +22,14 @@ import logging
 from datetime import UTC, datetime
 from types import TracebackType
 
-from gateway_common import subjects
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway_common import subjects
 
 from .auth import KeyCache, KeyEntry
 from .store import ApiKey, repo

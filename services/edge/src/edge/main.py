@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 from fastapi import FastAPI
+
 from gateway_common import db, nats, telemetry
 from gateway_common.grpc import channel_options
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common.errors import (
@@ -30,7 +32,6 @@ from gateway_common.errors import (
     from_detail,
 )
 from gateway_common.grpc import REQUEST_ID_KEY
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 __all__ = ["ERROR_DETAIL_KEY", "CallContext", "Completion", "RouterClient", "map_rpc_error"]
 

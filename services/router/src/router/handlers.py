@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 import grpc
 import orjson
+
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common.catalog import ModelEntry

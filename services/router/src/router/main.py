@@ -19,11 +19,12 @@ import os
 import signal
 
 import grpc
+from prometheus_client import REGISTRY, start_http_server
+
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common import nats as gw_nats
 from gateway_common import telemetry
 from gateway_common.grpc import ContextInterceptor, add_health, set_serving
-from prometheus_client import REGISTRY, start_http_server
 
 from .catalog import LiveCatalog
 from .config import RouterSettings
@@ -83,7 +84,7 @@ async def serve(settings: RouterSettings) -> None:
 
         if settings.metrics_port > 0:
             http_server, _ = start_http_server(
-                settings.metrics_port, addr=settings.host, registry=REGISTRY
+                settings.metrics_port, addr=settings.metrics_host, registry=REGISTRY
             )
             stack.callback(http_server.shutdown)
 

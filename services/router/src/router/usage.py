@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import nats.errors
+from nats.js import JetStreamContext
+
 from gateway_common import subjects
 from gateway_common.errors import ServiceUnavailable
 from gateway_common.events import TokenUsage, UsageRecorded
-from nats.js import JetStreamContext
 
 from .failover import RouteInfo
 from .metrics import RouterMetrics

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 import httpx
 import orjson
 import pytest
+
 from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from router.providers import openai_compat

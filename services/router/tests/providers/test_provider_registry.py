@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+
 from gateway_common.catalog import CatalogError, parse_catalog
 from router.providers.registry import build_adapters
 

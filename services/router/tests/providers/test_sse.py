@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from router.providers.sse import ServerSentEvent, SSEDecoder
 
 STREAM = (

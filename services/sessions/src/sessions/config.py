@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from gateway_common.settings import BaseServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from gateway_common.settings import BaseServiceSettings
 
 __all__ = ["SessionsSettings"]
 

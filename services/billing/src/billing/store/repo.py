@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from gateway_common.events import UsageRecorded
 from sqlalchemy import insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from gateway_common.events import UsageRecorded
 
 from ..pricing import LineItem, exact_sum
 from .models import LedgerEntry, LedgerLineItem, SpendTotal

@@ -24,9 +24,10 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from gateway_common.errors import GatewayError, InvalidRequest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from gateway_common.errors import GatewayError, InvalidRequest
 
 __all__ = [
     "error_bytes",

@@ -22,9 +22,10 @@ import re
 import time
 import uuid
 
-from gateway_common.telemetry import REQUEST_ID
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway_common.telemetry import REQUEST_ID
 
 from ..metrics import EdgeMetrics
 from .errors import internal_error_bytes

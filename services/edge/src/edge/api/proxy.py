@@ -25,11 +25,12 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TypeVar
 
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.responses import Response, StreamingResponse
+
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import GatewayError, PayloadTooLarge, ServiceUnavailable, from_detail
 from gateway_common.telemetry import REQUEST_ID
-from pydantic import BaseModel, ValidationError
-from starlette.responses import Response, StreamingResponse
 
 from ..auth import KeyEntry
 from ..metrics import EdgeMetrics

@@ -27,6 +27,8 @@ from typing import Any
 
 import httpx
 import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import (
     GatewayError,
@@ -36,7 +38,6 @@ from gateway_common.errors import (
     ProviderUnavailable,
     map_exceptions,
 )
-from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .base import Completion, Operation, ProviderRequest, StreamChunk, Usage
 from .sse import SSEDecoder

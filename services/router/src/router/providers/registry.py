@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 import httpx
+
 from gateway_common.catalog import Catalog, CatalogError, ProviderEntry
 
 from . import openai_compat

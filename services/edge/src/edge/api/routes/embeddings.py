@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import Response
+
 from gateway.router.v1 import router_pb2
 from gateway_common.openai import EmbeddingRequest
-from starlette.responses import Response
 
 from ..deps import EmbeddingsKeyDep, ProxyDep
 

@@ -6,9 +6,10 @@ import asyncio
 
 import orjson
 from fastapi import APIRouter
-from gateway_common import db
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
+
+from gateway_common import db
 
 from ..deps import StateDep
 

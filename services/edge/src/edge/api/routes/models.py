@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import ModelNotFound
 from gateway_common.openai import Model, ModelList, ModelPricing
