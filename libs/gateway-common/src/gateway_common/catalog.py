@@ -12,7 +12,9 @@ that holds its key (``api_key_env``).
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -20,13 +22,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
+    "BreakerPolicy",
     "Capability",
     "Catalog",
     "CatalogError",
+    "DatedPrices",
+    "DatedSkuPrice",
     "Deployment",
     "ModelEntry",
     "Prices",
     "ProviderEntry",
+    "Resilience",
+    "RetryBudgetPolicy",
+    "RetryPolicy",
+    "SkuEntry",
     "load_catalog",
     "parse_catalog",
 ]
@@ -57,6 +66,17 @@ class ProviderEntry(_Strict):
     read_timeout_s: float = Field(default=60.0, gt=0, description="Max wait between bytes.")
     max_connections: int = Field(default=256, gt=0, description="Connection pool size.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra non-secret headers.")
+    api_version: str | None = Field(
+        default=None,
+        description="Azure OpenAI only, and required there: the api-version query parameter "
+        "sent on every call (e.g. 2024-10-21).",
+    )
+
+    @model_validator(mode="after")
+    def _azure_api_version(self) -> ProviderEntry:
+        if (self.kind == "azure_openai") != (self.api_version is not None):
+            raise ValueError("api_version is required for kind azure_openai and only for it")
+        return self
 
 
 class Deployment(_Strict):
@@ -66,6 +86,13 @@ class Deployment(_Strict):
     model: str = Field(description="Model name as the provider knows it.")
     name: str | None = Field(default=None, description="Deployment id; default provider/model.")
     weight: int = Field(default=1, ge=0, description="Load-balancing weight among equals.")
+    priority: int | None = Field(
+        default=None,
+        description=(
+            "Failover group, lowest first; deployments sharing a priority are load-balanced "
+            "(weighted, least in flight). Unset: the deployment's position in the list."
+        ),
+    )
 
     @property
     def id(self) -> str:
@@ -85,16 +112,132 @@ class Prices(_Strict):
     )
 
 
+class DatedPrices(_Strict):
+    """A price change: ``prices`` apply to usage that occurs at or after ``effective_from``."""
+
+    effective_from: datetime = Field(description="Timezone-aware start, e.g. 2026-01-01T00:00:00Z.")
+    prices: Prices
+
+
+class DatedSkuPrice(_Strict):
+    """A price change of an extra SKU, effective from ``effective_from`` on."""
+
+    effective_from: datetime = Field(description="Timezone-aware start, e.g. 2026-01-01T00:00:00Z.")
+    unit_price: Decimal = Field(ge=0, description="Per unit of the SKU.")
+
+
+def _check_history(history: list[DatedPrices] | list[DatedSkuPrice]) -> None:
+    starts = [change.effective_from for change in history]
+    if any(start.tzinfo is None for start in starts):
+        raise ValueError("effective_from must carry a timezone (e.g. a trailing Z)")
+    if any(later <= earlier for earlier, later in pairwise(starts)):
+        raise ValueError("effective_from must increase strictly down the history")
+
+
+class SkuEntry(_Strict):
+    """A billable unit beyond a model's tokens (routing inference, retrieval, ...)."""
+
+    unit_price: Decimal = Field(ge=0, description="Per unit, before any history entry applies.")
+    description: str = Field(
+        description="Shown on the line item, e.g. 'Inference for model routing'."
+    )
+    prices_history: list[DatedSkuPrice] = Field(
+        default_factory=list, description="Later price changes, oldest first."
+    )
+
+    @model_validator(mode="after")
+    def _history(self) -> SkuEntry:
+        _check_history(self.prices_history)
+        return self
+
+
 class ModelEntry(_Strict):
     """A public model: its name, aliases, where it is served, what it costs and can do."""
 
     aliases: list[str] = Field(default_factory=list, description="Other public names.")
     deployments: list[Deployment] = Field(min_length=1, description="Tried in order on failure.")
-    prices: Prices = Field(default_factory=Prices)
+    prices: Prices = Field(
+        default_factory=Prices, description="In effect before the first history entry."
+    )
+    prices_history: list[DatedPrices] = Field(
+        default_factory=list,
+        description=(
+            "Later price changes, oldest first; usage is priced at the entry in effect at its "
+            "occurred_at. Add a change ahead of its date so every reader has it in time."
+        ),
+    )
     context_window: int = Field(default=0, ge=0)
     max_output_tokens: int = Field(default=0, ge=0)
     capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "streaming"])
     owned_by: str = Field(default="switchyard")
+
+    @model_validator(mode="after")
+    def _history(self) -> ModelEntry:
+        _check_history(self.prices_history)
+        return self
+
+
+class BreakerPolicy(_Strict):
+    """When a deployment's circuit breaker opens and how it probes for recovery."""
+
+    consecutive_failures: int = Field(
+        default=5, ge=1, description="Retryable failures in a row that open the breaker."
+    )
+    failure_rate: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of failed calls within ``window_s`` that opens the breaker.",
+    )
+    min_calls: int = Field(
+        default=20, ge=1, description="Calls within ``window_s`` before ``failure_rate`` applies."
+    )
+    window_s: float = Field(default=30.0, gt=0, description="Window of the failure rate.")
+    cooldown_s: float = Field(
+        default=10.0, gt=0, description="Open time before one probe call is let through."
+    )
+
+
+class RetryPolicy(_Strict):
+    """How often one call may try again, and how long it waits before it does."""
+
+    passes: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "Passes over a model's deployments; each pass after the first retries, after a "
+            "backoff, the deployments that failed with a retryable error. 1: failover only."
+        ),
+    )
+    backoff_s: float = Field(
+        default=0.25, ge=0, description="Backoff before the second pass; doubles per pass."
+    )
+    max_backoff_s: float = Field(default=2.0, ge=0, description="Cap of one backoff.")
+    max_retry_after_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Longest Retry-After a call waits for; a longer one skips that deployment.",
+    )
+
+
+class RetryBudgetPolicy(_Strict):
+    """Bound on retries per router replica, so that an outage cannot cause a retry storm."""
+
+    ratio: float = Field(
+        default=0.2, ge=0, description="Retries allowed per call, over ``window_s``."
+    )
+    min_per_s: float = Field(
+        default=10.0, ge=0, description="Retries per second always allowed (low traffic)."
+    )
+    window_s: float = Field(default=10.0, gt=0, description="Window the budget is counted over.")
+
+
+class Resilience(_Strict):
+    """Circuit breaking, retries and the retry budget (router only; defaults suit most)."""
+
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    retry_budget: RetryBudgetPolicy = Field(default_factory=RetryBudgetPolicy)
 
 
 class Catalog(_Strict):
@@ -103,6 +246,12 @@ class Catalog(_Strict):
     version: Literal[1] = Field(description="Schema version of this file.")
     providers: dict[str, ProviderEntry]
     models: dict[str, ModelEntry]
+    resilience: Resilience = Field(
+        default_factory=Resilience, description="Failure handling of the router."
+    )
+    skus: dict[str, SkuEntry] = Field(
+        default_factory=dict, description="Extra SKUs by name, e.g. inference.resolving.*.in."
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Catalog:

@@ -14,6 +14,7 @@
         ├── ProviderUnavailable        502  UNAVAILABLE         retryable (connect errors, 429, 5xx)
         ├── ProviderRejected           502  FAILED_PRECONDITION not retryable (provider said 4xx)
         └── AllProvidersFailed         502  UNAVAILABLE         retryable if any child was
+                                       (429 / 504 when every attempt was rate limited / timed out)
 
 Each class carries ``http_status``, ``grpc_code``, ``code`` (a stable machine
 string) and ``retryable``; an instance carries a user-safe ``message`` and,
@@ -27,7 +28,7 @@ caller's API shape (``from_detail``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import grpc
 
@@ -188,14 +189,33 @@ class ProviderRejected(ProviderError):
 
 
 class AllProvidersFailed(ProviderError):
-    """Every deployment of the model failed; ``errors`` keeps each attempt's error."""
+    """Every attempt of a routed call failed.
+
+    ``failures`` keeps each attempt's ``(provider/deployment, error)`` in order (a
+    deployment retried appears once per attempt); ``errors`` maps each deployment
+    to its last error. The status is 502, except when every attempt failed the
+    same way: all rate limited (each error's status 429) gives 429
+    ``RESOURCE_EXHAUSTED``, so OpenAI clients back off and retry as they would
+    against OpenAI itself; all timed out (504) gives 504 ``DEADLINE_EXCEEDED``.
+    """
 
     code = "all_providers_failed"
 
-    def __init__(self, errors: Mapping[str, GatewayError]) -> None:
-        self.errors = dict(errors)
-        summary = "; ".join(f"{name}: {err.message}" for name, err in self.errors.items())
+    def __init__(
+        self, errors: Mapping[str, GatewayError] | Iterable[tuple[str, GatewayError]]
+    ) -> None:
+        self.failures = tuple(errors.items() if isinstance(errors, Mapping) else errors)
+        self.errors = dict(self.failures)
+        summary = "; ".join(f"{name}: {err.message}" for name, err in self.failures)
         super().__init__(f"All providers failed: {summary}" if summary else "No provider available")
+        statuses = {err.http_status for _, err in self.failures}
+        if statuses == {429}:
+            self.http_status = 429
+            self.grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+            self.error_type = "rate_limit_error"
+        elif statuses == {504}:
+            self.http_status = 504
+            self.grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
     @property  # type: ignore[override]
     def retryable(self) -> bool:
@@ -230,7 +250,7 @@ def to_detail(err: GatewayError) -> types_pb2.ErrorDetail:
         param=err.param or "",
     )
     if isinstance(err, AllProvidersFailed):
-        for name, child in err.errors.items():
+        for name, child in err.failures:
             provider, _, deployment = name.partition("/")
             detail.attempts.add(
                 provider=provider,

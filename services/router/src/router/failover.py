@@ -1,30 +1,61 @@
-"""Failover: try a model's deployments in catalog order, for retryable errors only.
+"""Failover: the attempts one call makes over a model's deployments, until one answers.
 
-    resolve -> [deployment 1] --retryable error--> [deployment 2] --> ... --> AllProvidersFailed
-                     |                                   |
-                     +-- success: result + RouteInfo     +-- non-retryable error: raised as is
+    plan (balancer) -> pass 1: each deployment once, in plan order
+                    -> pass 2..N (after a backoff): again, those that failed retryably
+                    -> AllProvidersFailed (every attempt's error, in order)
 
-Each attempt gets its own ``ProviderRequest`` (the immutable request with the
-deployment's model), so nothing one attempt did leaks into the next. No
-attempt starts once the call's deadline has passed. A stream is committed
-only when its first chunk has arrived: until then a failure moves on to the
-next deployment; after it, failures belong to the caller (the servicer turns
-them into one in-band error event).
+Order. ``router.balancer`` orders the deployments: priority groups lowest
+first (``Deployment.priority``; unset = list position, i.e. a plain ordered
+failover list), load-balanced within a group (least in flight per weight,
+then smooth weighted round robin), the rest of the group and the next groups
+as the failover order.
 
-Circuit breakers and retry budgets will plug in at ``Failover._plan``, which
-decides which candidates are tried and in what order.
+What moves on. Retryable errors (connection errors, timeouts, 429, 5xx) move
+to the next deployment at once: another deployment has no reason to be
+backed off. A non-retryable error (a 4xx: the request's own fault) is raised
+as it is, without trying anyone else.
+
+Bounds. ``resilience.retry.passes`` bounds the attempts (at most passes x
+deployments). Before a deployment is tried again it waits its backoff
+(``backoff_s`` doubling per pass, capped at ``max_backoff_s``, with jitter)
+or the ``Retry-After`` it sent, whichever is longer; a ``Retry-After`` above
+``max_retry_after_s``, or a wait that would end past the call's deadline,
+means that deployment is not tried again. No attempt starts after the
+deadline, and every attempt after the first spends from the replica's retry
+budget (``router.budget``); a spent budget ends the call.
+
+Circuit breakers. Each deployment has one (``router.breaker``): an open
+breaker skips its deployment (listed in the final error as ``circuit_open``,
+with the status of the failure that opened it) until a half-open probe
+succeeds. When every breaker is open the call fails
+at once: that is the point of a breaker.
+
+Streams. A stream is committed when its first chunk arrives; until then a
+failure moves on like any other. After it, failures belong to the caller (the
+servicer sends one in-band error event), and a retryable one still counts
+against the deployment's breaker.
+
+``RouteInfo.attempts`` is the number of attempts made, the successful one
+included (2 = one failure, then an answer); skipped deployments are not
+attempts. ``upstream_ms`` covers the attempts and the waits between them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Generic, TypeVar
 
+from gateway_common.catalog import Resilience, RetryPolicy
 from gateway_common.errors import AllProvidersFailed, GatewayError, ProviderUnavailable
 
+from .balancer import Balancer
+from .breaker import Breaker, Breakers
+from .budget import RetryBudget
 from .metrics import RouterMetrics
 from .providers.base import ProviderRequest, StreamChunk
 from .routing import Candidate, Route
@@ -41,8 +72,7 @@ Invoke = Callable[[Candidate, ProviderRequest, float | None], Awaitable[T]]
 
 @dataclass(frozen=True, slots=True)
 class RouteInfo:
-    """Who served a call. ``upstream_ms`` sums the time spent on every attempt
-    until the answer (unary) or the first chunk (stream) arrived."""
+    """Who served a call, after how many attempts, and the time spent on them."""
 
     provider: str
     deployment: str
@@ -52,19 +82,68 @@ class RouteInfo:
     upstream_ms: float
 
 
+class _Lease:
+    """What the successful attempt still holds: an in-flight slot and its breaker."""
+
+    __slots__ = ("_balancer", "_breaker", "_key", "_policy", "_released")
+
+    def __init__(self, balancer: Balancer, breaker: Breaker, key: str, policy: Resilience) -> None:
+        self._balancer = balancer
+        self._breaker = breaker
+        self._key = key
+        self._policy = policy
+        self._released = False
+
+    def release(self, error: GatewayError | None = None) -> None:
+        """Free the in-flight slot (once); a retryable ``error`` counts against the breaker."""
+        if self._released:
+            return
+        self._released = True
+        self._balancer.release(self._key)
+        if error is not None and error.retryable:
+            self._breaker.failed(self._policy.breaker, error.http_status)
+
+
+@dataclass(slots=True)
+class _CallState:
+    """What one call's attempts have done so far."""
+
+    route: Route
+    deadline: float | None
+    started: float
+    attempts: int = 0
+    previous: Candidate | None = None
+    failures: list[tuple[str, GatewayError]] = field(default_factory=list)
+    #: Deployment key -> earliest time it may be attempted again.
+    retry_at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Won(Generic[T]):
+    result: T
+    info: RouteInfo
+    lease: _Lease
+
+
 class CommittedStream:
     """A stream whose first chunk has arrived: an async iterator of its chunks.
 
     ``aclose()`` (e.g. via ``contextlib.aclosing``) closes the provider stream,
-    whether or not iteration has started.
+    whether or not iteration has started, and ends the deployment's in-flight
+    count. Errors raised while iterating are the provider's, after the commit.
     """
 
     def __init__(
-        self, info: RouteInfo, first: StreamChunk, rest: AsyncGenerator[StreamChunk, None]
+        self,
+        info: RouteInfo,
+        first: StreamChunk,
+        rest: AsyncGenerator[StreamChunk, None],
+        lease: _Lease | None = None,
     ) -> None:
         self.info = info
         self._first: StreamChunk | None = first
         self._rest = rest
+        self._lease = lease
 
     def __aiter__(self) -> CommittedStream:
         return self
@@ -73,18 +152,47 @@ class CommittedStream:
         if self._first is not None:
             first, self._first = self._first, None
             return first
-        return await anext(self._rest)
+        try:
+            return await anext(self._rest)
+        except GatewayError as err:
+            self._release(err)
+            raise
 
     async def aclose(self) -> None:
         """Close the provider stream."""
-        await self._rest.aclose()
+        try:
+            await self._rest.aclose()
+        finally:
+            self._release(None)
+
+    def _release(self, error: GatewayError | None) -> None:
+        if self._lease is not None:
+            self._lease.release(error)
 
 
 class Failover:
-    """Runs attempts over a route's candidates; one instance per process."""
+    """Runs a call's attempts over a route (see the module docstring); one per process.
 
-    def __init__(self, metrics: RouterMetrics) -> None:
+    Owns the per-process state that outlives catalog reloads: breakers,
+    in-flight counts and the retry budget. ``clock``, ``sleep`` and ``rng``
+    are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        metrics: RouterMetrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self._metrics = metrics
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.breakers = Breakers(metrics, clock)
+        self.balancer = Balancer(metrics)
+        self._budget = RetryBudget(clock)
 
     async def call(
         self, route: Route, req: ProviderRequest, invoke: Invoke[T], *, deadline: float | None
@@ -92,58 +200,158 @@ class Failover:
         """Return the first successful attempt's result and who served it.
 
         Raises a non-retryable ``GatewayError`` as soon as one occurs, and
-        ``AllProvidersFailed`` (every attempt's error, by ``provider/deployment``)
-        when the candidates or the deadline ran out.
+        ``AllProvidersFailed`` when the attempts, the deadline or the retry
+        budget ran out.
         """
-        errors: dict[str, GatewayError] = {}
-        spent = 0.0
-        for number, candidate in enumerate(self._plan(route), start=1):
-            if errors:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                self._metrics.failovers.labels(route.model).inc()
-            started = time.monotonic()
-            try:
-                result = await invoke(
-                    candidate, replace(req, provider_model=candidate.provider_model), deadline
-                )
-            except GatewayError as err:
-                spent += time.monotonic() - started
-                self._count(candidate, err.code)
-                if not err.retryable:
-                    raise
-                log.warning("attempt %d on %s failed: %s", number, candidate.key, err.message)
-                errors[candidate.key] = err
-                continue
-            elapsed = time.monotonic() - started
-            self._count(candidate, "ok")
-            self._metrics.upstream_latency.labels(
-                candidate.provider, candidate.deployment.id, req.operation
-            ).observe(elapsed)
-            info = RouteInfo(
-                provider=candidate.provider,
-                deployment=candidate.deployment.id,
-                attempts=number,
-                model=route.model,
-                provider_model=candidate.provider_model,
-                upstream_ms=(spent + elapsed) * 1000,
-            )
-            return result, info
-        raise AllProvidersFailed(errors)
+        won = await self._run(route, req, invoke, deadline)
+        won.lease.release()
+        return won.result, won.info
 
     async def stream(
         self, route: Route, req: ProviderRequest, *, deadline: float | None
     ) -> CommittedStream:
-        """Open a stream on the first candidate that delivers a first chunk (as ``call``)."""
-        (first, rest), info = await self.call(route, req, _peek, deadline=deadline)
-        return CommittedStream(info, first, rest)
+        """Open a stream on the first attempt that delivers a first chunk (as ``call``)."""
+        won = await self._run(route, req, _peek, deadline)
+        first, rest = won.result
+        return CommittedStream(won.info, first, rest, won.lease)
 
-    def _plan(self, route: Route) -> Sequence[Candidate]:
-        """The candidates to try, in order: today the catalog order, unfiltered."""
-        return route.candidates
+    async def _run(
+        self, route: Route, req: ProviderRequest, invoke: Invoke[T], deadline: float | None
+    ) -> _Won[T]:
+        policy = route.policy
+        self._budget.called(policy.retry_budget)
+        # Adapters whose provider requires an output cap (Anthropic) fall back to the catalog's.
+        req = replace(req, max_output_tokens=route.entry.max_output_tokens)
+        call = _CallState(route, deadline, started=self._clock())
+        queue = self.balancer.order(route)
+        for number in range(1, policy.retry.passes + 1):
+            again: list[Candidate] = []
+            for candidate in queue:
+                breaker = await self._gate(call, candidate, number)
+                if breaker is None:
+                    continue
+                try:
+                    result = await self._attempt(candidate, breaker, req, invoke, deadline, policy)
+                except GatewayError as err:
+                    if not err.retryable:
+                        raise
+                    log.warning("attempt %d on %s failed: %s", call.attempts, candidate.key, err)
+                    call.failures.append((candidate.key, err))
+                    when = self._next_try(err, number, policy.retry, deadline)
+                    if when is not None:
+                        call.retry_at[candidate.key] = when
+                        again.append(candidate)
+                    continue
+                info = RouteInfo(
+                    provider=candidate.provider,
+                    deployment=candidate.deployment.id,
+                    attempts=call.attempts,
+                    model=route.model,
+                    provider_model=candidate.provider_model,
+                    upstream_ms=(self._clock() - call.started) * 1000,
+                )
+                return _Won(result, info, _Lease(self.balancer, breaker, candidate.key, policy))
+            queue = again
+        raise AllProvidersFailed(call.failures)
+
+    async def _gate(self, call: _CallState, candidate: Candidate, number: int) -> Breaker | None:
+        """Let ``candidate`` be attempted now (its admitted breaker), or skip it (``None``).
+
+        Waits out its backoff first; raises ``AllProvidersFailed`` when the deadline
+        passed or the retry budget is spent.
+        """
+        key, policy = candidate.key, call.route.policy
+        if call.attempts:
+            if call.deadline is not None and self._clock() >= call.deadline:
+                raise AllProvidersFailed(call.failures)
+            if (wait := call.retry_at.get(key, 0.0) - self._clock()) > 0:
+                await self._sleep(wait)
+        breaker = self.breakers[key]
+        if not breaker.admit(policy.breaker):
+            if number == 1:
+                call.failures.append((key, _circuit_open(candidate, breaker, policy)))
+            return None
+        model = call.route.model
+        if call.attempts and not self._budget.try_retry(policy.retry_budget):
+            breaker.abandoned()
+            self._metrics.retry_budget_exhausted.labels(model).inc()
+            log.warning("retry budget spent: %s stops after %d attempts", model, call.attempts)
+            raise AllProvidersFailed(call.failures)
+        if call.previous is not None:
+            same = call.previous is candidate
+            (self._metrics.retries if same else self._metrics.failovers).labels(model).inc()
+        call.attempts += 1
+        call.previous = candidate
+        return breaker
+
+    async def _attempt(
+        self,
+        candidate: Candidate,
+        breaker: Breaker,
+        req: ProviderRequest,
+        invoke: Invoke[T],
+        deadline: float | None,
+        policy: Resilience,
+    ) -> T:
+        """One attempt, with its in-flight slot, breaker verdict and metrics.
+
+        On success the in-flight slot stays taken: the caller's ``_Lease`` frees it.
+        """
+        key = candidate.key
+        self.balancer.acquire(key)
+        started = self._clock()
+        try:
+            result = await invoke(
+                candidate, replace(req, provider_model=candidate.provider_model), deadline
+            )
+        except GatewayError as err:
+            self.balancer.release(key)
+            self._count(candidate, err.code)
+            if err.retryable:
+                breaker.failed(policy.breaker, err.http_status)
+            else:  # the provider answered; the request was at fault
+                breaker.succeeded(policy.breaker)
+            raise
+        except BaseException:
+            self.balancer.release(key)
+            breaker.abandoned()
+            raise
+        breaker.succeeded(policy.breaker)
+        self._count(candidate, "ok")
+        self._metrics.upstream_latency.labels(
+            candidate.provider, candidate.deployment.id, req.operation
+        ).observe(self._clock() - started)
+        return result
+
+    def _next_try(
+        self, err: GatewayError, number: int, retry: RetryPolicy, deadline: float | None
+    ) -> float | None:
+        """When the failed deployment may be tried again in this call; ``None``: not at all."""
+        if number >= retry.passes:
+            return None
+        retry_after = err.retry_after if isinstance(err, ProviderUnavailable) else None
+        if retry_after is not None and retry_after > retry.max_retry_after_s:
+            return None
+        backoff = min(retry.max_backoff_s, retry.backoff_s * 2 ** (number - 1))
+        wait = max(self._rng.uniform(backoff / 2, backoff), retry_after or 0.0)
+        when = self._clock() + wait
+        return None if deadline is not None and when >= deadline else when
 
     def _count(self, candidate: Candidate, outcome: str) -> None:
         self._metrics.attempts.labels(candidate.provider, candidate.deployment.id, outcome).inc()
+
+
+def _circuit_open(
+    candidate: Candidate, breaker: Breaker, policy: Resilience
+) -> ProviderUnavailable:
+    retry_in = breaker.retry_in(policy.breaker)
+    return ProviderUnavailable(
+        f"Deployment `{candidate.key}` skipped: its circuit breaker is open "
+        f"(next probe in {retry_in:.1f} s)",
+        retry_after=retry_in,
+        code="circuit_open",
+        http_status=breaker.opened_by,
+    )
 
 
 async def _peek(

@@ -8,7 +8,7 @@ error codes, so cardinality is bounded by configuration.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["RouterMetrics"]
 
@@ -29,6 +29,36 @@ class RouterMetrics:
             "switchyard_router_failovers",
             "Moves to the next deployment of a model after a retryable failure.",
             ["model"],
+            registry=registry,
+        )
+        self.retries = Counter(
+            "switchyard_router_retries",
+            "Second and later attempts on the same deployment within one call (after a backoff).",
+            ["model"],
+            registry=registry,
+        )
+        self.retry_budget_exhausted = Counter(
+            "switchyard_router_retry_budget_exhausted",
+            "Calls that stopped trying because the replica's retry budget was spent.",
+            ["model"],
+            registry=registry,
+        )
+        self.breaker_state = Gauge(
+            "switchyard_router_breaker_state",
+            "Circuit breaker state per deployment: 0 closed, 1 half-open, 2 open.",
+            ["provider", "deployment"],
+            registry=registry,
+        )
+        self.breaker_transitions = Counter(
+            "switchyard_router_breaker_transitions",
+            "Circuit breaker state changes per deployment, by the state entered.",
+            ["provider", "deployment", "state"],
+            registry=registry,
+        )
+        self.inflight = Gauge(
+            "switchyard_router_inflight",
+            "Provider calls in flight per deployment (a stream until it closes).",
+            ["provider", "deployment"],
             registry=registry,
         )
         self.upstream_latency = Histogram(

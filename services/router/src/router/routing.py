@@ -14,9 +14,9 @@ is ``ModelNotFound`` with the message OpenAI uses.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from gateway_common.catalog import Catalog, Deployment, ModelEntry
+from gateway_common.catalog import Catalog, Deployment, ModelEntry, Resilience
 from gateway_common.errors import ModelNotFound
 
 from .providers.base import ProviderAdapter
@@ -44,11 +44,13 @@ class Candidate:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """A resolved model: its public name, catalog entry and candidates in failover order."""
+    """A resolved model: its public name, catalog entry, candidates in catalog order, and
+    the catalog's failure-handling policy (``router.balancer`` decides the order tried)."""
 
     model: str
     entry: ModelEntry
     candidates: tuple[Candidate, ...]
+    policy: Resilience = field(default_factory=Resilience)
 
 
 def split_provider(model: str) -> tuple[str, str] | None:
@@ -91,4 +93,4 @@ class RoutingTable:
         )
         if not candidates:
             raise _not_found(model)
-        return Route(public, entry, candidates)
+        return Route(public, entry, candidates, self.catalog.resilience)

@@ -8,6 +8,11 @@ arrived), each chunk's JSON bytes, then the final ``Usage``; a failure after
 the first chunk is yielded as a ``GatewayError`` and ends the stream. Errors
 before the first chunk are raised. Each call holds a catalog lease for as
 long as it uses a provider.
+
+A ``responses`` call is served as a chat completion (``router.responses``):
+its body is translated per call, the answer back into a Response object, and
+a stream's chunks into Responses events (``router.responses_stream``). Its
+usage is still recorded as operation ``responses``.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ from typing import Any, TypeAlias, cast
 
 from gateway_common.errors import GatewayError, InvalidRequest
 
+from . import responses
 from .catalog import LiveCatalog
 from .failover import Failover, Invoke, RouteInfo
 from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
+from .responses_stream import ResponseEvents, translate_stream
 from .routing import Candidate, Route, RoutingTable
 from .usage import Payer, Status, UsageSink
 
@@ -47,6 +54,13 @@ class Call:
 
     def provider_request(self) -> ProviderRequest:
         """The request template; failover fills in each attempt's provider model."""
+        if self.operation == "responses":
+            return ProviderRequest(
+                operation="chat.completions",
+                body=responses.to_chat_request(self.body),
+                provider_key=self.provider_key,
+                request_id=self.payer.request_id,
+            )
         return ProviderRequest(
             operation=self.operation,
             body=self.body,
@@ -73,6 +87,8 @@ async def _embed(candidate: Candidate, req: ProviderRequest, deadline: float | N
 
 def _route_for(table: RoutingTable, call: Call) -> Route:
     route = table.resolve(call.model)
+    if call.operation == "responses":
+        return responses.require_support(route, call.model)
     if call.operation != "embeddings":
         return route
     candidates = tuple(c for c in route.candidates if isinstance(c.adapter, EmbeddingsAdapter))
@@ -101,17 +117,25 @@ class RouterService:
                 _route_for(table, call), call.provider_request(), invoke, deadline=deadline
             )
         await self._usage.record(call.payer, call.operation, info, completion.usage)
+        if call.operation == "responses":
+            completion = responses.to_completion(completion, call.body)
         return completion, info
 
-    async def stream(
-        self, call: Call, *, deadline: float | None
-    ) -> AsyncGenerator[StreamEvent, None]:
+    def stream(self, call: Call, *, deadline: float | None) -> AsyncGenerator[StreamEvent, None]:
         """One streaming call (see the module docstring for the event order).
 
         Close it with ``aclose()`` when stopping early: that closes the
         provider stream. A cancelled stream publishes usage only if the
         provider had already reported it.
         """
+        events = self._stream(call, deadline=deadline)
+        if call.operation == "responses":
+            return translate_stream(events, ResponseEvents(call.body))
+        return events
+
+    async def _stream(
+        self, call: Call, *, deadline: float | None
+    ) -> AsyncGenerator[StreamEvent, None]:
         async with self._catalog.lease() as table:
             committed = await self._failover.stream(
                 _route_for(table, call), call.provider_request(), deadline=deadline

@@ -13,8 +13,9 @@ import pytest
 from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from router.providers import openai_compat
+from router.providers._http import retry_after
 from router.providers.base import ProviderRequest, Usage
-from router.providers.openai_compat import _map_error, _retry_after, parse_chunk, to_provider
+from router.providers.openai_compat import _map_error, parse_chunk, to_provider
 
 
 def test_to_provider_rewrites_model_and_never_mutates_the_body() -> None:
@@ -59,12 +60,12 @@ def _response(status: int, body: bytes = b"", **headers: str) -> httpx.Response:
 
 
 def test_retry_after_forms() -> None:
-    assert _retry_after(httpx.Headers({"retry-after": "3"})) == 3.0
-    assert _retry_after(httpx.Headers({"retry-after-ms": "1500", "retry-after": "9"})) == 1.5
-    assert _retry_after(httpx.Headers({})) is None
-    assert _retry_after(httpx.Headers({"retry-after": "soon"})) is None
+    assert retry_after(httpx.Headers({"retry-after": "3"})) == 3.0
+    assert retry_after(httpx.Headers({"retry-after-ms": "1500", "retry-after": "9"})) == 1.5
+    assert retry_after(httpx.Headers({})) is None
+    assert retry_after(httpx.Headers({"retry-after": "soon"})) is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    assert 25 < (_retry_after(httpx.Headers({"retry-after": later})) or 0) <= 30
+    assert 25 < (retry_after(httpx.Headers({"retry-after": later})) or 0) <= 30
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import get_args
+
 import httpx
 import pytest
 
-from gateway_common.catalog import CatalogError, parse_catalog
-from router.providers.registry import build_adapters
+from gateway_common.catalog import CatalogError, ProviderEntry, parse_catalog
+from router.providers.registry import FACTORIES, build_adapters
 
 
 def _transport() -> httpx.MockTransport:
@@ -52,7 +54,13 @@ async def test_unchanged_entries_keep_their_adapter(catalog_text: str) -> None:
 
 def test_unsupported_kind_is_refused(catalog_text: str) -> None:
     catalog = parse_catalog(catalog_text.replace("kind: openai", "kind: anthropic", 1))
+    only_openai = {"openai": FACTORIES["openai"]}
     with pytest.raises(
         CatalogError, match=r"providers\.primary: kind 'anthropic' is not supported"
     ):
-        build_adapters(catalog, {})
+        build_adapters(catalog, {}, factories=only_openai)
+
+
+def test_every_catalog_kind_has_an_adapter() -> None:
+    kinds = ProviderEntry.model_fields["kind"].annotation
+    assert set(FACTORIES) == set(get_args(kinds))

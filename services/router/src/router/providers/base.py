@@ -43,6 +43,8 @@ class ProviderRequest:
     attempt and never mutate it. ``provider_model`` replaces the body's
     ``model``. ``provider_key`` is the caller's own key (BYOK) and overrides the
     configured credential for this call only; it must never be logged.
+    ``max_output_tokens`` is the catalog model's output cap (0: unknown), for
+    providers that require a limit when the client set none.
     """
 
     operation: Operation
@@ -50,6 +52,7 @@ class ProviderRequest:
     provider_model: str = ""
     provider_key: str | None = None
     request_id: str = ""
+    max_output_tokens: int = 0
 
     def __repr__(self) -> str:  # the body and key stay out of logs and tracebacks
         return (

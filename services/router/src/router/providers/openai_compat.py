@@ -17,66 +17,59 @@ under its own kind, not a branch in this module.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gateway_common.catalog import ProviderEntry
-from gateway_common.errors import (
-    GatewayError,
-    InvalidRequest,
-    ProviderRejected,
-    ProviderTimeout,
-    ProviderUnavailable,
-    map_exceptions,
-)
+from gateway_common.errors import GatewayError, InvalidRequest, ProviderUnavailable
 
+from ._http import (
+    json_object,
+    list_names,
+    new_client,
+    request_timeout,
+    send,
+    sse_events,
+    status_error,
+)
 from .base import Completion, Operation, ProviderRequest, StreamChunk, Usage
-from .sse import SSEDecoder
 
 __all__ = [
+    "AZURE",
     "OPENAI",
     "Dialect",
     "OpenAICompatAdapter",
     "build",
+    "build_azure",
     "from_provider",
     "parse_chunk",
     "to_provider",
 ]
 
-#: httpx failures, most specific first (``map_exceptions`` takes the first match).
-_HTTPX_ERRORS: Mapping[type[BaseException], type[GatewayError]] = MappingProxyType(
-    {
-        httpx.ConnectTimeout: ProviderUnavailable,
-        httpx.ConnectError: ProviderUnavailable,
-        httpx.RemoteProtocolError: ProviderUnavailable,
-        httpx.ReadError: ProviderUnavailable,
-        httpx.ReadTimeout: ProviderTimeout,
-        httpx.PoolTimeout: ProviderTimeout,
-        httpx.WriteTimeout: ProviderTimeout,
-        httpx.TransportError: ProviderUnavailable,
-    }
-)
-
-#: Provider 4xx statuses the client sees as they are, with the provider's message.
-_PASSTHROUGH_STATUSES = frozenset({400, 404, 409, 413, 422})
-
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """Where an OpenAI-compatible provider serves each operation, and how it takes a key."""
+    """Where an OpenAI-compatible provider serves each operation, and how it takes a key.
+
+    A path may name the deployment's model as ``{model}`` (URL-escaped), for
+    providers whose URLs are scoped to a deployment.
+    """
 
     paths: Mapping[Operation, str]
+    models_path: str = "models"
     auth_header: str = "authorization"
     auth_prefix: str = "Bearer "
+
+    def path(self, operation: Operation, model: str) -> str:
+        """The path, relative to the base URL, of ``operation`` on ``model``."""
+        return self.paths[operation].format(model=quote(model, safe=""))
 
     def auth(self, key: str) -> dict[str, str]:
         """The header that carries ``key``."""
@@ -91,6 +84,23 @@ OPENAI = Dialect(
             "responses": "responses",
         }
     )
+)
+
+#: Azure OpenAI: the base URL is the resource endpoint, the model is the
+#: deployment name and sits in the path (the Responses API takes it in the
+#: body), every call carries ``api-version`` (set on the client), and the key
+#: travels in ``api-key``.
+AZURE = Dialect(
+    paths=MappingProxyType(
+        {
+            "chat.completions": "openai/deployments/{model}/chat/completions",
+            "embeddings": "openai/deployments/{model}/embeddings",
+            "responses": "openai/responses",
+        }
+    ),
+    models_path="openai/models",
+    auth_header="api-key",
+    auth_prefix="",
 )
 
 
@@ -182,19 +192,9 @@ def _usage(value: object) -> Usage | None:
         return None
 
 
-def _json_object(content: bytes, provider: str) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        obj = None
-    if not isinstance(obj, dict):
-        raise ProviderUnavailable(f"Provider `{provider}` sent a body that is not a JSON object")
-    return obj
-
-
 def from_provider(content: bytes, provider: str) -> Completion:
     """Read a successful non-streaming body; it is returned unchanged with its usage."""
-    return Completion(body=content, usage=_usage(_json_object(content, provider).get("usage")))
+    return Completion(body=content, usage=_usage(json_object(content, provider).get("usage")))
 
 
 def parse_chunk(data: bytes, provider: str, *, forward_usage: bool) -> StreamChunk:
@@ -205,7 +205,7 @@ def parse_chunk(data: bytes, provider: str, *, forward_usage: bool) -> StreamChu
     (``forward_usage`` false) a usage-only chunk is not forwarded and usage is
     stripped from a chunk that also has choices.
     """
-    obj = _json_object(data, provider)
+    obj = json_object(data, provider)
     if (error := obj.get("error")) is not None:
         detail = error.get("message") if isinstance(error, dict) else error
         raise ProviderUnavailable(f"Provider `{provider}` failed mid-stream: {detail}")
@@ -218,68 +218,34 @@ def parse_chunk(data: bytes, provider: str, *, forward_usage: bool) -> StreamChu
     return StreamChunk(orjson.dumps(obj), usage)
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    if (millis := headers.get("retry-after-ms")) is not None:
-        with contextlib.suppress(ValueError):
-            return max(0.0, float(millis) / 1000)
-    if (value := headers.get("retry-after")) is None:
-        return None
-    with contextlib.suppress(ValueError):
-        return max(0.0, float(value))
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _map_error(response: httpx.Response, provider: str) -> GatewayError:
     """Our error for a provider's non-2xx answer (its body must already be read).
 
-    429/5xx are retryable, 408 is a timeout; other 4xx are the request's fault.
-    For 400/404/409/413/422 the client sees the provider's status and message;
-    anything else (401, 403, ...) becomes a 502 whose message names no secret.
+    The policy is ``_http.status_error``'s; this reads OpenAI's error envelope
+    for the message and the offending ``param``.
     """
-    status = response.status_code
     try:
         error: _WireError | None = _ErrorEnvelope.model_validate_json(response.content).error
     except ValidationError:
         error = None
-    said = f": {error.message}" if error and error.message else ""
-    if status == 429 or status >= 500:
-        return ProviderUnavailable(
-            f"Provider `{provider}` answered {status}{said}",
-            retry_after=_retry_after(response.headers),
-        )
-    if status == 408:
-        return ProviderTimeout(f"Provider `{provider}` timed out (408)")
-    if status in _PASSTHROUGH_STATUSES:
-        return ProviderRejected(
-            error.message
-            if error and error.message
-            else f"Provider `{provider}` answered {status}",
-            http_status=status,
-            param=error.param if error else None,
-        )
-    return ProviderRejected(f"Provider `{provider}` refused the request ({status})")
+    return status_error(
+        response,
+        provider,
+        error.message if error else None,
+        param=error.param if error else None,
+    )
 
 
 # -- the adapter ---------------------------------------------------------------
-
-
-def _capped(limit: float | None, left: float) -> float:
-    return left if limit is None else min(limit, left)
 
 
 class OpenAICompatAdapter:
     """``ProviderAdapter`` and ``EmbeddingsAdapter`` over one pooled ``httpx.AsyncClient``.
 
     The client carries the base URL, default headers (including the configured
-    key) and the catalog's timeouts; each call narrows the timeouts to what is
-    left of its deadline. The adapter owns the client and closes it in ``aclose``.
+    key), default query parameters and the catalog's timeouts; each call
+    narrows the timeouts to what is left of its deadline. The adapter owns the
+    client and closes it in ``aclose``.
     """
 
     def __init__(self, name: str, client: httpx.AsyncClient, *, dialect: Dialect = OPENAI) -> None:
@@ -295,10 +261,10 @@ class OpenAICompatAdapter:
         return f"OpenAICompatAdapter({self._name!r}, {self._client.base_url})"
 
     async def complete(self, req: ProviderRequest, *, deadline: float | None) -> Completion:
-        return await self._post(req, to_provider(req, stream=False), deadline)
+        return await self._post(req, deadline)
 
     async def embed(self, req: ProviderRequest, *, deadline: float | None) -> Completion:
-        return await self._post(req, to_provider(req, stream=False), deadline)
+        return await self._post(req, deadline)
 
     async def stream(
         self, req: ProviderRequest, *, deadline: float | None
@@ -307,49 +273,27 @@ class OpenAICompatAdapter:
             raise InvalidRequest(f"Streaming is not supported for {req.operation}", param="stream")
         forward_usage = _client_wants_usage(req.body)
         request = self._request(req, to_provider(req, stream=True), deadline)
-        with map_exceptions(_HTTPX_ERRORS):
-            response = await self._client.send(request, stream=True)
-        try:
-            if not response.is_success:
-                with map_exceptions(_HTTPX_ERRORS):
-                    await response.aread()
-                raise _map_error(response, self._name)
-            decoder = SSEDecoder()
-            raw_chunks = response.aiter_bytes()
-            while True:
-                with map_exceptions(_HTTPX_ERRORS):
-                    raw = await anext(raw_chunks, None)
-                for event in decoder.feed(raw) if raw is not None else decoder.flush():
-                    if event.data == b"[DONE]":
-                        return
-                    yield parse_chunk(event.data, self._name, forward_usage=forward_usage)
-                if raw is None:
+        async with contextlib.aclosing(sse_events(self._client, request, self._map)) as events:
+            async for event in events:
+                if event.data == b"[DONE]":
                     return
-        finally:
-            await response.aclose()
+                yield parse_chunk(event.data, self._name, forward_usage=forward_usage)
 
     async def list_models(self) -> tuple[str, ...]:
-        with map_exceptions(_HTTPX_ERRORS):
-            response = await self._client.get("models")
-        if not response.is_success:
-            raise _map_error(response, self._name)
-        data = _json_object(response.content, self._name).get("data")
-        return tuple(
-            str(item["id"]) for item in data or () if isinstance(item, dict) and "id" in item
+        return await list_names(
+            self._client, self._dialect.models_path, self._map, self._name, items="data", key="id"
         )
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _post(
-        self, req: ProviderRequest, payload: bytes, deadline: float | None
-    ) -> Completion:
-        request = self._request(req, payload, deadline)
-        with map_exceptions(_HTTPX_ERRORS):
-            response = await self._client.send(request)
-        if not response.is_success:
-            raise _map_error(response, self._name)
+    async def _post(self, req: ProviderRequest, deadline: float | None) -> Completion:
+        request = self._request(req, to_provider(req, stream=False), deadline)
+        response = await send(self._client, request, self._map)
         return from_provider(response.content, self._name)
+
+    def _map(self, response: httpx.Response) -> GatewayError:
+        return _map_error(response, self._name)
 
     def _request(
         self, req: ProviderRequest, payload: bytes, deadline: float | None
@@ -357,24 +301,10 @@ class OpenAICompatAdapter:
         headers = self._dialect.auth(req.provider_key) if req.provider_key else None
         return self._client.build_request(
             "POST",
-            self._dialect.paths[req.operation],
+            self._dialect.path(req.operation, req.provider_model),
             content=payload,
             headers=headers,
-            timeout=self._timeout(deadline),
-        )
-
-    def _timeout(self, deadline: float | None) -> httpx.Timeout:
-        configured = self._client.timeout
-        if deadline is None:
-            return configured
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ProviderTimeout("The deadline passed before the provider was called")
-        return httpx.Timeout(
-            connect=_capped(configured.connect, left),
-            read=_capped(configured.read, left),
-            write=_capped(configured.write, left),
-            pool=_capped(configured.pool, left),
+            timeout=request_timeout(self._client.timeout, deadline),
         )
 
 
@@ -390,18 +320,23 @@ def build(
     ``api_key`` is the configured credential (already read from the environment
     by the registry); ``transport`` replaces the network, for tests.
     """
-    headers = {"content-type": "application/json", **entry.headers}
-    if api_key:
-        headers |= OPENAI.auth(api_key)
-    client = httpx.AsyncClient(
-        base_url=entry.base_url,
-        headers=headers,
-        http2=False,
-        transport=transport,
-        limits=httpx.Limits(
-            max_connections=entry.max_connections,
-            max_keepalive_connections=entry.max_connections,
-        ),
-        timeout=httpx.Timeout(entry.read_timeout_s, connect=entry.connect_timeout_s),
-    )
-    return OpenAICompatAdapter(name, client)
+    headers = OPENAI.auth(api_key) if api_key else {}
+    return OpenAICompatAdapter(name, new_client(entry, headers, transport=transport))
+
+
+def build_azure(
+    name: str,
+    entry: ProviderEntry,
+    api_key: str | None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> OpenAICompatAdapter:
+    """Adapter factory for catalog kind ``azure_openai`` (``base_url`` is the resource endpoint).
+
+    Every call carries the entry's ``api_version`` as the ``api-version`` query
+    parameter; a deployment's ``model`` in the catalog is the Azure deployment name.
+    """
+    headers = AZURE.auth(api_key) if api_key else {}
+    params = {"api-version": entry.api_version} if entry.api_version else {}
+    client = new_client(entry, headers, params=params, transport=transport)
+    return OpenAICompatAdapter(name, client, dialect=AZURE)

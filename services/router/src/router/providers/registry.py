@@ -17,7 +17,7 @@ import httpx
 
 from gateway_common.catalog import Catalog, CatalogError, ProviderEntry
 
-from . import openai_compat
+from . import anthropic, gemini, openai_compat
 from .base import ProviderAdapter
 
 __all__ = ["FACTORIES", "AdapterFactory", "build_adapters", "check_kinds"]
@@ -39,7 +39,14 @@ class AdapterFactory(Protocol):
 
 
 #: Every provider kind this router can talk to.
-FACTORIES: Mapping[str, AdapterFactory] = MappingProxyType({"openai": openai_compat.build})
+FACTORIES: Mapping[str, AdapterFactory] = MappingProxyType(
+    {
+        "openai": openai_compat.build,
+        "azure_openai": openai_compat.build_azure,
+        "anthropic": anthropic.build,
+        "gemini": gemini.build,
+    }
+)
 
 
 def check_kinds(catalog: Catalog, factories: Mapping[str, AdapterFactory] = FACTORIES) -> None:

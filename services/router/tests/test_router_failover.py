@@ -1,15 +1,14 @@
+"""Failover over scripted adapters: order, what moves on, streams, cancellation, deadlines."""
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway_common.catalog import Deployment, ModelEntry
 from gateway_common.errors import (
     AllProvidersFailed,
     GatewayError,
@@ -20,71 +19,14 @@ from gateway_common.errors import (
 from router.failover import Failover
 from router.metrics import RouterMetrics
 from router.providers.base import Completion, ProviderRequest, StreamChunk
-from router.routing import Candidate, Route
 
-Step = StreamChunk | GatewayError
-
-
-@dataclass
-class Scripted:
-    """A fake provider: ``result`` answers ``complete``; ``steps`` drive ``stream``."""
-
-    name: str
-    result: Completion | GatewayError = field(default_factory=lambda: Completion(b"{}", None))
-    steps: Sequence[Step] = ()
-    requests: list[ProviderRequest] = field(default_factory=list)
-    closed_streams: int = 0
-
-    async def complete(self, req: ProviderRequest, *, deadline: float | None) -> Completion:
-        self.requests.append(req)
-        if isinstance(self.result, GatewayError):
-            raise self.result
-        return self.result
-
-    async def stream(
-        self, req: ProviderRequest, *, deadline: float | None
-    ) -> AsyncGenerator[StreamChunk, None]:
-        self.requests.append(req)
-        try:
-            for step in self.steps:
-                if isinstance(step, GatewayError):
-                    raise step
-                yield step
-        finally:
-            self.closed_streams += 1
-
-    async def list_models(self) -> tuple[str, ...]:
-        return ()
-
-    async def aclose(self) -> None:
-        pass
-
-
-def _route(*adapters: Scripted) -> Route:
-    candidates = tuple(
-        Candidate(a.name, Deployment(provider=a.name, model=f"{a.name}-model"), a) for a in adapters
-    )
-    entry = ModelEntry(deployments=[c.deployment for c in candidates])
-    return Route("public", entry, candidates)
-
-
-async def _complete(
-    candidate: Candidate, req: ProviderRequest, deadline: float | None
-) -> Completion:
-    return await candidate.adapter.complete(req, deadline=deadline)
-
-
-REQ = ProviderRequest("chat.completions", {"model": "public", "messages": []})
-
-
-def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    return registry.get_sample_value(name, labels) or 0.0
+from .scripted import REQ, Scripted, complete, route, sample
 
 
 @pytest.mark.timeout(5)
 async def test_first_success_wins(metrics: RouterMetrics, registry: CollectorRegistry) -> None:
     a, b = Scripted("a", Completion(b'{"ok":1}', None)), Scripted("b")
-    result, info = await Failover(metrics).call(_route(a, b), REQ, _complete, deadline=None)
+    result, info = await Failover(metrics).call(route(a, b), REQ, complete, deadline=None)
     assert result.body == b'{"ok":1}'
     assert (info.provider, info.deployment, info.attempts, info.model) == (
         "a",
@@ -95,7 +37,7 @@ async def test_first_success_wins(metrics: RouterMetrics, registry: CollectorReg
     assert info.provider_model == "a-model"
     assert a.requests[0].provider_model == "a-model" and not b.requests
     labels = {"provider": "a", "deployment": "a/a-model", "outcome": "ok"}
-    assert _sample(registry, "switchyard_router_upstream_attempts_total", **labels) == 1
+    assert sample(registry, "switchyard_router_upstream_attempts_total", **labels) == 1
 
 
 @pytest.mark.timeout(5)
@@ -104,13 +46,13 @@ async def test_retryable_error_moves_on(
     metrics: RouterMetrics, registry: CollectorRegistry, error: GatewayError
 ) -> None:
     a, b = Scripted("a", error), Scripted("b", Completion(b"{}", None))
-    _, info = await Failover(metrics).call(_route(a, b), REQ, _complete, deadline=None)
+    _, info = await Failover(metrics).call(route(a, b), REQ, complete, deadline=None)
     assert (info.provider, info.attempts) == ("b", 2)
     assert b.requests[0].provider_model == "b-model"
     assert REQ.provider_model == ""  # the template is never changed
-    assert _sample(registry, "switchyard_router_failovers_total", model="public") == 1
+    assert sample(registry, "switchyard_router_failovers_total", model="public") == 1
     labels = {"provider": "a", "deployment": "a/a-model", "outcome": error.code}
-    assert _sample(registry, "switchyard_router_upstream_attempts_total", **labels) == 1
+    assert sample(registry, "switchyard_router_upstream_attempts_total", **labels) == 1
 
 
 @pytest.mark.timeout(5)
@@ -118,7 +60,7 @@ async def test_non_retryable_error_stops(metrics: RouterMetrics) -> None:
     rejected = ProviderRejected("bad temperature", http_status=400)
     a, b = Scripted("a", rejected), Scripted("b")
     with pytest.raises(ProviderRejected) as caught:
-        await Failover(metrics).call(_route(a, b), REQ, _complete, deadline=None)
+        await Failover(metrics).call(route(a, b), REQ, complete, deadline=None)
     assert caught.value is rejected
     assert not b.requests
 
@@ -127,7 +69,7 @@ async def test_non_retryable_error_stops(metrics: RouterMetrics) -> None:
 async def test_all_failed_keeps_every_error(metrics: RouterMetrics) -> None:
     a, b = Scripted("a", ProviderUnavailable("a down")), Scripted("b", ProviderTimeout("b slow"))
     with pytest.raises(AllProvidersFailed) as caught:
-        await Failover(metrics).call(_route(a, b), REQ, _complete, deadline=None)
+        await Failover(metrics).call(route(a, b), REQ, complete, deadline=None)
     assert list(caught.value.errors) == ["a/a/a-model", "b/b/b-model"]
     assert caught.value.retryable
 
@@ -136,7 +78,7 @@ async def test_all_failed_keeps_every_error(metrics: RouterMetrics) -> None:
 async def test_no_attempt_after_the_deadline(metrics: RouterMetrics) -> None:
     a, b = Scripted("a", ProviderUnavailable("a down")), Scripted("b")
     with pytest.raises(AllProvidersFailed) as caught:
-        await Failover(metrics).call(_route(a, b), REQ, _complete, deadline=time.monotonic() - 1)
+        await Failover(metrics).call(route(a, b), REQ, complete, deadline=time.monotonic() - 1)
     assert list(caught.value.errors) == ["a/a/a-model"]
     assert not b.requests
 
@@ -145,7 +87,7 @@ async def test_no_attempt_after_the_deadline(metrics: RouterMetrics) -> None:
 async def test_stream_fails_over_before_the_first_chunk(metrics: RouterMetrics) -> None:
     a = Scripted("a", steps=[ProviderUnavailable("reset")])
     b = Scripted("b", steps=[StreamChunk(b"1"), StreamChunk(b"2")])
-    committed = await Failover(metrics).stream(_route(a, b), REQ, deadline=None)
+    committed = await Failover(metrics).stream(route(a, b), REQ, deadline=None)
     assert (committed.info.provider, committed.info.attempts) == ("b", 2)
     assert a.closed_streams == 1
     assert [c.data async for c in committed] == [b"1", b"2"]
@@ -155,7 +97,7 @@ async def test_stream_fails_over_before_the_first_chunk(metrics: RouterMetrics) 
 @pytest.mark.timeout(5)
 async def test_stream_with_no_chunk_is_a_retryable_failure(metrics: RouterMetrics) -> None:
     a, b = Scripted("a", steps=[]), Scripted("b", steps=[StreamChunk(b"1")])
-    committed = await Failover(metrics).stream(_route(a, b), REQ, deadline=None)
+    committed = await Failover(metrics).stream(route(a, b), REQ, deadline=None)
     assert committed.info.provider == "b"
     await committed.aclose()
 
@@ -164,7 +106,7 @@ async def test_stream_with_no_chunk_is_a_retryable_failure(metrics: RouterMetric
 async def test_after_the_first_chunk_errors_belong_to_the_caller(metrics: RouterMetrics) -> None:
     a = Scripted("a", steps=[StreamChunk(b"1"), ProviderUnavailable("gone")])
     b = Scripted("b", steps=[StreamChunk(b"x")])
-    committed = await Failover(metrics).stream(_route(a, b), REQ, deadline=None)
+    committed = await Failover(metrics).stream(route(a, b), REQ, deadline=None)
     seen = []
     with pytest.raises(ProviderUnavailable):
         async for chunk in committed:
@@ -177,7 +119,7 @@ async def test_closing_a_committed_stream_closes_the_provider_stream(
     metrics: RouterMetrics,
 ) -> None:
     a = Scripted("a", steps=[StreamChunk(b"1"), StreamChunk(b"2")])
-    committed = await Failover(metrics).stream(_route(a), REQ, deadline=None)
+    committed = await Failover(metrics).stream(route(a), REQ, deadline=None)
     async with contextlib.aclosing(committed):
         pass  # not even iterated
     assert a.closed_streams == 1
@@ -194,7 +136,7 @@ async def test_cancelled_attempt_is_not_retried(metrics: RouterMetrics) -> None:
             raise AssertionError
 
     a, b = Hanging("a"), Scripted("b")
-    task = asyncio.create_task(Failover(metrics).call(_route(a, b), REQ, _complete, deadline=None))
+    task = asyncio.create_task(Failover(metrics).call(route(a, b), REQ, complete, deadline=None))
     await started.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

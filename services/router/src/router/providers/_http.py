@@ -1,0 +1,250 @@
+"""HTTP plumbing every adapter shares: the pooled client, deadlines, failure mapping, SSE.
+
+Adapters differ in what they send and how they read it, not in how they talk
+HTTP, so this module holds the parts that must behave the same for every
+provider:
+
+- ``new_client``: one pooled HTTP/1.1 ``httpx.AsyncClient`` per catalog entry.
+- ``request_timeout``: the configured timeouts narrowed to what is left of a
+  call's deadline.
+- ``HTTPX_ERRORS`` and ``status_error``: transport failures and non-2xx
+  statuses become our error types by one policy (429/5xx retryable, 408 a
+  timeout, other 4xx the request's fault). Each adapter only parses its
+  provider's error body and hands the message to ``status_error``.
+- ``send`` and ``sse_events``: one call, unary or streamed, with the upstream
+  response closed on every path out; ``list_names`` for model list endpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import MappingProxyType
+from typing import Any
+
+import httpx
+import orjson
+
+from gateway_common.catalog import ProviderEntry
+from gateway_common.errors import (
+    GatewayError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    map_exceptions,
+)
+
+from .sse import ServerSentEvent, SSEDecoder
+
+__all__ = [
+    "HTTPX_ERRORS",
+    "ErrorMapper",
+    "json_object",
+    "list_names",
+    "new_client",
+    "request_timeout",
+    "retry_after",
+    "send",
+    "sse_events",
+    "status_error",
+]
+
+#: httpx failures, most specific first (``map_exceptions`` takes the first match).
+HTTPX_ERRORS: Mapping[type[BaseException], type[GatewayError]] = MappingProxyType(
+    {
+        httpx.ConnectTimeout: ProviderUnavailable,
+        httpx.ConnectError: ProviderUnavailable,
+        httpx.RemoteProtocolError: ProviderUnavailable,
+        httpx.ReadError: ProviderUnavailable,
+        httpx.ReadTimeout: ProviderTimeout,
+        httpx.PoolTimeout: ProviderTimeout,
+        httpx.WriteTimeout: ProviderTimeout,
+        httpx.TransportError: ProviderUnavailable,
+    }
+)
+
+#: Provider 4xx statuses the client sees as they are, with the provider's message.
+_PASSTHROUGH_STATUSES = frozenset({400, 404, 409, 413, 422})
+
+#: Turns a provider's non-2xx response (body already read) into our error.
+ErrorMapper = Callable[[httpx.Response], GatewayError]
+
+
+def new_client(
+    entry: ProviderEntry,
+    headers: Mapping[str, str],
+    *,
+    params: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """A pooled client for one provider entry: its base URL, timeouts and pool size.
+
+    ``headers`` are the adapter's defaults (content type, configured key);
+    the entry's own ``headers`` are applied over them, so an operator can pin
+    e.g. an API version header. ``params`` go on every request's query
+    string. ``transport`` replaces the network (tests).
+    """
+    return httpx.AsyncClient(
+        base_url=entry.base_url,
+        headers={"content-type": "application/json", **headers, **entry.headers},
+        params=params,
+        http2=False,
+        transport=transport,
+        limits=httpx.Limits(
+            max_connections=entry.max_connections,
+            max_keepalive_connections=entry.max_connections,
+        ),
+        timeout=httpx.Timeout(entry.read_timeout_s, connect=entry.connect_timeout_s),
+    )
+
+
+def _capped(limit: float | None, left: float) -> float:
+    return left if limit is None else min(limit, left)
+
+
+def request_timeout(configured: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
+    """``configured`` with every phase capped at the time left before ``deadline``.
+
+    Raises ``ProviderTimeout`` when the deadline has already passed.
+    """
+    if deadline is None:
+        return configured
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise ProviderTimeout("The deadline passed before the provider was called")
+    return httpx.Timeout(
+        connect=_capped(configured.connect, left),
+        read=_capped(configured.read, left),
+        write=_capped(configured.write, left),
+        pool=_capped(configured.pool, left),
+    )
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    if (millis := headers.get("retry-after-ms")) is not None:
+        with contextlib.suppress(ValueError):
+            return max(0.0, float(millis) / 1000)
+    if (value := headers.get("retry-after")) is None:
+        return None
+    with contextlib.suppress(ValueError):
+        return max(0.0, float(value))
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def status_error(
+    response: httpx.Response,
+    provider: str,
+    message: str | None,
+    *,
+    param: str | None = None,
+    retry_after_s: float | None = None,
+) -> GatewayError:
+    """Our error for a provider's non-2xx ``response`` whose body said ``message``.
+
+    429 and 5xx (Anthropic's 529 "overloaded" included) are retryable, after
+    the provider's Retry-After header or else ``retry_after_s`` (a delay the
+    provider put in its body); 408 is a timeout; other 4xx are the request's
+    fault. For 400/404/409/413/422 the client sees the provider's
+    status and message; anything else (401, 403, ...) becomes a 502 whose
+    message names no secret.
+    """
+    status = response.status_code
+    said = f": {message}" if message else ""
+    if status == 429 or status >= 500:
+        wait = retry_after(response.headers)
+        return ProviderUnavailable(
+            f"Provider `{provider}` answered {status}{said}",
+            retry_after=retry_after_s if wait is None else wait,
+            # Keep 429 visible: when every attempt was rate limited the caller gets a 429.
+            http_status=429 if status == 429 else None,
+        )
+    if status == 408:
+        return ProviderTimeout(f"Provider `{provider}` timed out (408)")
+    if status in _PASSTHROUGH_STATUSES:
+        return ProviderRejected(
+            message or f"Provider `{provider}` answered {status}",
+            http_status=status,
+            param=param,
+        )
+    return ProviderRejected(f"Provider `{provider}` refused the request ({status})")
+
+
+async def send(
+    client: httpx.AsyncClient, request: httpx.Request, map_error: ErrorMapper
+) -> httpx.Response:
+    """Send ``request`` and read the whole answer; a non-2xx answer raises ``map_error``'s error."""
+    with map_exceptions(HTTPX_ERRORS):
+        response = await client.send(request)
+    if not response.is_success:
+        raise map_error(response)
+    return response
+
+
+async def sse_events(
+    client: httpx.AsyncClient, request: httpx.Request, map_error: ErrorMapper
+) -> AsyncGenerator[ServerSentEvent, None]:
+    """Send ``request`` and yield the server-sent events of its answer as they arrive.
+
+    A non-2xx answer is read and raised as ``map_error``'s error; a transport
+    failure mid-stream is raised as ours. The upstream response is closed when
+    the stream ends, fails, or the generator is closed early (``aclose()``,
+    cancellation), so callers should hold it in ``contextlib.aclosing``.
+    """
+    with map_exceptions(HTTPX_ERRORS):
+        response = await client.send(request, stream=True)
+    try:
+        if not response.is_success:
+            with map_exceptions(HTTPX_ERRORS):
+                await response.aread()
+            raise map_error(response)
+        decoder = SSEDecoder()
+        raw_chunks = response.aiter_bytes()
+        while True:
+            with map_exceptions(HTTPX_ERRORS):
+                raw = await anext(raw_chunks, None)
+            for event in decoder.feed(raw) if raw is not None else decoder.flush():
+                yield event
+            if raw is None:
+                return
+    finally:
+        await response.aclose()
+
+
+def json_object(content: bytes, provider: str) -> dict[str, Any]:
+    """``content`` parsed as a JSON object; anything else is the provider's failure."""
+    try:
+        obj = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict):
+        raise ProviderUnavailable(f"Provider `{provider}` sent a body that is not a JSON object")
+    return obj
+
+
+async def list_names(
+    client: httpx.AsyncClient,
+    path: str,
+    map_error: ErrorMapper,
+    provider: str,
+    *,
+    items: str,
+    key: str,
+    params: Mapping[str, str | int] | None = None,
+) -> tuple[str, ...]:
+    """``GET path`` and the ``key`` field of each object in the answer's ``items`` array."""
+    with map_exceptions(HTTPX_ERRORS):
+        response = await client.get(path, params=params)
+    if not response.is_success:
+        raise map_error(response)
+    listed = json_object(response.content, provider).get(items)
+    return tuple(str(item[key]) for item in listed or () if isinstance(item, dict) and key in item)
