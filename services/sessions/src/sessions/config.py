@@ -29,7 +29,8 @@ class SessionsSettings(BaseServiceSettings):
         default=86_400,
         gt=0,
         description=(
-            "Default time to live of conversation history and stored responses, in seconds "
-            "(24 h): rows get expires_at = created_at + this unless a request asks otherwise."
+            "SESSIONS_HISTORY_TTL_S: time to live of conversation history and stored responses, "
+            "in seconds (default 24 h; OpenAI keeps stored responses 30 days = 2592000): rows "
+            "get expires_at = created_at + this, are invisible to reads after it and purged."
         ),
     )

@@ -8,14 +8,43 @@ type only what the gateway reads and keep every other field
 here. Response models (``Model``, ``ModelList``, ``ErrorResponse``) are the
 shapes the gateway itself produces.
 
-    requests    ChatCompletionRequest (ChatMessage, ContentPart, StreamOptions),
-                EmbeddingRequest
-    responses   Model, ModelList, ModelPricing, ErrorObject, ErrorResponse
+    requests    ChatCompletionRequest (ChatMessage, ContentPart, StreamOptions,
+                ToolDefinition, FunctionDefinition, ResponseFormat), EmbeddingRequest, ResponsesRequest (InputItem and its kinds)
+    responses   Model, ModelList, ModelPricing, ErrorObject, ErrorResponse,
+                Response (OutputItem and its kinds, ResponseUsage), InputItemList,
+                ResponseDeleted
 """
 
-from ._chat import ChatCompletionRequest, ChatMessage, ContentPart, Role, StreamOptions
+from ._chat import (
+    ChatCompletionRequest,
+    ChatMessage,
+    ContentPart,
+    FunctionDefinition,
+    ResponseFormat,
+    Role,
+    StreamOptions,
+    ToolDefinition,
+)
 from ._embeddings import EmbeddingRequest
 from ._responses import ErrorObject, ErrorResponse, Model, ModelList, ModelPricing
+from ._responses_api import (
+    FunctionCallItem,
+    FunctionCallOutputItem,
+    FunctionToolCall,
+    InputContentPart,
+    InputItem,
+    InputItemList,
+    InputMessage,
+    OtherItem,
+    OutputItem,
+    OutputMessage,
+    OutputRefusal,
+    OutputText,
+    Response,
+    ResponseDeleted,
+    ResponsesRequest,
+    ResponseUsage,
+)
 
 __all__ = [
     "ChatCompletionRequest",
@@ -24,9 +53,28 @@ __all__ = [
     "EmbeddingRequest",
     "ErrorObject",
     "ErrorResponse",
+    "FunctionCallItem",
+    "FunctionCallOutputItem",
+    "FunctionDefinition",
+    "FunctionToolCall",
+    "InputContentPart",
+    "InputItem",
+    "InputItemList",
+    "InputMessage",
     "Model",
     "ModelList",
     "ModelPricing",
+    "OtherItem",
+    "OutputItem",
+    "OutputMessage",
+    "OutputRefusal",
+    "OutputText",
+    "Response",
+    "ResponseDeleted",
+    "ResponseFormat",
+    "ResponseUsage",
+    "ResponsesRequest",
     "Role",
     "StreamOptions",
+    "ToolDefinition",
 ]

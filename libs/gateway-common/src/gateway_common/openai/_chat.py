@@ -1,9 +1,13 @@
 """``POST /v1/chat/completions`` request body.
 
-Only the envelope is typed: ``model``, ``messages`` (role and content shape)
-and the streaming switches. Sampling parameters, tools, response formats and
-anything OpenAI adds later are kept as extra fields and reach the provider
-untouched (the gateway forwards the original bytes anyway).
+The envelope (``model``, ``messages`` with role and content shape, the
+streaming switches) is typed and required. OpenAI's documented parameters are
+typed too, all optional and nullable, so a wrong JSON type is a 400 naming the
+field instead of an upstream surprise; their *ranges* are left to the provider
+(they differ between providers). Types are strict: ``"0.5"`` is not a number,
+though ``1`` is a float. Anything else, including fields OpenAI adds later, is
+kept as an extra field and reaches the provider untouched (the gateway
+forwards the original bytes anyway).
 """
 
 from __future__ import annotations
@@ -13,15 +17,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-__all__ = ["ChatCompletionRequest", "ChatMessage", "ContentPart", "Role", "StreamOptions"]
+__all__ = [
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "ContentPart",
+    "FunctionDefinition",
+    "ResponseFormat",
+    "Role",
+    "StreamOptions",
+    "ToolDefinition",
+]
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
 class _Open(BaseModel):
-    """Base of request models: unknown fields are kept, not refused."""
+    """Base of request models: unknown fields are kept, not refused; JSON types are strict."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ContentPart(_Open):
@@ -55,10 +68,52 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
+class FunctionDefinition(_Open):
+    """``tools[i].function``: only the name is required; the schema is passed through."""
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDefinition(_Open):
+    """One entry of ``tools`` (``function``, or kinds OpenAI adds, such as ``custom``)."""
+
+    type: str
+    function: FunctionDefinition | None = None
+
+
+class ResponseFormat(_Open):
+    """``response_format``: ``text``, ``json_object`` or ``json_schema`` (schema passed through)."""
+
+    type: str
+    json_schema: dict[str, Any] | None = None
+
+
 class ChatCompletionRequest(_Open):
-    """The chat completion request envelope (see module docstring)."""
+    """The chat completion request (see module docstring)."""
 
     model: str = Field(min_length=1, description="Public model name, alias or provider/model.")
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
-    stream: bool = Field(default=False, strict=True, description="Answer as server-sent events.")
+    stream: bool = Field(default=False, description="Answer as server-sent events.")
     stream_options: StreamOptions | None = None
+
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None

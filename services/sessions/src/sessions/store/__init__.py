@@ -1,1 +1,1 @@
-"""Sessions storage: table models (``models``)."""
+"""Sessions storage: table models (``models``) and repository functions (``repo``)."""

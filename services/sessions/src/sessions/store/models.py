@@ -3,11 +3,13 @@
     session_turns       one row per appended turn of a conversation; ``event_id`` unique
                         (the transcript event's id: redelivery is harmless); read in
                         ``seq`` order per (project, session)
-    stored_responses    Responses API results kept for ``previous_response_id`` chains
+    stored_responses    Responses API results kept for ``previous_response_id`` chains:
+                        the whole input the model saw, its output, and the Response object
+                        as returned; read by (id, project_id) only
 
 Every row carries ``expires_at`` (default: created_at + SESSIONS_HISTORY_TTL_S).
-JSON columns are JSONB on PostgreSQL. Read/Create models arrive with the
-sessions API.
+JSON columns are JSONB on PostgreSQL. Expired rows are invisible to reads and
+purged periodically (``repo.purge_expired``).
 """
 
 from __future__ import annotations
@@ -58,9 +60,15 @@ class SessionTurn(SessionsModel, table=True):
 
 
 class StoredResponse(SessionsModel, table=True):
-    """A Responses API result; ``id`` is the response id clients pass as previous_response_id."""
+    """A Responses API result; ``id`` is the response id clients pass as previous_response_id.
+
+    ``input_items`` is the full expanded input (the chain before it included),
+    ``output`` the items a follow-up inherits, ``response`` the object that
+    ``GET /v1/responses/{id}`` returns.
+    """
 
     __tablename__ = "stored_responses"
+    __table_args__ = (Index(None, "expires_at"),)
 
     id: str = Field(primary_key=True)
     project_id: str
@@ -68,5 +76,6 @@ class StoredResponse(SessionsModel, table=True):
     model: str
     input_items: Any = Field(sa_type=JSON_TYPE, nullable=False)
     output: Any = Field(sa_type=JSON_TYPE, nullable=False)
+    response: Any = Field(sa_type=JSON_TYPE, nullable=False)
     created_at: datetime = Field(sa_type=TIMESTAMP)
     expires_at: datetime = Field(sa_type=TIMESTAMP)
