@@ -30,8 +30,10 @@ flag, so it is safe to call from a signal handler; the polling loops of
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -220,6 +222,40 @@ class Stack:
     def request_stop(self) -> None:
         """Ask ``start``/``wait`` to return soon. Signal-safe: it only sets a flag."""
         self._stop_requested = True
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL, timeout_s: float = 10.0) -> int:
+        """Send ``sig`` to child ``name``'s process group, wait for it to exit; its exit status.
+
+        For crash tests: the child is left dead (and in ``dead()``) until ``restart``.
+        """
+        child = self.children[name]
+        with contextlib.suppress(ProcessLookupError):  # already gone
+            os.killpg(child.pid, sig)
+        if not child.wait(timeout_s) or child.returncode is None:
+            raise StackError(f"{name} still running {timeout_s} s after {sig.name}")
+        return child.returncode
+
+    def restart(self, name: str) -> Child:
+        """Start service ``name`` again, after it exited, with the same command and environment.
+
+        The new child takes the old one's place in the stop order; its log is
+        ``<name>.<n>.log`` (n = 2, 3, ...) so that the crashed run's log is kept.
+        """
+        if name not in SERVICES:
+            raise ValueError(f"only services restart; {name!r} is not one of {SERVICES}")
+        old = self.children[name]
+        if old.returncode is None:
+            raise StackError(f"{name} is still running; kill it first")
+        runs = 2 + len(list(self.log_dir.glob(f"{name}.*.log")))
+        child = Child(
+            name,
+            _python_argv(name),
+            env=self._env(name),
+            cwd=self.config.cwd,
+            log_path=self.log_dir / f"{name}.{runs}.log",
+        )
+        self._children[self._children.index(old)] = child
+        return child
 
     def dead(self) -> list[Child]:
         """Children that have exited."""

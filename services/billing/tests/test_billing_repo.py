@@ -13,7 +13,6 @@ from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 
-from billing.pricing import LineItem, price_usage
 from billing.store.models import (
     METADATA,
     LedgerEntry,
@@ -25,6 +24,7 @@ from billing.store.repo import record_usage
 from gateway_common import db
 from gateway_common.catalog import Prices
 from gateway_common.events import TokenUsage, UsageRecorded
+from gateway_common.pricing import LineItem, price_usage
 from gateway_common.testing import schema_drift
 
 PRICES = Prices(

@@ -16,7 +16,7 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Event", "TokenUsage", "UsageRecorded"]
+__all__ = ["Event", "SkuQuantity", "TokenUsage", "UsageRecorded"]
 
 
 def _now() -> datetime:
@@ -56,6 +56,15 @@ class TokenUsage(BaseModel):
     reasoning_tokens: int = Field(default=0, ge=0)
 
 
+class SkuQuantity(BaseModel):
+    """Units of an extra catalog SKU (``catalog.skus``) that a call consumed, e.g. routing tokens."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sku: str = Field(description="A key of the catalog's ``skus``.")
+    quantity: int = Field(ge=0)
+
+
 class UsageRecorded(Event):
     """A provider call finished (or was cut short) and consumed tokens. Published by the router."""
 
@@ -70,3 +79,11 @@ class UsageRecorded(Event):
     usage: TokenUsage
     byok: bool = Field(default=False, description="Served with the caller's own provider key.")
     status: Literal["ok", "error", "cancelled"] = "ok"
+    budget_lease_id: str = Field(
+        default="",
+        description="The billing budget lease the edge admitted the request under, if any.",
+    )
+    endpoint: str = Field(default="", description="Project endpoint slug that was called, if any.")
+    sku_usage: tuple[SkuQuantity, ...] = Field(
+        default=(), description="Extra SKUs consumed besides the model's tokens (priced first)."
+    )

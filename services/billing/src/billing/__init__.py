@@ -1,7 +1,9 @@
-"""Switchyard billing: prices usage events into a ledger and keeps spend per project and month.
+"""Switchyard billing: prices usage events into a ledger, keeps spend, budgets and credits.
 
-Modules: ``config`` (settings), ``pricing`` (catalog prices → line items),
-``store`` (tables, repository), ``handlers`` (the usage-message handler),
-``metrics``, ``main`` (composition root), ``runtime`` (process plumbing
-shared with sessions and rag, bound for gateway_common).
+Modules: ``config`` (settings), ``pricing`` (the reloading price book over
+``gateway_common.pricing``), ``store`` (tables; ``repo`` the ledger writer,
+``budgets`` leases/budgets/credits, ``reports`` the read side), ``handlers``
+(the usage-message handler), ``api`` (the ``billing.*`` request/reply
+subjects), ``reconcile`` (stream vs ledger), ``metrics``, ``main``
+(composition root).
 """

@@ -44,3 +44,30 @@ class BillingSettings(BaseServiceSettings):
         le=10_000,
         description="Messages requested per JetStream fetch; each is still committed singly.",
     )
+    ack_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds before JetStream redelivers a usage message fetched but never acked, e.g. "
+            "by a crashed replica (BILLING_ACK_WAIT_S); redelivery is harmless, only slower."
+        ),
+    )
+    lease_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an edge may admit requests under a budget lease (BILLING_LEASE_TTL_S).",
+    )
+    lease_settle_s: float = Field(
+        default=330.0,
+        ge=0,
+        description=(
+            "Seconds a lease keeps holding budget after its TTL, until what was admitted under it "
+            "is billed (BILLING_LEASE_SETTLE_S): longer than the longest request "
+            "(GATEWAY_REQUEST_TIMEOUT_S) plus the billing lag."
+        ),
+    )
+    reaper_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between passes of the lease reaper (BILLING_REAPER_INTERVAL_S).",
+    )

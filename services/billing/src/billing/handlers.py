@@ -25,9 +25,10 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway_common.events import UsageRecorded
+from gateway_common.pricing import PricingError
 
 from .metrics import BillingMetrics
-from .pricing import PriceBook, PricingError
+from .pricing import PriceBook
 from .store import repo
 
 __all__ = ["UsageHandler"]

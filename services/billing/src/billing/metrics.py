@@ -14,13 +14,15 @@ _LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 
 @dataclass(frozen=True, slots=True)
 class BillingMetrics:
-    """Counters of the usage consumer and the billing lag histogram."""
+    """Counters of the usage consumer and the request API, the billing lag histogram."""
 
     billed: Counter
     duplicates: Counter
     poison: Counter
     retried: Counter
     lag: Histogram
+    requests: Counter
+    leases_reaped: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> BillingMetrics:
@@ -51,6 +53,17 @@ class BillingMetrics:
                 "switchyard_billing_lag_seconds",
                 "billed_at - occurred_at of each newly billed event.",
                 buckets=_LAG_BUCKETS,
+                registry=registry,
+            ),
+            requests=Counter(
+                "switchyard_billing_requests",
+                "Requests answered on billing's NATS subjects, by subject and reply status.",
+                ["subject", "status"],
+                registry=registry,
+            ),
+            leases_reaped=Counter(
+                "switchyard_billing_leases_reaped",
+                "Budget leases closed by the reaper (edge gone, or settle time over).",
                 registry=registry,
             ),
         )

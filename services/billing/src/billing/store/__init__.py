@@ -1,1 +1,1 @@
-"""Billing storage: table models (``models``) and repository functions (``repo``)."""
+"""Billing storage: tables (``models``), the ledger writer (``repo``), budgets/credits/leases (``budgets``), reads (``reports``)."""

@@ -3,9 +3,14 @@
     ledger_entries      one row per usage event (``event_id`` unique: the idempotency key)
     ledger_line_items   the priced SKUs of an entry
     spend_totals        running spend per (project, 'YYYY-MM' period)
+    key_spend_totals    running spend per (project, API key, 'YYYY-MM' period)
+    budgets             monthly limits of a project or a key ('monthly' or one 'YYYY-MM')
+    credits             prepaid balance of a project (debited by each billed entry)
+    credit_transactions top-ups, unique per (project, client topup id)
+    budget_leases       budget granted to edges for local admission (see store.budgets)
 
 Money columns use ``ExactDecimal``: exact on PostgreSQL and on SQLite. The
-read-side (Public) models arrive with the spend look-up API.
+read-side models are the wire views in ``gateway_common.billing_api``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, Numeric, String
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -23,7 +37,12 @@ from sqlmodel import Field, SQLModel
 __all__ = [
     "METADATA",
     "BillingModel",
+    "Budget",
+    "BudgetLease",
+    "Credit",
+    "CreditTransaction",
     "ExactDecimal",
+    "KeySpendTotal",
     "LedgerEntry",
     "LedgerLineItem",
     "SpendTotal",
@@ -120,6 +139,14 @@ class LedgerEntry(BillingModel, table=True):
     total_amount: Decimal = Field(sa_type=ExactDecimal)
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
     billed_at: datetime = Field(sa_type=DateTime(timezone=True))
+    endpoint: str = Field(default="")
+
+    # Usage reports and reconciliation select a project's (or everyone's) entries by time.
+    __table_args__ = (
+        Index("ix_ledger_entries_project_id_occurred_at", "project_id", "occurred_at"),
+        Index("ix_ledger_entries_occurred_at", "occurred_at"),
+        Index("ix_ledger_entries_request_id", "request_id"),
+    )
 
 
 class LedgerLineItem(BillingModel, table=True):
@@ -144,3 +171,74 @@ class SpendTotal(BillingModel, table=True):
     project_id: str = Field(primary_key=True)
     period: str = Field(primary_key=True, max_length=7)
     amount: Decimal = Field(sa_type=ExactDecimal)
+
+
+class KeySpendTotal(BillingModel, table=True):
+    """Running spend of one API key of a project in a calendar month (UTC)."""
+
+    __tablename__ = "key_spend_totals"
+
+    project_id: str = Field(primary_key=True)
+    api_key_id: str = Field(primary_key=True)
+    period: str = Field(primary_key=True, max_length=7)
+    amount: Decimal = Field(sa_type=ExactDecimal)
+
+
+class Budget(BillingModel, table=True):
+    """A spending limit: ``scope`` project (``scope_id`` = project id) or key (= key id).
+
+    ``period`` 'monthly' applies to every month; a 'YYYY-MM' row replaces it for that month.
+    """
+
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("project_id", "scope", "scope_id", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
+    project_id: str = Field(index=True)
+    scope: str = Field(max_length=16)
+    scope_id: str
+    period: str = Field(max_length=7)
+    limit_amount: Decimal = Field(sa_type=ExactDecimal)
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class Credit(BillingModel, table=True):
+    """Prepaid credits of a project; only projects with a row are credit-limited."""
+
+    __tablename__ = "credits"
+
+    project_id: str = Field(primary_key=True)
+    balance: Decimal = Field(sa_type=ExactDecimal)
+    updated_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class CreditTransaction(BillingModel, table=True):
+    """One top-up; ``topup_id`` (client-chosen) makes a retried top-up harmless."""
+
+    __tablename__ = "credit_transactions"
+    __table_args__ = (UniqueConstraint("project_id", "topup_id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
+    project_id: str
+    topup_id: str
+    amount: Decimal = Field(sa_type=ExactDecimal)
+    note: str = Field(default="")
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+
+
+class BudgetLease(BillingModel, table=True):
+    """Budget granted to an edge; see ``billing.store.budgets`` for how it is counted."""
+
+    __tablename__ = "budget_leases"
+    __table_args__ = (Index("ix_budget_leases_project_id_closed_at", "project_id", "closed_at"),)
+
+    lease_id: str = Field(primary_key=True)
+    edge_id: str
+    project_id: str
+    api_key_id: str
+    granted: Decimal = Field(sa_type=ExactDecimal)
+    consumed: Decimal = Field(sa_type=ExactDecimal)
+    created_at: datetime = Field(sa_type=DateTime(timezone=True))
+    expires_at: datetime = Field(sa_type=DateTime(timezone=True))
+    released_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    closed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))

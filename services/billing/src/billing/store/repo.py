@@ -3,6 +3,10 @@
 ``record_usage`` is the only writer of the ledger. It relies on one
 transaction per event and on ``ledger_entries.event_id`` being unique, so
 a redelivered event is a harmless no-op and spend is counted exactly once.
+Everything an entry changes moves in that one transaction: the line items,
+the project's and the key's spend of the month, the credits balance, and the
+``consumed`` of the budget lease the request was admitted under, so a live
+lease never counts an amount that spend already counts (see store.budgets).
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway_common.events import UsageRecorded
+from gateway_common.pricing import LineItem, exact_sum
 
-from ..pricing import LineItem, exact_sum
-from .models import LedgerEntry, LedgerLineItem, SpendTotal
+from .models import BudgetLease, Credit, KeySpendTotal, LedgerEntry, LedgerLineItem, SpendTotal
 
 __all__ = ["billing_period", "record_usage"]
 
@@ -49,7 +53,8 @@ async def record_usage(
     Spend is added exactly on both backends: PostgreSQL with an atomic
     ``amount = amount + :x`` upsert; SQLite by read-modify-write in Python
     (amounts are text there), which is safe because the entry insert that
-    precedes it already holds SQLite's single write lock.
+    precedes it already holds SQLite's single write lock. Credits and the
+    lease are read ``FOR UPDATE`` (row locks on PostgreSQL) and written back.
     """
     amount = exact_sum(line.amount for line in items)
     try:
@@ -70,7 +75,22 @@ async def record_usage(
                         for line in items
                     ],
                 )
-            await _add_spend(session, event.project_id, billing_period(event.occurred_at), amount)
+            period = billing_period(event.occurred_at)
+            await _add_spend(
+                session, SpendTotal, amount, project_id=event.project_id, period=period
+            )
+            if event.api_key_id:
+                await _add_spend(
+                    session,
+                    KeySpendTotal,
+                    amount,
+                    project_id=event.project_id,
+                    api_key_id=event.api_key_id,
+                    period=period,
+                )
+            await _debit_credits(session, event.project_id, amount)
+            if event.budget_lease_id:
+                await _consume_lease(session, event, amount)
     except IntegrityError:
         if await _entry_exists(session, event.event_id):
             return False
@@ -93,6 +113,7 @@ async def _insert_entry(
             model=event.model,
             provider=event.provider,
             deployment=event.deployment,
+            endpoint=event.endpoint,
             byok=event.byok,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
@@ -107,29 +128,78 @@ async def _insert_entry(
     return int(result.scalar_one())
 
 
-async def _add_spend(session: AsyncSession, project_id: str, period: str, amount: Decimal) -> None:
+async def _add_spend(
+    session: AsyncSession,
+    table: type[SpendTotal] | type[KeySpendTotal],
+    amount: Decimal,
+    **key: str,
+) -> None:
+    """Add ``amount`` to the spend row of ``table`` identified by ``key``, creating it if needed."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        upsert = pg_insert(SpendTotal).values(project_id=project_id, period=period, amount=amount)
+        upsert = pg_insert(table).values(**key, amount=amount)
         await session.exec(
             upsert.on_conflict_do_update(
-                index_elements=[col(SpendTotal.project_id), col(SpendTotal.period)],
-                set_={"amount": col(SpendTotal.amount) + upsert.excluded.amount},
+                index_elements=[col(getattr(table, name)) for name in key],
+                set_={"amount": col(table.amount) + upsert.excluded.amount},
             )
         )
         return
-    this_period = (col(SpendTotal.project_id) == project_id, col(SpendTotal.period) == period)
+    this_row = [col(getattr(table, name)) == value for name, value in key.items()]
     current: Decimal | None = (
-        await session.exec(select(col(SpendTotal.amount)).where(*this_period))
+        await session.exec(select(col(table.amount)).where(*this_row))
     ).one_or_none()
     if current is None:
-        await session.exec(
-            insert(SpendTotal).values(project_id=project_id, period=period, amount=amount)
-        )
+        await session.exec(insert(table).values(**key, amount=amount))
     else:
         await session.exec(
-            update(SpendTotal).where(*this_period).values(amount=exact_sum((current, amount)))
+            update(table).where(*this_row).values(amount=exact_sum((current, amount)))
         )
+
+
+async def _debit_credits(session: AsyncSession, project_id: str, amount: Decimal) -> None:
+    """Take ``amount`` off the project's prepaid balance, if it has one (it may go negative)."""
+    credit = (
+        await session.exec(
+            select(Credit).where(col(Credit.project_id) == project_id).with_for_update()
+        )
+    ).one_or_none()
+    if credit is None:
+        return
+    await session.exec(
+        update(Credit)
+        .where(col(Credit.project_id) == project_id)
+        .values(balance=exact_sum((credit.balance, -amount)), updated_at=datetime.now(UTC))
+    )
+
+
+async def _consume_lease(session: AsyncSession, event: UsageRecorded, amount: Decimal) -> None:
+    """Count ``amount`` as consumed from the event's lease; a released lease fully billed closes.
+
+    A lease of another project is left alone: a request cannot spend another
+    project's budget, whatever id it carries.
+    """
+    lease = (
+        await session.exec(
+            select(BudgetLease)
+            .where(
+                col(BudgetLease.lease_id) == event.budget_lease_id,
+                col(BudgetLease.project_id) == event.project_id,
+            )
+            .with_for_update()
+        )
+    ).one_or_none()
+    if lease is None:
+        return
+    consumed = exact_sum((lease.consumed, amount))
+    settled = (
+        lease.released_at is not None and lease.closed_at is None and consumed >= lease.granted
+    )
+    await session.exec(
+        update(BudgetLease)
+        .where(col(BudgetLease.lease_id) == lease.lease_id)
+        .values(consumed=consumed, closed_at=datetime.now(UTC) if settled else lease.closed_at)
+    )
 
 
 async def _entry_exists(session: AsyncSession, event_id: str) -> bool:
