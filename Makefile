@@ -60,8 +60,18 @@ typecheck: install ## mypy over the services and libraries
 test-unit: install ## Unit tests of every package (no processes started)
 	$(PY) -m pytest -q libs services devtools tests/conformance tests/deploy
 
+NODE_CLIENT := tests/integration/node
+
+.PHONY: node-deps
+node-deps: ## Install the pinned OpenAI Node SDK for the integration tests (skipped without npm)
+	@if command -v npm >/dev/null 2>&1; then \
+		cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "npm not found: the Node SDK client test will be skipped"; \
+	fi
+
 .PHONY: test-integration
-test-integration: install ## Integration tests: real nats-server, services, SQLite and PostgreSQL
+test-integration: install node-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
 	$(PY) -m pytest -q tests/integration
 
 .PHONY: test

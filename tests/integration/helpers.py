@@ -7,7 +7,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+import httpx
 import orjson
+import sqlalchemy as sa
 
 T = TypeVar("T")
 
@@ -47,3 +49,28 @@ def poll(probe: Callable[[], T | None], *, timeout: float = 20.0, interval: floa
 def sse_data(lines: Iterable[str]) -> list[str]:
     """The ``data:`` payloads of an SSE body, in order."""
     return [line[len("data: ") :] for line in lines if line.startswith("data: ")]
+
+
+def fake_requests(fake_provider_url: str, marker: str) -> list[dict[str, Any]]:
+    """The fake provider's recorded requests whose body contains ``marker``, oldest first."""
+    seen = httpx.get(f"{fake_provider_url}/_fake/requests", timeout=10).json()["requests"]
+    return [r for r in seen if marker in orjson.dumps(r["body"]).decode()]
+
+
+def ledger_entry(billing_db_url: str, request_id: str) -> tuple[Any, list[Any]] | None:
+    """Billing's ledger entry of ``request_id`` and its line items (by sku), or None yet."""
+    engine = sa.create_engine(billing_db_url)
+    try:
+        with engine.connect() as conn:
+            entry = conn.execute(
+                sa.text("SELECT * FROM ledger_entries WHERE request_id = :r"), {"r": request_id}
+            ).one_or_none()
+            if entry is None:
+                return None
+            items = conn.execute(
+                sa.text("SELECT * FROM ledger_line_items WHERE entry_id = :e ORDER BY sku"),
+                {"e": entry.id},
+            ).all()
+            return entry, list(items)
+    finally:
+        engine.dispose()

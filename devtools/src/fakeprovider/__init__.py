@@ -1,8 +1,8 @@
 """The dev fake provider: a deterministic OpenAI-compatible HTTP server.
 
 ``make run`` and the integration tests point the catalog's ``fake`` provider at it.
-Replies are a pure function of the request (see ``replies``), so a test can tell
-exactly what reached the provider; faults are scripted per request by headers or
+Replies are a pure function of the request (see ``replies``; text, refusals and
+forced tool calls in ``answers``), so a test can tell exactly what reached the provider; faults are scripted per request by headers or
 by a ``/fault/<spec>/v1`` path prefix (see ``faults``); ``GET /_fake/requests``
 shows what was received (see ``recorder``).
 

@@ -8,6 +8,9 @@ Routes::
     GET    /healthz                liveness, never faulted
     GET    /_fake/requests         what was received (``recorder``)
     DELETE /_fake/requests         forget it
+    GET    /_fake/switches         the runtime fault toggles set (``faults.Switchboard``)
+    PUT    /_fake/switches/<name>  set one: ``{"spec": "status=500"}`` (``""``: healthy)
+    DELETE /_fake/switches[/<name>]  heal one, or all
 
 Every ``/v1`` route also answers under ``/fault/<spec>/v1/...``. Order of work
 for an API request: parse faults -> read and parse the body -> record ->
@@ -25,7 +28,13 @@ import orjson
 
 from fakeprovider import replies
 from fakeprovider.config import FakeProviderSettings
-from fakeprovider.faults import Faults, FaultSpecError, drop_connection, split_fault_path
+from fakeprovider.faults import (
+    Faults,
+    FaultSpecError,
+    Switchboard,
+    drop_connection,
+    split_fault_path,
+)
 from fakeprovider.recorder import RecordedRequest, RequestLog
 
 __all__ = ["FakeProviderApp", "create_app"]
@@ -40,13 +49,15 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _DONE = b"data: [DONE]\n\n"
+_SWITCHES = "/_fake/switches"
 
 
 class FakeProviderApp:
-    """ASGI callable. State (the request log) lives on the instance, one per server."""
+    """ASGI callable. State (request log, switches) lives on the instance, one per server."""
 
     def __init__(self, *, history: int = 1000) -> None:
         self.log = RequestLog(history)
+        self.switches = Switchboard()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -60,6 +71,8 @@ class FakeProviderApp:
             await _json(send, 200, {"status": "ok"})
         elif path == "/_fake/requests":
             await self._admin(method, send)
+        elif path == _SWITCHES or path.startswith(_SWITCHES + "/"):
+            await self._switch(method, path[len(_SWITCHES) + 1 :], receive, send)
         else:
             await self._api(scope, receive, send, method, path)
 
@@ -72,6 +85,27 @@ class FakeProviderApp:
         else:
             await _error(send, 405, f"method {method} not allowed")
 
+    async def _switch(self, method: str, name: str, receive: Receive, send: Send) -> None:
+        raw = await _read_body(receive)
+        if method == "GET" and not name:
+            await _json(send, 200, {"switches": dict(self.switches.specs)})
+        elif method == "DELETE":
+            self.switches.clear(name or None)
+            await _json(send, 200, {"switches": dict(self.switches.specs)})
+        elif method == "PUT" and name:
+            try:
+                body = orjson.loads(raw or b"null")
+                spec = body.get("spec") if isinstance(body, dict) else None
+                if not isinstance(spec, str):
+                    raise FaultSpecError('the body must be {"spec": "<fault spec>"}')
+                self.switches.set(name, spec)
+            except (FaultSpecError, orjson.JSONDecodeError) as exc:
+                await _error(send, 400, str(exc), code="bad_fault_spec")
+                return
+            await _json(send, 200, {"switches": dict(self.switches.specs)})
+        else:
+            await _error(send, 405, f"method {method} not allowed")
+
     async def _api(
         self, scope: Scope, receive: Receive, send: Send, method: str, path: str
     ) -> None:
@@ -79,7 +113,7 @@ class FakeProviderApp:
         raw = await _read_body(receive)
         try:
             spec, api_path = split_fault_path(path)
-            faults = Faults.from_request(spec, headers)
+            faults = Faults.from_request(spec, headers, self.switches.specs)
         except FaultSpecError as exc:
             await _error(send, 400, str(exc), code="bad_fault_spec")
             return
@@ -129,20 +163,24 @@ class FakeProviderApp:
             return await _error(send, 405, f"method {method} not allowed")
         elif not isinstance(body, dict):
             return await _error(send, 400, "request body must be a JSON object")
-        elif path == "/v1/embeddings":
+        elif path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
+            return await _error(send, 400, "'messages' must be an array", code="invalid_value")
+        else:
+            streaming = path == "/v1/chat/completions" and bool(body.get("stream"))
             try:
-                answer = replies.embeddings(body)
+                if path == "/v1/embeddings":
+                    payload: Any = replies.embeddings(body)
+                elif streaming:
+                    payload = replies.chat_chunks(body)
+                else:
+                    payload = replies.chat_completion(body)
             except ValueError as exc:
                 return await _error(send, 400, str(exc), code="invalid_value")
-            await _json(send, 200, answer, extra)
-        elif not isinstance(body.get("messages"), list):
-            return await _error(send, 400, "'messages' must be an array", code="invalid_value")
-        elif body.get("stream"):
-            entry.stream = True
-            await _stream(send, receive, entry, replies.chat_chunks(body), faults, extra)
-            return 200
-        else:
-            await _json(send, 200, replies.chat_completion(body), extra)
+            if streaming:
+                entry.stream = True
+                await _stream(send, receive, entry, payload, faults, extra)
+                return 200
+            await _json(send, 200, payload, extra)
         entry.completed = True
         return 200
 

@@ -12,9 +12,14 @@ failing base URL: ``http://host:port/fault/status=500,retry_after=1/v1``. Keys:
 ``retry_after``     send ``Retry-After: <value>`` with the response
 ``chunk_delay_ms``  streams: sleep this long after each SSE event (so a client
                     can disconnect mid-stream; not in the shared contract)
+``switch``          a named runtime toggle: the faults currently set for that
+                    name on the ``Switchboard`` (none until set), so a test can
+                    break and heal a deployment while the stack runs
 ==================  ==========================================================
 
-Headers override the path spec key by key.
+Precedence, key by key: the switch's current spec, then the path spec, then
+the headers. A switch is set over HTTP (``PUT /_fake/switches/<name>`` with
+``{"spec": "status=500"}``, ``DELETE`` to heal; see ``app``).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import socket
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["FaultSpecError", "Faults", "drop_connection", "split_fault_path"]
+__all__ = ["FaultSpecError", "Faults", "Switchboard", "drop_connection", "split_fault_path"]
 
 _PREFIX = "/fault/"
-_KEYS = ("status", "delay_ms", "reset", "break_after", "retry_after", "chunk_delay_ms")
+_KEYS = ("status", "delay_ms", "reset", "break_after", "retry_after", "chunk_delay_ms", "switch")
 _HEADERS = tuple((key, "x-fake-" + key.replace("_", "-")) for key in _KEYS)
 
 
@@ -48,8 +54,13 @@ class Faults:
     chunk_delay_ms: int = 0
 
     @classmethod
-    def from_request(cls, spec: str | None, headers: Mapping[str, str]) -> Faults:
-        """Merge the path ``spec`` (``k=v,k=v``) and the ``x-fake-*`` headers.
+    def from_request(
+        cls,
+        spec: str | None,
+        headers: Mapping[str, str],
+        switches: Mapping[str, str] | None = None,
+    ) -> Faults:
+        """Merge a named switch's spec, the path ``spec`` (``k=v,k=v``) and the ``x-fake-*`` headers.
 
         Raises ``FaultSpecError`` for unknown keys or non-numeric values.
         """
@@ -60,6 +71,9 @@ class Faults:
                 raw[key] = value
         if not raw:
             return _NONE
+        if (name := raw.pop("switch", None)) is not None:
+            current = (switches or {}).get(name)
+            raw = {**(_parse_spec(current) if current else {}), **raw}
         try:
             return cls(
                 status=_int(raw, "status"),
@@ -74,6 +88,34 @@ class Faults:
 
 
 _NONE = Faults()
+
+
+class Switchboard:
+    """Named runtime toggles (``switch=<name>``): name -> the fault spec in force.
+
+    A name never set, or cleared, means no faults. One per server, single event loop.
+    """
+
+    def __init__(self) -> None:
+        self._specs: dict[str, str] = {}
+        #: A live read-only view of the switches set, by name.
+        self.specs: Mapping[str, str] = MappingProxyType(self._specs)
+
+    def set(self, name: str, spec: str) -> None:
+        """Set ``name`` to ``spec`` (``""`` heals it); ``FaultSpecError`` if invalid."""
+        if not name:
+            raise FaultSpecError("a switch needs a name")
+        if "switch" in (_parse_spec(spec) if spec else {}):
+            raise FaultSpecError("a switch's spec cannot name another switch")
+        Faults.from_request(spec, {})  # validates values
+        self._specs[name] = spec
+
+    def clear(self, name: str | None = None) -> None:
+        """Heal ``name``, or every switch when ``name`` is ``None``."""
+        if name is None:
+            self._specs.clear()
+        else:
+            self._specs.pop(name, None)
 
 
 def split_fault_path(path: str) -> tuple[str | None, str]:

@@ -3,12 +3,16 @@
 An entry is recorded when a request arrives and updated in place when its
 answer ends, so an in-flight stream is visible and a stream whose client went
 away before the end shows ``"disconnected": true`` (``"broken": true`` when the
-fake itself dropped the connection, ``"completed": true`` when the answer ended). Credential headers are never
-stored; ``authorization`` only says whether an ``Authorization`` header was sent.
+fake itself dropped the connection, ``"completed": true`` when the answer ended).
+Credential headers are never stored: ``authorization`` only says whether an
+``Authorization`` header was sent, and ``bearer_sha256`` is the SHA-256 (hex) of
+its bearer token, so a test can check *which* key arrived without the key
+itself ever being kept or served.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +30,20 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     authorization: bool
+    bearer_sha256: str | None
     body: Any
     stream: bool = False
     status: int | None = None
     disconnected: bool = False
     broken: bool = False
     completed: bool = False
+
+
+def _fingerprint(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return hashlib.sha256(token.strip().encode()).hexdigest()
 
 
 class RequestLog:
@@ -47,6 +59,7 @@ class RequestLog:
             path=path,
             headers={k: v for k, v in headers.items() if k not in _SECRET_HEADERS},
             authorization="authorization" in headers,
+            bearer_sha256=_fingerprint(headers.get("authorization")),
             body=body,
         )
         self._entries.append(entry)

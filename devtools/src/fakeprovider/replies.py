@@ -1,14 +1,16 @@
 """Deterministic replies: pure functions from a request body to OpenAI-shaped payloads.
 
-The reply to a chat request is ``f"{last_user_text} [{digest}]"`` where ``digest``
-is the first 12 hex digits of the SHA-256 of the body (without ``stream`` and
+The reply to a chat request is ``f"{last_user_text} [{digest}]"`` (or a refusal
+or tool calls: see ``answers``), in ``n`` identical choices, where ``digest`` is
+the first 12 hex digits of the SHA-256 of the body (without ``stream`` and
 ``stream_options``) serialised by orjson with sorted keys. A test that knows what
 it sent can therefore compute exactly what the provider must have answered, and
 a test that sees the reply knows exactly which body reached the provider.
 
 Token counts are word counts: ``prompt_tokens`` over the text of every message,
-``completion_tokens`` over the reply; ``mock-reasoning`` adds ``reasoning_tokens``
-equal to ``prompt_tokens`` (counted in ``completion_tokens`` too, as OpenAI does).
+``completion_tokens`` over the reply times ``n``; ``mock-reasoning`` adds
+``reasoning_tokens`` equal to ``prompt_tokens`` (counted in ``completion_tokens``
+too, as OpenAI does).
 Embedding vectors are derived from SHA-256 of each input and L2-normalised.
 """
 
@@ -21,6 +23,9 @@ import struct
 from typing import Any
 
 import orjson
+
+from fakeprovider import answers
+from fakeprovider.answers import Answer
 
 __all__ = [
     "CREATED",
@@ -39,6 +44,7 @@ CREATED = 1700000000
 MODELS = ("mock-chat", "mock-reasoning", "mock-embed")
 REASONING_MODEL = "mock-reasoning"
 _DEFAULT_DIMENSIONS = 8
+_MAX_CHOICES = 16
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -73,8 +79,22 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _reply(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """Return ``(digest, reply text, usage)`` for a chat request body."""
+def _choices(body: dict[str, Any]) -> int:
+    """``n``: how many choices to answer with; raise ValueError when it is not 1..16."""
+    n = body.get("n")
+    if n is None:
+        return 1
+    if not isinstance(n, int) or isinstance(n, bool) or not 0 < n <= _MAX_CHOICES:
+        raise ValueError(f"n must be an integer between 1 and {_MAX_CHOICES}")
+    return n
+
+
+def _reply(body: dict[str, Any]) -> tuple[str, Answer, int, dict[str, Any]]:
+    """Return ``(digest, answer, n, usage)`` for a chat request body.
+
+    Raises ValueError for a value the fake cannot honour (``n``).
+    """
+    n = _choices(body)
     messages = body.get("messages") or []
     prompt_tokens = 0
     last_user = ""
@@ -86,8 +106,8 @@ def _reply(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         if message.get("role") == "user":
             last_user = text
     key = digest(body)
-    reply = f"{last_user} [{key}]"
-    completion_tokens = len(reply.split())
+    said = answers.answer(body, last_user=last_user, digest=key)
+    completion_tokens = said.tokens * n
     usage: dict[str, Any] = {"prompt_tokens": prompt_tokens}
     if body.get("model") == REASONING_MODEL:
         completion_tokens += prompt_tokens
@@ -96,26 +116,20 @@ def _reply(body: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     else:
         usage["completion_tokens"] = completion_tokens
     usage["total_tokens"] = prompt_tokens + completion_tokens
-    return key, reply, usage
+    return key, said, n, usage
 
 
 def chat_completion(body: dict[str, Any]) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` answer to ``body``."""
-    key, reply, usage = _reply(body)
+    """The non-streaming ``chat.completion`` answer to ``body``; ValueError if invalid."""
+    key, said, n, usage = _reply(body)
+    choice = {"message": said.message(), "logprobs": None, "finish_reason": said.finish_reason}
     return {
         "id": "chatcmpl-" + key,
         "object": "chat.completion",
         "created": CREATED,
         "model": body.get("model"),
         "system_fingerprint": "fp_fake",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
+        "choices": [{"index": index, **choice} for index in range(n)],
         "usage": usage,
     }
 
@@ -123,11 +137,14 @@ def chat_completion(body: dict[str, Any]) -> dict[str, Any]:
 def chat_chunks(body: dict[str, Any]) -> list[bytes]:
     """The ``chat.completion.chunk`` objects of the streamed answer, serialised, in order.
 
-    Role chunk, one chunk per word of the reply, a ``finish_reason: "stop"`` chunk,
-    and a usage-only chunk (``choices: []``) when ``stream_options.include_usage``.
-    The caller frames them as SSE and appends ``data: [DONE]``.
+    Per choice: the answer's deltas (``answers.Answer.deltas``: a role chunk, then
+    one chunk per word, or per tool-call head and argument piece), then a chunk
+    with an empty delta and the finish reason. With ``n`` > 1 the choices are
+    interleaved step by step, as OpenAI sends them. Last, a usage-only chunk
+    (``choices: []``) when ``stream_options.include_usage``. The caller frames
+    them as SSE and appends ``data: [DONE]``. Raises ValueError if invalid.
     """
-    key, reply, usage = _reply(body)
+    key, said, n, usage = _reply(body)
     head = {
         "id": "chatcmpl-" + key,
         "object": "chat.completion.chunk",
@@ -136,15 +153,16 @@ def chat_chunks(body: dict[str, Any]) -> list[bytes]:
         "system_fingerprint": "fp_fake",
     }
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return orjson.dumps({**head, "choices": [choice]})
 
-    out = [chunk({"role": "assistant", "content": ""})]
-    out.extend(
-        chunk({"content": word if i == 0 else " " + word}) for i, word in enumerate(reply.split())
-    )
-    out.append(chunk({}, "stop"))
+    steps = [*said.deltas(), None]
+    out = [
+        chunk(index, delta) if delta is not None else chunk(index, {}, said.finish_reason)
+        for delta in steps
+        for index in range(n)
+    ]
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
         out.append(orjson.dumps({**head, "choices": [], "usage": usage}))

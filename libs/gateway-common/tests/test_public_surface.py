@@ -17,13 +17,17 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def test_exported_modules_are_pinned() -> None:
     assert sorted(gateway_common.__all__) == [
+        "billing_api",
         "catalog",
         "db",
         "errors",
         "events",
         "grpc",
         "nats",
+        "netguard",
         "openai",
+        "pricing",
+        "responses_store",
         "runtime",
         "settings",
         "subjects",

@@ -5,7 +5,11 @@ from sqlmodel import SQLModel
 from edge.store import models
 from gateway_common.db import run_alembic_env
 
-_EDGE_TABLES = {models.Project.__tablename__, models.ApiKey.__tablename__}
+_EDGE_TABLES = {
+    models.Project.__tablename__,
+    models.ApiKey.__tablename__,
+    models.ProviderCredential.__tablename__,
+}
 
 # SQLModel.metadata is shared by every service in the process; hand Alembic a
 # copy restricted to the edge's tables so it never touches anyone else's.

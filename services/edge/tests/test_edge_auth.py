@@ -43,9 +43,9 @@ def test_valid_key(cache: KeyCache) -> None:
 @pytest.mark.parametrize(
     ("header", "code", "fragment"),
     [
-        (None, "invalid_api_key", "You didn't provide an API key"),
-        ("Basic abc", "invalid_api_key", "You didn't provide an API key"),
-        ("Bearer ", "invalid_api_key", "You didn't provide an API key"),
+        (None, "invalid_api_key", "Missing Bearer token."),
+        ("Basic abc", "invalid_api_key", "Missing Bearer token."),
+        ("Bearer ", "invalid_api_key", "Missing Bearer token."),
         (
             "Bearer sk-unknown-key-123",
             "invalid_api_key",

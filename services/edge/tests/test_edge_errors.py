@@ -102,9 +102,10 @@ def test_embedding_validation(body: object, param: str) -> None:
 
 def test_valid_request_keeps_unknown_fields() -> None:
     req = ChatCompletionRequest.model_validate_json(
-        b'{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}}],"name":"n"}],"seed":1}'
+        b'{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}}],"name":"n"}],"seed":1,"x_future":{"a":1}}'
     )
-    assert req.model_extra == {"seed": 1}
+    assert req.seed == 1
+    assert req.model_extra == {"x_future": {"a": 1}}
     assert req.messages[0].model_extra == {"name": "n"}
     assert req.stream is False
 

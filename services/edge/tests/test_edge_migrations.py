@@ -16,7 +16,11 @@ from edge.store import migrations_dir, models
 from gateway_common import db
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-EDGE_TABLES = {models.Project.__tablename__, models.ApiKey.__tablename__}
+EDGE_TABLES = {
+    models.Project.__tablename__,
+    models.ApiKey.__tablename__,
+    models.ProviderCredential.__tablename__,
+}
 
 
 def _edge_metadata() -> sa.MetaData:
@@ -37,7 +41,7 @@ def _check(url: str) -> None:
             assert {*EDGE_TABLES, "alembic_version_edge"} <= tables
             assert (
                 conn.execute(sa.text("SELECT version_num FROM alembic_version_edge")).scalar()
-                == "0001"
+                == "0002"
             )
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = [d for d in compare_metadata(ctx, _edge_metadata()) if d[0] != "remove_table"]

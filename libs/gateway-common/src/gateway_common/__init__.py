@@ -5,25 +5,33 @@ Modules (import them by name; this package re-exports nothing heavy):
     settings    BaseServiceSettings (pydantic-settings), the operator contract's names
     errors      the GatewayError taxonomy and its gRPC/HTTP mappings
     catalog     the model catalog schema (router routes from it, billing prices from it)
+    pricing     usage event -> SKU line items at the catalog's dated prices (exact decimals)
     subjects    NATS stream, subject and durable names
     events      versioned JetStream event payloads
     nats        connect, stream declarations, health request/reply
+    netguard    refuses provider base URLs that point into private or metadata networks
     db          async engines, Alembic migrations per service
     grpc        interceptors, channel options, health service
     telemetry   logging, tracing, the request-id context variable
     runtime     process plumbing of the NATS-facing services (serve, migrate, pull loop)
     testing     real-infrastructure test support (nats-server, throwaway PostgreSQL, processes)
     openai      typed OpenAI wire models used where a body must be read
+    responses_store  request/reply payloads between the edge and sessions for stored Responses
+    billing_api      request/reply payloads of billing: budget leases, budgets, credits, reports
 """
 
 __all__ = [
+    "billing_api",
     "catalog",
     "db",
     "errors",
     "events",
     "grpc",
     "nats",
+    "netguard",
     "openai",
+    "pricing",
+    "responses_store",
     "runtime",
     "settings",
     "subjects",

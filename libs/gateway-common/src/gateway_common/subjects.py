@@ -11,15 +11,43 @@ Request/reply (core NATS, with deadlines):
 
     health.<service>    each service answers {"service", "status"}
     keys.changed.v1     broadcast: an API key changed; edges refresh their cache
+
+    sessions.responses.put.v1     store a Response (reply sent after the commit)
+    sessions.responses.get.v1     one stored Response of a project
+    sessions.responses.delete.v1  delete one stored Response of a project
+                                  (payloads: gateway_common.responses_store; queue group
+                                  "sessions", so replicas share the work)
+
+    billing.budget.lease.v1       grant a budget lease to an edge (admission without a DB trip)
+    billing.budget.release.v1     close a lease, reporting what was spent under it
+    billing.budget.set.v1         set or delete a monthly budget (project or key)
+    billing.credits.topup.v1      add prepaid credits (idempotent by the client's topup id)
+    billing.spend.get.v1          spend, budgets and credits of a project (and key)
+    billing.usage.query.v1        usage and cost grouped by key, model, day or endpoint
+    billing.request.get.v1        one request's ledger entries and line items
+                                  (payloads: gateway_common.billing_api; queue group
+                                  "billing")
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BILLING_BUDGET_LEASE",
+    "BILLING_BUDGET_RELEASE",
+    "BILLING_BUDGET_SET",
+    "BILLING_CREDITS_TOPUP",
     "BILLING_DURABLE",
+    "BILLING_QUEUE",
+    "BILLING_REQUEST_GET",
+    "BILLING_SPEND_GET",
+    "BILLING_USAGE_QUERY",
     "HEALTH_PREFIX",
     "KEYS_CHANGED",
+    "RESPONSES_DELETE",
+    "RESPONSES_GET",
+    "RESPONSES_PUT",
     "SESSIONS_DURABLE",
+    "SESSIONS_QUEUE",
     "SESSION_TURN_APPENDED",
     "TRANSCRIPTS_STREAM",
     "TRANSCRIPTS_SUBJECTS",
@@ -34,10 +62,24 @@ USAGE_SUBJECTS = ["usage.>"]
 USAGE_RECORDED = "usage.recorded.v1"
 BILLING_DURABLE = "billing-ledger"
 
+BILLING_BUDGET_LEASE = "billing.budget.lease.v1"
+BILLING_BUDGET_RELEASE = "billing.budget.release.v1"
+BILLING_BUDGET_SET = "billing.budget.set.v1"
+BILLING_CREDITS_TOPUP = "billing.credits.topup.v1"
+BILLING_SPEND_GET = "billing.spend.get.v1"
+BILLING_USAGE_QUERY = "billing.usage.query.v1"
+BILLING_REQUEST_GET = "billing.request.get.v1"
+BILLING_QUEUE = "billing"
+
 TRANSCRIPTS_STREAM = "TRANSCRIPTS"
 TRANSCRIPTS_SUBJECTS = ["session.>"]
 SESSION_TURN_APPENDED = "session.turn.appended.v1"
 SESSIONS_DURABLE = "sessions-history"
+
+RESPONSES_PUT = "sessions.responses.put.v1"
+RESPONSES_GET = "sessions.responses.get.v1"
+RESPONSES_DELETE = "sessions.responses.delete.v1"
+SESSIONS_QUEUE = "sessions"
 
 HEALTH_PREFIX = "health"
 KEYS_CHANGED = "keys.changed.v1"

@@ -1,19 +1,29 @@
 """API-key authentication against an in-memory cache: no database round trip per request.
 
 A presented key is hashed with HMAC-SHA256 under ``GATEWAY_SECRET_KEY`` and
-looked up in ``KeyCache``, a dict ``key_hash -> KeyEntry`` that ``keysync``
-replaces wholesale on every reload (so a lookup never sees a half-built
-cache). The cache holds revoked and expired keys too, so their callers get
-a precise 401 instead of "unknown key".
+looked up in ``KeyCache``, a dict ``key_hash -> KeyEntry``: one HMAC and one
+dict probe, never a scan and never a comparison of the secret itself (an
+attacker cannot steer an HMAC digest byte by byte, so the dict's equality
+check leaks nothing useful). ``keysync`` replaces the dict wholesale on a
+full reload (a lookup never sees a half-built cache) and ``put``/``remove``
+single entries when ``keys.changed.v1`` names a key. The cache holds revoked
+and expired keys too, so their callers get a precise 401 instead of
+"unknown key"; expiry is checked against the clock on every lookup.
 
-Decisions, in order: no bearer -> 401; unknown hash -> 401; revoked -> 401;
-expired -> 401; lacking the route's scope -> 403 (``require_scope``).
+Decisions, in order: no bearer -> 401 "Missing Bearer token."; unknown hash
+-> 401; revoked -> 401; expired -> 401; lacking the route's scope -> 403
+naming the scope (``require_scope``); a project-scoped route of another
+project -> 403 ``WRONG_PROJECT`` (the admin API's ``Principal.require_project``).
+
+Keys are ``sk-sy-`` followed by 43 URL-safe characters (256 random bits),
+made by ``generate_api_key``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,15 +31,41 @@ from typing import Final, Literal
 
 from gateway_common.errors import PermissionDenied, Unauthenticated
 
-__all__ = ["ALL_SCOPES", "KeyCache", "KeyEntry", "Scope", "hash_api_key", "require_scope"]
+__all__ = [
+    "ALL_SCOPES",
+    "KEY_PREFIX",
+    "WRONG_PROJECT",
+    "KeyCache",
+    "KeyEntry",
+    "Scope",
+    "bearer_token",
+    "generate_api_key",
+    "hash_api_key",
+    "require_scope",
+]
 
 Scope = Literal["chat", "embeddings", "responses", "admin"]
 ALL_SCOPES: Final[tuple[Scope, ...]] = ("chat", "embeddings", "responses", "admin")
 
-_MISSING = (
-    "You didn't provide an API key. You need to provide your API key in an Authorization "
-    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
-)
+#: Every key ``generate_api_key`` makes starts with this (recognizable in logs and scanners).
+KEY_PREFIX: Final = "sk-sy-"
+#: Seed 001's message for a token used on another project's route.
+WRONG_PROJECT: Final = "Token does not belong to this project."
+_MISSING = "Missing Bearer token."
+
+
+def generate_api_key() -> str:
+    """A new key: ``KEY_PREFIX`` + 256 random bits, URL-safe base64 (49 characters)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; ``Unauthenticated`` if none."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated(_MISSING)
+    return token
 
 
 def hash_api_key(secret: bytes, key: str) -> str:
@@ -53,7 +89,7 @@ def _mask(key: str) -> str:
 
 
 class KeyCache:
-    """``key_hash -> KeyEntry``, swapped atomically by ``replace``.
+    """``key_hash -> KeyEntry``, swapped atomically by ``replace``, patched by ``put``/``remove``.
 
     ``authenticate`` also notes when each key was last used; ``drain_last_used``
     hands those timestamps to the periodic sync, which writes them in one
@@ -63,6 +99,7 @@ class KeyCache:
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._entries: dict[str, KeyEntry] = {}
+        self._hash_by_id: dict[str, str] = {}
         self._last_used: dict[str, datetime] = {}
 
     def __len__(self) -> int:
@@ -74,14 +111,28 @@ class KeyCache:
 
     def replace(self, entries: Iterable[tuple[str, KeyEntry]]) -> None:
         """Install a complete new set of ``(key_hash, entry)`` pairs."""
-        self._entries = dict(entries)
+        new = dict(entries)
+        self._hash_by_id = {entry.key_id: key_hash for key_hash, entry in new.items()}
+        self._entries = new
+
+    def put(self, key_hash: str, entry: KeyEntry) -> None:
+        """Add or update one key (its id's previous entry, if any, is dropped first)."""
+        self.remove(entry.key_id)
+        self._entries[key_hash] = entry
+        self._hash_by_id[entry.key_id] = key_hash
+
+    def remove(self, key_id: str) -> None:
+        """Forget the key with id ``key_id`` (no-op when unknown)."""
+        key_hash = self._hash_by_id.pop(key_id, None)
+        if key_hash is not None:
+            self._entries.pop(key_hash, None)
 
     def authenticate(self, authorization: str | None, *, now: datetime | None = None) -> KeyEntry:
         """The entry for an ``Authorization: Bearer <key>`` header; ``Unauthenticated`` if none."""
-        scheme, _, key = (authorization or "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise Unauthenticated(_MISSING)
+        return self.lookup(bearer_token(authorization), now=now)
+
+    def lookup(self, key: str, *, now: datetime | None = None) -> KeyEntry:
+        """The entry of a working ``key``; ``Unauthenticated`` when unknown, revoked or expired."""
         entry = self._entries.get(self.hash(key))
         if entry is None:
             raise Unauthenticated(f"Incorrect API key provided: {_mask(key)}.")

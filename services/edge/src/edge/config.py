@@ -62,6 +62,14 @@ class EdgeSettings(BaseServiceSettings):
         gt=0,
         description="GATEWAY_MAX_BODY_BYTES: larger request bodies are refused with 413.",
     )
+    max_messages: int = Field(
+        default=2048,
+        gt=0,
+        description=(
+            "GATEWAY_MAX_MESSAGES: a chat request with more messages is refused with 400 "
+            "(param 'messages') before it reaches the router."
+        ),
+    )
     key_refresh_interval_s: float = Field(
         default=60.0,
         gt=0,
@@ -76,3 +84,26 @@ class EdgeSettings(BaseServiceSettings):
         if self.env == "production" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
             raise ValueError("GATEWAY_SECRET_KEY must be set to a real secret in production")
         return self
+
+    # -- tenancy (issue 5) ---------------------------------------------------------------------
+    previous_secret_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "GATEWAY_PREVIOUS_SECRET_KEYS: retired GATEWAY_SECRET_KEY values, comma separated. "
+            "Managed credentials sealed under them still open, and `rewrap` re-seals them "
+            "under the current key."
+        ),
+    )
+    allow_private_upstreams: bool = Field(
+        default=False,
+        description=(
+            "GATEWAY_ALLOW_PRIVATE_UPSTREAMS: accept credential base URLs on loopback, private "
+            "or link-local addresses (the dev stack's fake provider). Cloud metadata addresses "
+            "stay refused."
+        ),
+    )
+
+    def previous_secrets(self) -> list[bytes]:
+        """The retired secrets of ``previous_secret_keys``, in order, empty entries dropped."""
+        raw = self.previous_secret_keys.get_secret_value() if self.previous_secret_keys else ""
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]

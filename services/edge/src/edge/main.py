@@ -4,7 +4,8 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
 
     telemetry -> NATS connection -> DB engine -> key cache (loaded, then kept current
     by keys.changed.v1 and a periodic reload) -> gRPC channel to the router ->
-    RouterClient + Proxy -> ``app.state.edge``
+    RouterClient + Proxy, SessionsClient (stored responses, over the same NATS
+    connection) -> ``app.state.edge``
 
 Nothing runs at import. Request handling order: ``RequestContextMiddleware``
 (request id, metrics, last-resort 500) -> routing -> dependencies (auth,
@@ -33,6 +34,7 @@ from .config import EdgeSettings
 from .keysync import KeySync
 from .metrics import EdgeMetrics
 from .router_client import RouterClient
+from .sessions_client import SessionsClient
 from .state import EdgeState
 
 __all__ = ["create_app"]
@@ -74,6 +76,7 @@ async def _build_state(
         engine=engine,
         keys=keys,
         router=router,
+        sessions=SessionsClient(nc),
         proxy=Proxy(router, metrics, max_body_bytes=settings.max_body_bytes),
     )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import grpc
@@ -44,11 +44,16 @@ _LIST_MODELS_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who is calling: rides on every router call as typed fields and metadata."""
+    """Who is calling: rides on every router call as typed fields and metadata.
+
+    ``provider_key`` is the caller's own provider key (BYOK, ``X-Provider-Key``):
+    it goes into ``CompleteRequest.provider_key`` and nowhere else (not in repr).
+    """
 
     request_id: str
     project_id: str
     api_key_id: str
+    provider_key: str | None = field(default=None, repr=False)
 
 
 class Completion(NamedTuple):
@@ -91,6 +96,7 @@ class RouterClient:
             request_id=ctx.request_id,
             project_id=ctx.project_id,
             api_key_id=ctx.api_key_id,
+            provider_key=ctx.provider_key or "",
         )
 
     async def complete(

@@ -15,6 +15,7 @@ from .auth import KeyCache
 from .config import EdgeSettings
 from .metrics import EdgeMetrics
 from .router_client import RouterClient
+from .sessions_client import SessionsClient
 
 __all__ = ["EdgeState"]
 
@@ -29,4 +30,5 @@ class EdgeState:
     engine: AsyncEngine
     keys: KeyCache
     router: RouterClient
+    sessions: SessionsClient
     proxy: Proxy

@@ -7,6 +7,8 @@
     ApiKeyDep          KeyEntry of a valid key, any scope (401 otherwise)
     ChatKeyDep         ... that also carries the ``chat`` scope (403 otherwise)
     EmbeddingsKeyDep   ... that also carries the ``embeddings`` scope
+    ResponsesKeyDep    ... that also carries the ``responses`` scope
+    SessionsDep        SessionsClient (stored responses)
 
 All are ``async def`` so FastAPI runs them inline rather than in a thread pool.
 """
@@ -20,6 +22,7 @@ from fastapi import Depends, Request
 from ..auth import KeyEntry, Scope, require_scope
 from ..config import EdgeSettings
 from ..router_client import RouterClient
+from ..sessions_client import SessionsClient
 from ..state import EdgeState
 from .proxy import Proxy
 
@@ -28,7 +31,9 @@ __all__ = [
     "ChatKeyDep",
     "EmbeddingsKeyDep",
     "ProxyDep",
+    "ResponsesKeyDep",
     "RouterClientDep",
+    "SessionsDep",
     "SettingsDep",
     "StateDep",
 ]
@@ -51,6 +56,10 @@ async def get_router_client(state: StateDep) -> RouterClient:
     return state.router
 
 
+async def get_sessions(state: StateDep) -> SessionsClient:
+    return state.sessions
+
+
 async def get_proxy(state: StateDep) -> Proxy:
     return state.proxy
 
@@ -63,6 +72,7 @@ async def authenticate(request: Request, state: StateDep) -> KeyEntry:
 SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
+SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 
 
@@ -78,3 +88,4 @@ class _RequireScope:
 
 ChatKeyDep = Annotated[KeyEntry, Depends(_RequireScope("chat"))]
 EmbeddingsKeyDep = Annotated[KeyEntry, Depends(_RequireScope("embeddings"))]
+ResponsesKeyDep = Annotated[KeyEntry, Depends(_RequireScope("responses"))]

@@ -51,8 +51,29 @@ def error_bytes(
 
 
 def error_response(err: GatewayError, headers: dict[str, str] | None = None) -> Response:
-    """The HTTP response for a ``GatewayError``."""
-    body = error_bytes(message=err.message, type=err.error_type, param=err.param, code=err.code)
+    """The HTTP response for a ``GatewayError``.
+
+    After a failover gave up, ``error.attempts`` lists each attempt (provider,
+    deployment, status, code, message), an extra field that OpenAI SDKs ignore.
+    """
+    error: dict[str, Any] = {
+        "message": err.message,
+        "type": err.error_type,
+        "param": err.param,
+        "code": err.code,
+    }
+    if err.attempts:
+        error["attempts"] = [
+            {
+                "provider": a.provider,
+                "deployment": a.deployment,
+                "status": a.http_status,
+                "code": a.code,
+                "message": a.message,
+            }
+            for a in err.attempts
+        ]
+    body = orjson.dumps({"error": error})
     return Response(
         body, status_code=err.http_status, media_type="application/json", headers=headers
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import chat, embeddings, health, models
+from .routes import admin, chat, embeddings, health, models, responses
 
 __all__ = ["build_api_router"]
 
@@ -16,6 +16,7 @@ __all__ = ["build_api_router"]
 def build_api_router() -> APIRouter:
     """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``."""
     root = APIRouter()
-    for module in (health, chat, embeddings, models):
+    for module in (health, chat, embeddings, models, responses):
         root.include_router(module.router)
+    root.include_router(admin.router)
     return root

@@ -13,23 +13,41 @@ as ``data: {"error": {...}}\\n\\n`` and the stream ends without ``[DONE]``.
 When the client goes away, the response task is cancelled and the
 ``finally`` closes the router stream, which cancels the gRPC call.
 
+A route may pass a ``Shaper`` to ``forward`` to rewrite what the client gets
+(the Responses API frames ``event:`` lines, ends without ``[DONE]`` and stores
+each response before the client sees it); without one, bodies and chunks go
+out exactly as the router sent them.
+
 Both kinds of response carry ``x-switchyard-provider``, ``-deployment``,
 ``-attempts`` and ``-overhead-ms`` (time to the router's answer, or to the
 first stream event, minus the router's reported upstream time).
+
+BYOK: an ``X-Provider-Key`` header is the caller's own provider key. It is
+checked for shape (one token of visible ASCII, at most ``_MAX_PROVIDER_KEY``
+characters: it becomes an upstream header) and handed to the router in
+``CompleteRequest.provider_key``, which sends it to the chosen provider as its
+credential and bills the call as BYOK. The edge never stores or logs it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from gateway.router.v1 import router_pb2
-from gateway_common.errors import GatewayError, PayloadTooLarge, ServiceUnavailable, from_detail
+from gateway_common.errors import (
+    GatewayError,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    from_detail,
+)
 from gateway_common.telemetry import REQUEST_ID
 
 from ..auth import KeyEntry
@@ -37,7 +55,7 @@ from ..metrics import EdgeMetrics
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 
-__all__ = ["Proxy"]
+__all__ = ["Proxy", "Shaper"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,11 +67,48 @@ _OPERATION_LABELS = {
     router_pb2.OPERATION_RESPONSES: "responses",
 }
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_PROVIDER_KEY_HEADER = "x-provider-key"
+_MAX_PROVIDER_KEY = 4096
+_PROVIDER_KEY_SHAPE = re.compile(rf"[\x21-\x7e]{{1,{_MAX_PROVIDER_KEY}}}")
 
 
 def _error_frame(err: GatewayError) -> bytes:
     body = error_bytes(message=err.message, type=err.error_type, param=err.param, code=err.code)
     return b"data: " + body + b"\n\n"
+
+
+def _provider_key(request: Request) -> str | None:
+    """The caller's own provider key from ``X-Provider-Key``, or None; 400 if malformed.
+
+    The error never echoes the value.
+    """
+    value = request.headers.get(_PROVIDER_KEY_HEADER)
+    if value is None:
+        return None
+    value = value.strip()
+    if not _PROVIDER_KEY_SHAPE.fullmatch(value):
+        raise InvalidRequest(
+            "The X-Provider-Key header must be a single token of visible ASCII characters, "
+            f"at most {_MAX_PROVIDER_KEY} long.",
+            code="invalid_provider_key",
+        )
+    return value
+
+
+class Shaper(Protocol):
+    """Shapes one call's answer for its client; either method may raise ``GatewayError``.
+
+    ``body`` gets a unary answer's body and returns what the client receives;
+    ``frame`` turns one stream chunk into its SSE frame; ``done`` is written
+    after a good stream (empty: nothing). A failure in ``body`` becomes the
+    error response, one in ``frame`` the in-band error frame that ends the stream.
+    """
+
+    done: bytes
+
+    async def body(self, body: bytes) -> bytes: ...
+
+    async def frame(self, chunk: bytes) -> bytes: ...
 
 
 class Proxy:
@@ -100,17 +155,22 @@ class Proxy:
         body: bytes,
         stream: bool,
         key: KeyEntry,
+        shaper: Shaper | None = None,
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response."""
         started: float = request.state.started_at
         ctx = CallContext(
-            request_id=REQUEST_ID.get(), project_id=key.project_id, api_key_id=key.key_id
+            request_id=REQUEST_ID.get(),
+            project_id=key.project_id,
+            api_key_id=key.key_id,
+            provider_key=_provider_key(request),
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:
             result = await self._client.complete(op, model, body, ctx)
             headers = self._route_headers(result.route, started, operation)
-            return Response(result.body, media_type="application/json", headers=headers)
+            answer = result.body if shaper is None else await shaper.body(result.body)
+            return Response(answer, media_type="application/json", headers=headers)
 
         events = self._client.stream(op, model, body, ctx)
         first = await anext(events, None)
@@ -123,7 +183,7 @@ class Proxy:
         route = first.route if kind == "route" else router_pb2.RouteInfo()
         headers = self._route_headers(route, started, operation)
         return StreamingResponse(
-            self._sse(events, pending=None if kind == "route" else first),
+            self._sse(events, pending=None if kind == "route" else first, shaper=shaper),
             media_type="text/event-stream",
             headers={**headers, **_SSE_HEADERS},
         )
@@ -145,18 +205,24 @@ class Proxy:
         events: AsyncGenerator[router_pb2.StreamEvent, None],
         *,
         pending: router_pb2.StreamEvent | None,
+        shaper: Shaper | None,
     ) -> AsyncIterator[bytes]:
         try:
             event = pending if pending is not None else await anext(events, None)
             while event is not None:
                 kind = event.WhichOneof("event")
                 if kind == "chunk":
-                    yield b"data: " + event.chunk + b"\n\n"
+                    if shaper is None:
+                        yield b"data: " + event.chunk + b"\n\n"
+                    else:
+                        yield await shaper.frame(event.chunk)
                 elif kind == "error":
                     yield _error_frame(from_detail(event.error))
                     return
                 event = await anext(events, None)
-            yield _DONE
+            done = _DONE if shaper is None else shaper.done
+            if done:
+                yield done
         except GatewayError as err:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
             yield _error_frame(err)

@@ -1,9 +1,21 @@
-"""Edge persistence: the ``projects`` and ``api_keys`` tables and their repository functions."""
+"""Edge persistence: ``projects``, ``api_keys``, ``provider_credentials`` and their repositories.
+
+``repo`` holds projects and keys; ``credentials_repo`` the sealed provider credentials.
+"""
 
 from pathlib import Path
 
-from . import repo
-from .models import ApiKey, ApiKeyCreate, ApiKeyPublic, Project, ProjectPublic
+from . import credentials_repo, repo
+from .models import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyPublic,
+    Project,
+    ProjectPublic,
+    ProjectType,
+    ProviderCredential,
+    ProviderCredentialPublic,
+)
 
 __all__ = [
     "ApiKey",
@@ -11,6 +23,10 @@ __all__ = [
     "ApiKeyPublic",
     "Project",
     "ProjectPublic",
+    "ProjectType",
+    "ProviderCredential",
+    "ProviderCredentialPublic",
+    "credentials_repo",
     "migrations_dir",
     "repo",
 ]

@@ -1,18 +1,22 @@
-"""Edge tables: ``projects`` and ``api_keys`` (SQLModel Base / Create / table / Public split).
+"""Edge tables: ``projects``, ``api_keys``, ``provider_credentials`` (Base / Create / table / Public).
 
 An API key is never stored: only ``key_hash``, the HMAC-SHA256 of the full
 key under ``GATEWAY_SECRET_KEY`` (hex), and ``prefix``, its first 12
-characters for display. ``Public`` models are what an API may show; they
-leave the hash out.
+characters for display. A provider credential is stored only sealed with
+AES-256-GCM (``edge.credentials``): ``ciphertext`` (nonce + ciphertext + tag)
+and the ``key_id`` of the key that sealed it, next to a ``fingerprint`` and
+the last four characters for display. ``Public`` models are what an API may
+show; they leave hashes and ciphertexts out.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, UniqueConstraint
+from pydantic import model_validator
+from sqlalchemy import JSON, DateTime, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 __all__ = [
@@ -24,6 +28,9 @@ __all__ = [
     "Project",
     "ProjectBase",
     "ProjectPublic",
+    "ProjectType",
+    "ProviderCredential",
+    "ProviderCredentialPublic",
 ]
 
 #: How many leading characters of a key are kept for display.
@@ -38,11 +45,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+#: ``ai_gateway``: model-level OpenAI-compatible access (seed 000, 001);
+#: ``channel``: a site/agent channel with its own key (seed 003).
+ProjectType = Literal["ai_gateway", "channel"]
+
+
 class ProjectBase(SQLModel):
-    """A tenant: owns keys and pays for usage."""
+    """A tenant: owns keys and credentials and pays for usage."""
 
     name: str = Field(max_length=200, description="Unique human name.")
-    type: str = Field(default="ai_gateway", max_length=50, description="Project kind.")
+    type: str = Field(
+        default="ai_gateway", max_length=50, description="Project kind: ai_gateway or channel."
+    )
     settings: dict[str, Any] = Field(
         default_factory=dict, sa_type=JSON, description="Per-project options (free-form)."
     )
@@ -58,7 +72,18 @@ class Project(ProjectBase, table=True):
     created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
 
 
-class ProjectPublic(ProjectBase):
+class _UtcTimes(SQLModel):
+    """Public models: SQLite hands timestamps back naive, and every one we store is UTC."""
+
+    @model_validator(mode="after")
+    def _aware(self) -> _UtcTimes:
+        for name, value in self:
+            if isinstance(value, datetime) and value.tzinfo is None:
+                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+        return self
+
+
+class ProjectPublic(_UtcTimes, ProjectBase):
     """A project as APIs show it."""
 
     id: str
@@ -97,7 +122,7 @@ class ApiKey(ApiKeyBase, table=True):
     last_used_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
-class ApiKeyPublic(ApiKeyBase):
+class ApiKeyPublic(_UtcTimes, ApiKeyBase):
     """A key as APIs show it: never the hash."""
 
     id: str
@@ -106,3 +131,41 @@ class ApiKeyPublic(ApiKeyBase):
     revoked_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None
+
+
+class ProviderCredential(SQLModel, table=True):
+    """Row of ``provider_credentials``: one managed provider key per project and provider."""
+
+    __tablename__ = "provider_credentials"
+    __table_args__ = (
+        UniqueConstraint("project_id", "provider", name="uq_provider_credentials_project_provider"),
+    )
+
+    id: str = Field(default_factory=_uuid, primary_key=True, max_length=36)
+    project_id: str = Field(
+        foreign_key="projects.id", ondelete="CASCADE", index=True, max_length=36
+    )
+    provider: str = Field(max_length=100, description="Catalog provider name the key is for.")
+    base_url: str | None = Field(
+        default=None, max_length=2000, description="Custom upstream URL (SSRF-checked on save)."
+    )
+    key_id: str = Field(max_length=16, description="Id of the key that sealed ``ciphertext``.")
+    ciphertext: bytes = Field(sa_type=LargeBinary, description="AES-256-GCM nonce+ct+tag.")
+    fingerprint: str = Field(max_length=80, description="sha256:<first 16 hex> of the key.")
+    last4: str = Field(max_length=4, description="Last four characters of the key.")
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+
+
+class ProviderCredentialPublic(_UtcTimes):
+    """A credential as APIs show it: never the key, never the ciphertext."""
+
+    id: str
+    project_id: str
+    provider: str
+    base_url: str | None
+    key_id: str
+    fingerprint: str
+    last4: str
+    created_at: datetime
+    updated_at: datetime

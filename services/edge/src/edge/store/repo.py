@@ -6,24 +6,99 @@ function that writes commits before returning.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select, update
+from sqlmodel import col, delete, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .models import PREFIX_LEN, ApiKey, ApiKeyCreate, Project
+from .models import PREFIX_LEN, ApiKey, ApiKeyCreate, Project, ProviderCredential
 
 __all__ = [
+    "DuplicateName",
     "create_api_key",
+    "create_project",
+    "delete_api_key",
+    "delete_project",
     "ensure_project",
+    "get_api_key",
     "get_api_key_by_hash",
+    "get_api_keys",
+    "get_project",
     "get_project_by_name",
     "list_api_keys",
+    "list_projects",
+    "revoke_api_key",
     "touch_api_keys",
+    "update_project",
     "upsert_api_key",
 ]
+
+
+class DuplicateName(ValueError):
+    """A project with that name already exists."""
+
+
+async def create_project(
+    *, session: AsyncSession, name: str, type: str, settings: dict[str, Any]
+) -> Project:
+    """A new project; ``DuplicateName`` when the name is taken."""
+    project = Project(name=name, type=type, settings=settings)
+    session.add(project)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise DuplicateName(name) from None
+    return project
+
+
+async def get_project(*, session: AsyncSession, project_id: str) -> Project | None:
+    """The project with id ``project_id``, if any."""
+    return await session.get(Project, project_id)
+
+
+async def list_projects(*, session: AsyncSession, only: str | None = None) -> Sequence[Project]:
+    """Every project by creation time, or just project ``only`` when given."""
+    query = select(Project).order_by(col(Project.created_at))
+    if only is not None:
+        query = query.where(Project.id == only)
+    return (await session.exec(query)).all()
+
+
+async def update_project(
+    *,
+    session: AsyncSession,
+    project: Project,
+    name: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Project:
+    """Rename ``project`` and/or replace its settings; ``DuplicateName`` when the name is taken."""
+    if name is not None:
+        project.name = name
+    if settings is not None:
+        project.settings = settings
+    session.add(project)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise DuplicateName(name or project.name) from None
+    return project
+
+
+async def delete_project(*, session: AsyncSession, project: Project) -> None:
+    """Delete ``project`` with its keys and credentials.
+
+    The children are deleted explicitly rather than left to ``ON DELETE
+    CASCADE``, so the result does not depend on SQLite's foreign-key pragma.
+    """
+    for table in (ApiKey, ProviderCredential):
+        await session.exec(delete(table).where(col(table.project_id) == project.id))
+    await session.delete(project)
+    await session.commit()
 
 
 async def get_project_by_name(*, session: AsyncSession, name: str) -> Project | None:
@@ -88,10 +163,42 @@ async def upsert_api_key(
     return row
 
 
-async def list_api_keys(*, session: AsyncSession) -> Sequence[ApiKey]:
-    """Every key, revoked and expired ones included (the cache reports why they fail)."""
-    result = await session.exec(select(ApiKey))
-    return result.all()
+async def list_api_keys(
+    *, session: AsyncSession, project_id: str | None = None
+) -> Sequence[ApiKey]:
+    """Every key (of ``project_id`` when given), revoked and expired ones included."""
+    query = select(ApiKey).order_by(col(ApiKey.created_at))
+    if project_id is not None:
+        query = query.where(ApiKey.project_id == project_id)
+    return (await session.exec(query)).all()
+
+
+async def get_api_keys(*, session: AsyncSession, key_ids: Collection[str]) -> Sequence[ApiKey]:
+    """The keys among ``key_ids`` that exist (the targeted reload of ``keysync``)."""
+    if not key_ids:
+        return []
+    return (await session.exec(select(ApiKey).where(col(ApiKey.id).in_(key_ids)))).all()
+
+
+async def get_api_key(*, session: AsyncSession, project_id: str, key_id: str) -> ApiKey | None:
+    """Key ``key_id`` if it belongs to ``project_id`` (another project's key is "not found")."""
+    row = await session.get(ApiKey, key_id)
+    return row if row is not None and row.project_id == project_id else None
+
+
+async def revoke_api_key(*, session: AsyncSession, key: ApiKey) -> ApiKey:
+    """Mark ``key`` revoked now (idempotent: a revoked key keeps its first revocation time)."""
+    if key.revoked_at is None:
+        key.revoked_at = datetime.now(UTC)
+        session.add(key)
+        await session.commit()
+    return key
+
+
+async def delete_api_key(*, session: AsyncSession, key: ApiKey) -> None:
+    """Delete ``key``."""
+    await session.delete(key)
+    await session.commit()
 
 
 async def touch_api_keys(*, session: AsyncSession, last_used: Mapping[str, datetime]) -> None:

@@ -1,0 +1,17 @@
+"""The admin API under ``/admin``: projects, their API keys and managed provider credentials.
+
+Who may call, the error shape and how key changes reach every edge: see ``base``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import credentials, keys, projects
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+router.include_router(projects.router)
+router.include_router(keys.router)
+router.include_router(credentials.router)

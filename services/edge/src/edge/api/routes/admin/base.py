@@ -1,0 +1,227 @@
+"""What every admin route shares: the ``{ok: false, error}`` error shape, who is calling, the
+project access rule, and announcing key changes.
+
+Callers. ``Authorization: Bearer <token>`` where the token is either
+``GATEWAY_ADMIN_TOKEN`` (compared in constant time): the *operator*, who
+may do anything; or a gateway key carrying the ``admin`` scope: a *project
+admin*, limited to its own project. Decisions, in order (seed 001's table):
+no bearer -> 401 "Missing Bearer token."; unknown, revoked or expired key ->
+401; a key without ``admin`` -> 403 naming the scope; a project admin on
+another project's path -> 403 "Token does not belong to this project."
+(before any lookup, so it cannot probe which projects exist); an operator
+on a project that does not exist -> 404.
+
+Errors. Admin is not an OpenAI surface, so its errors take the ``/api``
+shape of seed 001: ``{"ok": false, "error": "<message>", "code": "<code>"}``
+with the error's status. ``AdminRoute`` applies it to everything raised
+while handling a matched admin route, dependencies and body validation
+included.
+
+Key changes. After a write commits, ``announce_key`` patches this edge's
+cache at once and publishes ``keys.changed.v1`` with the key id, which makes
+every other edge reload that key (``edge.keysync``). Publishing is best
+effort: with NATS down the others catch up at their periodic full reload.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from nats.errors import Error as NatsError
+from pydantic import BaseModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.responses import Response
+
+from gateway_common import db, subjects
+from gateway_common.errors import GatewayError, NotFound, PermissionDenied
+
+from ....auth import WRONG_PROJECT, bearer_token, require_scope
+from ....credentials import CredentialCipher
+from ....keysync import entry_for
+from ....state import EdgeState
+from ....store import ApiKey, Project, repo
+from ...deps import StateDep
+from ...errors import validation_error
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "AdminErrorBody",
+    "AdminRoute",
+    "Caller",
+    "CallerDep",
+    "Principal",
+    "ProjectCallerDep",
+    "SessionDep",
+    "admin_error",
+    "announce_key",
+    "announce_project_deleted",
+    "cipher",
+    "load_project",
+]
+
+log = logging.getLogger(__name__)
+
+_ANNOUNCE_TIMEOUT_S = 1.0
+
+
+class AdminErrorBody(BaseModel):
+    """Every admin error: seed 001's ``{ok: false, error}`` plus a stable machine ``code``."""
+
+    ok: Literal[False] = False
+    error: str
+    code: str
+
+
+#: OpenAPI description of the errors every admin route may answer.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": AdminErrorBody, "description": what}
+    for status, what in (
+        (400, "Invalid request"),
+        (401, "Missing, unknown, revoked or expired token"),
+        (403, "Missing scope, another project's token, or operator-only action"),
+        (404, "No such project, key or credential"),
+    )
+}
+
+
+def admin_error(err: GatewayError) -> Response:
+    """The ``{ok: false, error, code}`` response for ``err``."""
+    body = orjson.dumps({"ok": False, "error": err.message, "code": err.code})
+    return Response(body, status_code=err.http_status, media_type="application/json")
+
+
+class AdminRoute(APIRoute):
+    """An ``APIRoute`` whose failures, dependencies' included, answer in ``AdminErrorBody``."""
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def shaped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except GatewayError as err:
+                return admin_error(err)
+            except RequestValidationError as exc:
+                return admin_error(validation_error(exc.errors()))
+
+        return shaped
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the operator (``project_id is None``) or one project's admin key."""
+
+    project_id: str | None
+    key_id: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.project_id is None
+
+    def require_operator(self) -> None:
+        """``PermissionDenied`` unless this is the operator token."""
+        if not self.is_operator:
+            raise PermissionDenied(
+                "This action needs the operator token (GATEWAY_ADMIN_TOKEN).",
+                code="operator_only",
+            )
+
+    def require_project(self, project_id: str) -> None:
+        """``PermissionDenied`` (seed 001's message) for a project admin of another project."""
+        if self.project_id is not None and self.project_id != project_id:
+            raise PermissionDenied(WRONG_PROJECT, code="wrong_project")
+
+
+async def authenticate_admin(request: Request, state: StateDep) -> Principal:
+    """The caller of an admin route (see the module docstring)."""
+    token = bearer_token(request.headers.get("authorization"))
+    operator = state.settings.admin_token
+    if operator is not None and hmac.compare_digest(
+        token.encode(), operator.get_secret_value().encode()
+    ):
+        return Principal(project_id=None)
+    entry = require_scope(state.keys.lookup(token), "admin")
+    return Principal(project_id=entry.project_id, key_id=entry.key_id)
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One database session per admin request."""
+    async with db.make_sessionmaker(state.engine)() as session:
+        yield session
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An admin request's principal and the edge it runs on."""
+
+    principal: Principal
+    state: EdgeState
+
+
+async def get_caller(request: Request, state: StateDep) -> Caller:
+    return Caller(await authenticate_admin(request, state), state)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_project_caller(project_id: str, caller: CallerDep) -> Caller:
+    """The caller of a route under ``/projects/{project_id}``, if that project is theirs.
+
+    A dependency, so another project's token is refused before the body is read.
+    """
+    caller.principal.require_project(project_id)
+    return caller
+
+
+ProjectCallerDep = Annotated[Caller, Depends(get_project_caller)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def load_project(session: AsyncSession, principal: Principal, project_id: str) -> Project:
+    """Project ``project_id`` if ``principal`` may see it; 403 or 404 otherwise."""
+    principal.require_project(project_id)
+    project = await repo.get_project(session=session, project_id=project_id)
+    if project is None:
+        raise NotFound("Project not found.", code="project_not_found")
+    return project
+
+
+def cipher(state: EdgeState) -> CredentialCipher:
+    """The credential cipher of this edge's secrets (cheap: two HKDFs per secret)."""
+    settings = state.settings
+    return CredentialCipher(
+        settings.secret_key.get_secret_value().encode(), settings.previous_secrets()
+    )
+
+
+async def _publish(state: EdgeState, payload: dict[str, str]) -> None:
+    try:
+        await state.nats.publish(subjects.KEYS_CHANGED, orjson.dumps(payload))
+        await state.nats.flush(timeout=_ANNOUNCE_TIMEOUT_S)
+    except NatsError:
+        log.warning("keys.changed.v1 not published; other edges catch up at their next reload")
+
+
+async def announce_key(state: EdgeState, key_id: str, row: ApiKey | None) -> None:
+    """Apply a committed change of key ``key_id`` here (``row`` None: deleted), then tell all edges."""
+    if row is None:
+        state.keys.remove(key_id)
+    else:
+        state.keys.put(row.key_hash, entry_for(row))
+    await _publish(state, {"key_id": key_id})
+
+
+async def announce_project_deleted(state: EdgeState, project_id: str, key_ids: list[str]) -> None:
+    """Drop a deleted project's keys here, then make every edge reload all keys."""
+    for key_id in key_ids:
+        state.keys.remove(key_id)
+    await _publish(state, {"project_id": project_id})

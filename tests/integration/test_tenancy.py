@@ -1,0 +1,336 @@
+"""Tenancy over real processes: keys across two edges, isolation, errors, managed credentials.
+
+A second edge (``python -m edge``) joins each stack's database and NATS on
+its own port, so "revoked on one replica stops working on every replica
+within 1 s" is measured between two processes. The last test greps every
+service log of the stack for the provider keys stored here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from devtools.stack import Stack
+from gateway_common.testing import free_port, service_process
+from tests.integration.helpers import poll
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Provider keys stored as managed credentials here; no log may ever contain them.
+PROVIDER_KEYS = (
+    "sk-proj-TENANCY-" + secrets.token_hex(12),
+    "sk-ant-TENANCY-" + secrets.token_hex(12),
+)
+WRONG_PROJECT = "Token does not belong to this project."
+
+
+def _operator(stack: Stack) -> dict[str, str]:
+    assert stack.config.admin_token is not None
+    return {"authorization": f"Bearer {stack.config.admin_token}"}
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+class Tenant:
+    """A project made through the admin API, with one all-scopes key and one credential."""
+
+    def __init__(self, http: httpx.Client, stack: Stack, name: str, provider_key: str) -> None:
+        operator = _operator(stack)
+        resp = http.post(
+            "/admin/projects", json={"name": name, "settings": {"owner": name}}, headers=operator
+        )
+        assert resp.status_code == 201, resp.text
+        self.project: dict[str, Any] = resp.json()
+        self.id: str = self.project["id"]
+        scopes = ["chat", "embeddings", "responses", "admin"]
+        resp = http.post(
+            f"/admin/projects/{self.id}/keys",
+            json={"name": f"{name}-key", "scopes": scopes},
+            headers=operator,
+        )
+        assert resp.status_code == 201, resp.text
+        self.key_row: dict[str, Any] = resp.json()
+        self.key: str = self.key_row.pop("key")
+        resp = http.post(
+            f"/admin/projects/{self.id}/credentials",
+            json={"provider": "fake", "api_key": provider_key},
+            headers=operator,
+        )
+        assert resp.status_code == 201, resp.text
+        self.credential: dict[str, Any] = resp.json()
+        self.headers = _bearer(self.key)
+
+    def secrets(self) -> list[str]:
+        """Strings of this tenant that must never appear in another tenant's answers."""
+        return [
+            self.id,
+            self.project["name"],
+            self.key,
+            self.key_row["id"],
+            self.credential["id"],
+            self.credential["fingerprint"],
+        ]
+
+
+@pytest.fixture
+def http(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        yield client
+
+
+def _tenants(http: httpx.Client, stack: Stack) -> tuple[Tenant, Tenant]:
+    suffix = secrets.token_hex(4)
+    return (
+        Tenant(http, stack, f"tenant-a-{suffix}", PROVIDER_KEYS[0]),
+        Tenant(http, stack, f"tenant-b-{suffix}", PROVIDER_KEYS[1]),
+    )
+
+
+@pytest.fixture
+def second_edge(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    """Another edge process on the stack's database and NATS; yields its origin."""
+    port = free_port()
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "NATS_URL": stack.nats_url,
+        "GATEWAY_DATA_DIR": str(stack.data_dir),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ROUTER_ADDR": f"127.0.0.1:{stack.config.ports.router}",
+        "GATEWAY_ADMIN_TOKEN": stack.config.admin_token or "",
+        **(
+            {"GATEWAY_DATABASE_URL": stack.config.database_url} if stack.config.database_url else {}
+        ),
+        **{k: v for k, v in os.environ.items() if k == "VIRTUAL_ENV"},
+    }
+    origin = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool | None:
+        try:
+            return httpx.get(f"{origin}/readyz", timeout=1).status_code == 200 or None
+        except httpx.TransportError:
+            return None
+
+    # The stack's log directory, so the final log grep covers this edge too.
+    with service_process("edge", env, log_path=stack.log_dir / f"edge-b-{port}.log") as proc:
+        poll(ready, timeout=30)
+        yield origin
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+
+
+def _within(seconds: float, probe: Any) -> float:
+    """Poll ``probe`` until true; fail unless that took at most ``seconds``; the time taken."""
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"not within {seconds} s")
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_a_key_revoked_on_one_edge_stops_on_the_other_within_a_second(
+    stack: Stack, http: httpx.Client, second_edge: str
+) -> None:
+    operator = _operator(stack)
+    pid = http.post(
+        "/admin/projects", json={"name": f"replicas-{secrets.token_hex(4)}"}, headers=operator
+    ).json()["id"]
+    created = http.post(
+        f"/admin/projects/{pid}/keys", json={"name": "r", "scopes": ["chat"]}, headers=operator
+    ).json()
+    body = {"model": "mock-chat", "messages": [{"role": "user", "content": "hello replica"}]}
+    with httpx.Client(base_url=second_edge, timeout=30) as edge_b:
+
+        def status() -> int:
+            return edge_b.post(
+                "/v1/chat/completions", json=body, headers=_bearer(created["key"])
+            ).status_code
+
+        _within(1.0, lambda: status() == 200)
+        revoked = http.post(f"/admin/projects/{pid}/keys/{created['id']}/revoke", headers=operator)
+        assert revoked.status_code == 200
+        _within(1.0, lambda: status() == 401)
+        resp = edge_b.post("/v1/chat/completions", json=body, headers=_bearer(created["key"]))
+        assert resp.json()["error"]["code"] == "api_key_revoked"
+
+        again = http.post(
+            f"/admin/projects/{pid}/keys", json={"name": "d", "scopes": ["chat"]}, headers=operator
+        ).json()
+        _within(
+            1.0, lambda: edge_b.get("/v1/models", headers=_bearer(again["key"])).status_code == 200
+        )
+        assert http.delete(f"/admin/projects/{pid}", headers=operator).status_code == 204
+        _within(
+            1.0, lambda: edge_b.get("/v1/models", headers=_bearer(again["key"])).status_code == 401
+        )
+
+
+def test_a_project_with_a_managed_credential_still_needs_a_gateway_key(
+    stack: Stack, http: httpx.Client
+) -> None:
+    a, _ = _tenants(http, stack)
+    body = {"model": "mock-chat", "messages": [{"role": "user", "content": "free ride?"}]}
+    for headers in ({}, _bearer(PROVIDER_KEYS[0]), _bearer("unused")):
+        resp = http.post("/v1/chat/completions", json=body, headers=headers)
+        assert resp.status_code == 401, resp.text
+        assert PROVIDER_KEYS[0] not in resp.text
+    assert (
+        http.post("/v1/chat/completions", json=body).json()["error"]["message"]
+        == "Missing Bearer token."
+    )
+    assert http.post("/v1/chat/completions", json=body, headers=a.headers).status_code == 200
+
+
+def test_seed_001_error_table_on_every_route_family(stack: Stack, http: httpx.Client) -> None:
+    a, b = _tenants(http, stack)
+    operator = _operator(stack)
+    revoked = http.post(
+        f"/admin/projects/{a.id}/keys", json={"name": "x", "scopes": ["chat"]}, headers=operator
+    ).json()
+    http.post(f"/admin/projects/{a.id}/keys/{revoked['id']}/revoke", headers=operator)
+    embed_only = http.post(
+        f"/admin/projects/{a.id}/keys",
+        json={"name": "e", "scopes": ["embeddings"]},
+        headers=operator,
+    ).json()
+
+    chat = {"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}]}
+    v1 = [
+        ({}, 401, "Missing Bearer token."),
+        (_bearer("sk-sy-unknown-unknown-unknown"), 401, None),
+        (_bearer(revoked["key"]), 401, "This API key has been revoked."),
+        (
+            _bearer(embed_only["key"]),
+            403,
+            "This API key lacks the 'chat' scope required for this endpoint.",
+        ),
+    ]
+    for headers, status, message in v1:
+        resp = http.post("/v1/chat/completions", json=chat, headers=headers)
+        assert resp.status_code == status, resp.text
+        error = resp.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}
+        if message is not None:
+            assert error["message"] == message
+
+    admin = [
+        ({}, 401, "Missing Bearer token."),
+        (_bearer("sk-sy-unknown-unknown-unknown"), 401, None),
+        (_bearer(revoked["key"]), 401, "This API key has been revoked."),
+        (
+            _bearer(embed_only["key"]),
+            403,
+            "This API key lacks the 'admin' scope required for this endpoint.",
+        ),
+        (b.headers, 403, WRONG_PROJECT),
+    ]
+    for headers, status, message in admin:
+        resp = http.get(f"/admin/projects/{a.id}/keys", headers=headers)
+        assert resp.status_code == status, resp.text
+        assert resp.json()["ok"] is False
+        if message is not None:
+            assert resp.json()["error"] == message
+
+
+def test_a_key_of_project_b_never_reads_or_uses_project_a(stack: Stack, http: httpx.Client) -> None:
+    a, b = _tenants(http, stack)
+    a_paths = [
+        ("GET", f"/admin/projects/{a.id}"),
+        ("PATCH", f"/admin/projects/{a.id}"),
+        ("DELETE", f"/admin/projects/{a.id}"),
+        ("GET", f"/admin/projects/{a.id}/keys"),
+        ("POST", f"/admin/projects/{a.id}/keys"),
+        ("GET", f"/admin/projects/{a.id}/keys/{a.key_row['id']}"),
+        ("POST", f"/admin/projects/{a.id}/keys/{a.key_row['id']}/revoke"),
+        ("DELETE", f"/admin/projects/{a.id}/keys/{a.key_row['id']}"),
+        ("GET", f"/admin/projects/{a.id}/credentials"),
+        ("POST", f"/admin/projects/{a.id}/credentials"),
+        ("DELETE", f"/admin/projects/{a.id}/credentials/{a.credential['id']}"),
+    ]
+    payload = {"name": "takeover", "scopes": ["admin"], "provider": "fake", "api_key": "sk-evil"}
+    for method, path in a_paths:
+        resp = http.request(method, path, headers=b.headers, json=payload)
+        # Scoped by path to a project that is not B's: 403, before any lookup.
+        assert resp.status_code == 403, (method, path, resp.text)
+        assert resp.json() == {"ok": False, "error": WRONG_PROJECT, "code": "wrong_project"}
+
+    # A's ids under B's own path: "not found", as if they did not exist.
+    for method, path in (
+        ("GET", f"/admin/projects/{b.id}/keys/{a.key_row['id']}"),
+        ("POST", f"/admin/projects/{b.id}/keys/{a.key_row['id']}/revoke"),
+        ("DELETE", f"/admin/projects/{b.id}/keys/{a.key_row['id']}"),
+        ("DELETE", f"/admin/projects/{b.id}/credentials/{a.credential['id']}"),
+    ):
+        resp = http.request(method, path, headers=b.headers)
+        assert resp.status_code == 404, (method, path, resp.text)
+        assert not any(s in resp.text for s in a.secrets())
+
+    # Listings show B's own things only.
+    for path in (
+        "/admin/projects",
+        f"/admin/projects/{b.id}/keys",
+        f"/admin/projects/{b.id}/credentials",
+    ):
+        resp = http.get(path, headers=b.headers)
+        assert resp.status_code == 200
+        assert not any(s in resp.text for s in a.secrets()), path
+
+    # Nothing of A changed, and A's key still works.
+    resp = http.get(f"/admin/projects/{a.id}/keys/{a.key_row['id']}", headers=a.headers)
+    assert resp.json()["revoked_at"] is None
+    assert [
+        c["id"]
+        for c in http.get(f"/admin/projects/{a.id}/credentials", headers=a.headers).json()["data"]
+    ] == [a.credential["id"]]
+    assert (
+        http.get(f"/admin/projects/{a.id}", headers=a.headers).json()["name"] == a.project["name"]
+    )
+
+
+def test_stored_responses_are_invisible_to_other_projects(stack: Stack, http: httpx.Client) -> None:
+    a, b = _tenants(http, stack)
+    secret_text = "tenant A secret " + secrets.token_hex(6)
+    created = http.post(
+        "/v1/responses", json={"model": "mock-reasoning", "input": secret_text}, headers=a.headers
+    )
+    if created.status_code == 404 and created.json()["error"]["code"] == "unknown_url":
+        pytest.skip("/v1/responses is not mounted yet")
+    assert created.status_code == 200, created.text
+    rid = created.json()["id"]
+    assert http.get(f"/v1/responses/{rid}", headers=a.headers).status_code == 200
+    for method, path, body in (
+        ("GET", f"/v1/responses/{rid}", None),
+        ("GET", f"/v1/responses/{rid}/input_items", None),
+        ("DELETE", f"/v1/responses/{rid}", None),
+        (
+            "POST",
+            "/v1/responses",
+            {"model": "mock-reasoning", "input": "go on", "previous_response_id": rid},
+        ),
+    ):
+        resp = http.request(method, path, headers=b.headers, json=body)
+        assert resp.status_code == 404, (method, path, resp.text)
+        assert secret_text not in resp.text and a.id not in resp.text
+    assert http.get(f"/v1/responses/{rid}", headers=a.headers).status_code == 200
+
+
+def test_no_log_of_any_service_contains_a_provider_key(stack: Stack) -> None:
+    """Runs last in this module: every provider key above went through the stack by now."""
+    logs = sorted(stack.log_dir.glob("*.log"))
+    assert any(path.name == "edge.log" for path in logs)
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for key in PROVIDER_KEYS:
+            assert key not in text, f"{path.name} contains a provider key"
+            assert key[-12:] not in text, f"{path.name} contains part of a provider key"
