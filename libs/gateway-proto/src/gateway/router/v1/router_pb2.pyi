@@ -20,7 +20,7 @@ OPERATION_EMBEDDINGS: Operation
 OPERATION_RESPONSES: Operation
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key")
+    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key", "credentials", "budget_lease_id", "include_generation_context", "endpoint")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,10 @@ class CompleteRequest(_message.Message):
     PROJECT_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_KEY_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIALS_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_GENERATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     operation: Operation
     model: str
     body: bytes
@@ -35,7 +39,19 @@ class CompleteRequest(_message.Message):
     project_id: str
     api_key_id: str
     provider_key: str
-    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ...) -> None: ...
+    credentials: _containers.RepeatedCompositeFieldContainer[ProviderCredential]
+    budget_lease_id: str
+    include_generation_context: bool
+    endpoint: str
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., budget_lease_id: _Optional[str] = ..., include_generation_context: _Optional[bool] = ..., endpoint: _Optional[str] = ...) -> None: ...
+
+class ProviderCredential(_message.Message):
+    __slots__ = ("provider", "api_key")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    api_key: str
+    def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
 
 class RouteInfo(_message.Message):
     __slots__ = ("provider", "deployment", "attempts", "model", "provider_model", "upstream_ms")
