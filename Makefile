@@ -77,9 +77,15 @@ test-integration: install node-deps ## Integration tests: real nats-server, serv
 .PHONY: test
 test: proto-check lint test-unit test-integration ## Everything CI runs
 
+.PHONY: bench-deps
+bench-deps: ## Install the benchmark's system tools (nginx-light, wrk) when missing (root, Debian)
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk; \
+	fi
+
 .PHONY: bench
-bench: install ## Benchmark the gateway against the fake provider (figures in docs/benchmarks.md)
-	$(PY) -m devtools.bench
+bench: install bench-deps ## Same load on nginx, LiteLLM and Switchyard; figures in docs/benchmarks.md (BENCH_ARGS="--duration 3 --rounds 1 --only switchyard")
+	$(PY) -m devtools.bench $(BENCH_ARGS)
 
 .PHONY: precommit
 precommit: proto format lint typecheck test-unit ## Before a commit: generate, format, lint, typecheck, unit tests
