@@ -1,15 +1,21 @@
-"""What the integration tests compute on their own, independent of the code under test."""
+"""What the integration tests compute on their own, independent of the code under test,
+and one process helper: ``extra_edge``, another edge replica joining a running stack."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 import sqlalchemy as sa
+
+from devtools.stack import Stack
+from gateway_common.testing import free_port, service_process
 
 T = TypeVar("T")
 
@@ -74,3 +80,40 @@ def ledger_entry(billing_db_url: str, request_id: str) -> tuple[Any, list[Any]] 
             return entry, list(items)
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def extra_edge(stack: Stack) -> Iterator[str]:
+    """Another edge process (``python -m edge``) on ``stack``'s database, NATS, router and
+    catalog, on its own port; yields its origin once ready and asserts it exits 0 on SIGTERM.
+
+    Its log goes to the stack's log directory, so greps over the stack's logs cover it.
+    """
+    port = free_port()
+    env = {
+        "PYTHONUNBUFFERED": "1",
+        "NATS_URL": stack.nats_url,
+        "GATEWAY_DATA_DIR": str(stack.data_dir),
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ROUTER_ADDR": f"127.0.0.1:{stack.config.ports.router}",
+        "GATEWAY_ADMIN_TOKEN": stack.config.admin_token or "",
+        "GATEWAY_CATALOG_PATH": str(stack.catalog_path),
+        **(
+            {"GATEWAY_DATABASE_URL": stack.config.database_url} if stack.config.database_url else {}
+        ),
+        **{k: v for k, v in os.environ.items() if k == "VIRTUAL_ENV"},
+    }
+    origin = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool | None:
+        try:
+            return httpx.get(f"{origin}/readyz", timeout=1).status_code == 200 or None
+        except httpx.TransportError:
+            return None
+
+    with service_process("edge", env, log_path=stack.log_dir / f"edge-b-{port}.log") as proc:
+        poll(ready, timeout=30)
+        yield origin
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0

@@ -40,7 +40,14 @@ def test_chat_completion_reaches_the_provider_and_comes_back_unchanged(
     assert completion.usage is not None
     assert completion.usage.prompt_tokens == prompt_words(messages)
     direct = httpx.post(f"{fake_provider_url}/v1/chat/completions", json=body, timeout=10)
-    assert orjson.loads(reply.content) == direct.json()
+    through_gateway = orjson.loads(reply.content)
+    # The gateway adds only its priced line items (seed 002); the rest is the provider's.
+    context = through_gateway.pop("generation_context")
+    assert [item["sku"] for item in context["generated_usage"]] == [
+        "inference.chat_completions.in",
+        "inference.chat_completions.out",
+    ]
+    assert through_gateway == direct.json()
     assert reply.headers["x-switchyard-provider"] == "fake"
     assert reply.headers["x-switchyard-attempts"] == "1"
     assert reply.headers["x-request-id"]
@@ -56,7 +63,7 @@ def test_streamed_chat_is_the_providers_chunks_then_done(
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == expected_reply(body)
-    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert [c for c in chunks if c.choices][-1].choices[0].finish_reason == "stop"
 
     headers = {"Authorization": f"Bearer {api_key}"}
     with httpx.stream(
@@ -70,9 +77,11 @@ def test_streamed_chat_is_the_providers_chunks_then_done(
     ) as direct:
         from_provider = sse_data(direct.iter_lines())
     assert through_gateway[-1] == "[DONE]"
-    assert [orjson.loads(c) for c in through_gateway[:-1]] == [
-        orjson.loads(c) for c in from_provider[:-1]
-    ]
+    chunks_through = [orjson.loads(c) for c in through_gateway[:-1]]
+    # The gateway's one addition: a chunk with its priced line items, last before [DONE].
+    assert chunks_through[-1]["choices"] == []
+    assert "generation_context" in chunks_through.pop()
+    assert chunks_through == [orjson.loads(c) for c in from_provider[:-1]]
 
 
 def test_include_usage_gives_the_final_usage_chunk(openai_client: openai.OpenAI) -> None:

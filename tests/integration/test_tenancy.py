@@ -8,19 +8,16 @@ service log of the stack for the provider keys stored here.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from devtools.stack import Stack
-from gateway_common.testing import free_port, service_process
-from tests.integration.helpers import poll
+from tests.integration.helpers import extra_edge
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -97,36 +94,10 @@ def _tenants(http: httpx.Client, stack: Stack) -> tuple[Tenant, Tenant]:
 
 
 @pytest.fixture
-def second_edge(stack: Stack, tmp_path: Path) -> Iterator[str]:
+def second_edge(stack: Stack) -> Iterator[str]:
     """Another edge process on the stack's database and NATS; yields its origin."""
-    port = free_port()
-    env = {
-        "PYTHONUNBUFFERED": "1",
-        "NATS_URL": stack.nats_url,
-        "GATEWAY_DATA_DIR": str(stack.data_dir),
-        "GATEWAY_HOST": "127.0.0.1",
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_ROUTER_ADDR": f"127.0.0.1:{stack.config.ports.router}",
-        "GATEWAY_ADMIN_TOKEN": stack.config.admin_token or "",
-        **(
-            {"GATEWAY_DATABASE_URL": stack.config.database_url} if stack.config.database_url else {}
-        ),
-        **{k: v for k, v in os.environ.items() if k == "VIRTUAL_ENV"},
-    }
-    origin = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool | None:
-        try:
-            return httpx.get(f"{origin}/readyz", timeout=1).status_code == 200 or None
-        except httpx.TransportError:
-            return None
-
-    # The stack's log directory, so the final log grep covers this edge too.
-    with service_process("edge", env, log_path=stack.log_dir / f"edge-b-{port}.log") as proc:
-        poll(ready, timeout=30)
+    with extra_edge(stack) as origin:
         yield origin
-        proc.terminate()
-        assert proc.wait(timeout=15) == 0
 
 
 def _within(seconds: float, probe: Any) -> float:

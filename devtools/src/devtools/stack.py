@@ -327,6 +327,7 @@ class Stack:
             "GATEWAY_ROUTER_ADDR": f"127.0.0.1:{ports.router}",
             "GATEWAY_DEV_API_KEY": config.api_key,
             "GATEWAY_ADMIN_TOKEN": config.admin_token,
+            "GATEWAY_CATALOG_PATH": str(self.catalog_path),
             "ROUTER_HOST": "127.0.0.1",
             "ROUTER_PORT": str(ports.router),
             "ROUTER_CATALOG_PATH": str(self.catalog_path),

@@ -1,14 +1,18 @@
 """Fixtures for the edge's tests.
 
 The edge runs in-process with its real lifespan, against real dependencies
-reached over sockets: a private nats-server, a SQLite file migrated with the
-edge's own Alembic history, and a grpc.aio server speaking the router
-contract with a scripted servicer (``support.ScriptedRouter``).
+reached over sockets: a private nats-server with a billing process on it
+(budget leases), a SQLite file migrated with the edge's own Alembic history,
+and a grpc.aio server speaking the router contract with a scripted servicer
+(``support.ScriptedRouter``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,7 +25,9 @@ from edge.store import migrations_dir
 from gateway.router.v1 import router_pb2_grpc
 from gateway_common import db
 from gateway_common.grpc import add_health, set_serving
+from gateway_common.testing import service_process
 
+from .billing_process import ROOT, billing_answers
 from .support import SECRET, Edge, RouterServer, ScriptedRouter, free_port, seed_keys, wait_for_port
 
 NATS_BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "nats-server"
@@ -29,7 +35,9 @@ NATS_BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "nats-server"
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private nats-server (JetStream on, temp store) for the whole session."""
+    """A private nats-server (JetStream on, temp store) for the whole session, with a billing
+    process answering on it: the edge admits no priced request without billing's word on
+    the project's budgets (``edge.budget``); a project without any is admitted freely."""
     port = free_port()
     store = tmp_path_factory.mktemp("nats")
     proc = subprocess.Popen(
@@ -39,7 +47,17 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     try:
         wait_for_port(port)
-        yield f"nats://127.0.0.1:{port}"
+        url = f"nats://127.0.0.1:{port}"
+        data = tmp_path_factory.mktemp("billing")
+        env = {
+            "NATS_URL": url,
+            "GATEWAY_DATA_DIR": str(data),
+            "BILLING_CATALOG_PATH": str(ROOT / "config" / "catalog.yaml"),
+            "PYTHONPATH": os.pathsep.join(sys.path),
+        }
+        with service_process("billing", env, log_path=data / "billing.log"):
+            asyncio.run(billing_answers(url))
+            yield url
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -11,6 +11,10 @@ Request/reply (core NATS, with deadlines):
 
     health.<service>    each service answers {"service", "status"}
     keys.changed.v1     broadcast: an API key changed; edges refresh their cache
+    credentials.changed.v1  broadcast {"project_id"}: a project's managed credentials
+                        changed; edges reload that project's sealed credentials
+    projects.changed.v1 broadcast {"project_id"}: a project was created, changed or
+                        deleted; edges reload its settings (anything else: all projects)
 
     sessions.responses.put.v1     store a Response (reply sent after the commit)
     sessions.responses.get.v1     one stored Response of a project
@@ -41,8 +45,10 @@ __all__ = [
     "BILLING_REQUEST_GET",
     "BILLING_SPEND_GET",
     "BILLING_USAGE_QUERY",
+    "CREDENTIALS_CHANGED",
     "HEALTH_PREFIX",
     "KEYS_CHANGED",
+    "PROJECTS_CHANGED",
     "RESPONSES_DELETE",
     "RESPONSES_GET",
     "RESPONSES_PUT",
@@ -83,6 +89,8 @@ SESSIONS_QUEUE = "sessions"
 
 HEALTH_PREFIX = "health"
 KEYS_CHANGED = "keys.changed.v1"
+CREDENTIALS_CHANGED = "credentials.changed.v1"
+PROJECTS_CHANGED = "projects.changed.v1"
 
 
 def health_subject(service: str) -> str:

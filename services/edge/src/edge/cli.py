@@ -3,6 +3,9 @@
     switchyard [--url URL] [--token TOKEN] projects    create | list | show | update | delete
                                            keys        create | list | show | revoke | delete
                                            credentials add | list | delete | rewrap
+                                           budgets     set | show        (``cli_billing``)
+                                           credits     topup | show
+                                           usage       report | request
 
 ``--url`` / ``SWITCHYARD_URL`` is the edge's origin (default
 http://127.0.0.1:8080); ``--token`` / ``SWITCHYARD_ADMIN_TOKEN`` is the
@@ -21,6 +24,8 @@ from typing import Annotated, Any
 import httpx
 import orjson
 import typer
+
+from .cli_billing import budgets, credits, usage
 
 __all__ = ["app", "main", "parse_duration"]
 
@@ -81,7 +86,7 @@ def _client(ctx: typer.Context) -> AdminClient:
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
-    help="Manage a Switchyard gateway: projects, keys, credentials.",
+    help="Manage a Switchyard gateway: projects, keys, credentials, budgets, credits, usage.",
 )
 projects = typer.Typer(no_args_is_help=True, help="Projects (tenants).")
 keys = typer.Typer(no_args_is_help=True, help="API keys of a project.")
@@ -89,6 +94,9 @@ credentials = typer.Typer(no_args_is_help=True, help="Managed provider credentia
 app.add_typer(projects, name="projects")
 app.add_typer(keys, name="keys")
 app.add_typer(credentials, name="credentials")
+app.add_typer(budgets, name="budgets")
+app.add_typer(credits, name="credits")
+app.add_typer(usage, name="usage")
 
 
 @app.callback()

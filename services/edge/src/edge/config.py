@@ -8,6 +8,8 @@ docs/architecture.md. The instance is passed down explicitly to
 
 from __future__ import annotations
 
+from decimal import Decimal
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
@@ -107,3 +109,58 @@ class EdgeSettings(BaseServiceSettings):
         """The retired secrets of ``previous_secret_keys``, in order, empty entries dropped."""
         raw = self.previous_secret_keys.get_secret_value() if self.previous_secret_keys else ""
         return [part.strip().encode() for part in raw.split(",") if part.strip()]
+
+    # -- budgets and credits (issue 6) ---------------------------------------------------------
+    catalog_path: Path = Field(
+        default=Path("config/catalog.yaml"),
+        description=(
+            "GATEWAY_CATALOG_PATH: the model catalog the router routes from; the edge prices "
+            "each request's worst case from it for budget admission. Re-read when it changes."
+        ),
+    )
+    budget_lease_multiple: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "GATEWAY_BUDGET_LEASE_MULTIPLE: a budget lease asks billing for this many worst "
+            "cases of the request that needs it (fewer round trips vs. budget idle on one edge)."
+        ),
+    )
+    budget_lease_slice: Decimal = Field(
+        default=Decimal(0),
+        ge=0,
+        description="GATEWAY_BUDGET_LEASE_SLICE: the least amount a budget lease asks for.",
+    )
+    budget_billing_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "GATEWAY_BUDGET_BILLING_TIMEOUT_S: wait for billing's lease answer; after it a "
+            "budgeted project is refused with 503 (fail closed)."
+        ),
+    )
+    budget_refusal_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "GATEWAY_BUDGET_REFUSAL_TTL_S: how long billing's 'nothing left' is reused locally "
+            "before billing is asked again (a top-up or a raised budget shows after this)."
+        ),
+    )
+    budget_fail_open_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "GATEWAY_BUDGET_FAIL_OPEN_S: while billing is unreachable, a project last seen "
+            "without budgets or credits is admitted for this long before billing is asked again."
+        ),
+    )
+    budget_default_max_output_tokens: int = Field(
+        default=4096,
+        gt=0,
+        description=(
+            "GATEWAY_BUDGET_DEFAULT_MAX_OUTPUT_TOKENS: completion tokens assumed for a request "
+            "without max tokens on a model whose catalog entry states neither max_output_tokens "
+            "nor context_window (the only case where the worst case is a guess)."
+        ),
+    )

@@ -3,24 +3,30 @@
 Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
 
     telemetry -> NATS connection -> DB engine -> key cache (loaded, then kept current
-    by keys.changed.v1 and a periodic reload) -> gRPC channel to the router ->
+    by keys.changed.v1 and a periodic reload) -> project cache (settings and sealed
+    credentials; kept current by credentials.changed.v1 / projects.changed.v1 and the
+    same periodic reload) -> budget gate (catalog prices, leases from billing; releases
+    them on shutdown) -> gRPC channel to the router ->
     RouterClient + Proxy, SessionsClient (stored responses, over the same NATS
     connection) -> ``app.state.edge``
 
 Nothing runs at import. Request handling order: ``RequestContextMiddleware``
 (request id, metrics, last-resort 500) -> routing -> dependencies (auth,
-then scope) -> handler (body size, body check, router call) -> the error
+then scope) -> handler (body size, body check, budget admission, router call) -> the error
 handlers of ``api/errors.py`` for anything raised on the way.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import grpc
 from fastapi import FastAPI
+from nats.aio.client import Client
 
 from gateway_common import db, nats, telemetry
 from gateway_common.grpc import channel_options
@@ -30,14 +36,42 @@ from .api.main import build_api_router
 from .api.middleware import RequestContextMiddleware
 from .api.proxy import Proxy
 from .auth import KeyCache
+from .budget import BudgetGate, BudgetPolicy
+from .budget_client import BillingClient
 from .config import EdgeSettings
+from .credentials import CredentialCipher
 from .keysync import KeySync
 from .metrics import EdgeMetrics
+from .pricebook import PriceBook
+from .projects import ProjectCache
+from .projectsync import ProjectSync
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
 from .state import EdgeState
 
 __all__ = ["create_app"]
+
+
+def _budget_gate(settings: EdgeSettings, nc: Client) -> BudgetGate:
+    """Budget admission: prices from the catalog file, leases from billing over ``nc``.
+
+    Raises ``CatalogError`` when the catalog cannot be read: no prices, no admission.
+    """
+    prices = PriceBook(
+        settings.catalog_path,
+        default_max_output_tokens=settings.budget_default_max_output_tokens,
+    )
+    policy = BudgetPolicy(
+        lease_multiple=settings.budget_lease_multiple,
+        lease_slice=settings.budget_lease_slice,
+        refusal_ttl_s=settings.budget_refusal_ttl_s,
+        fail_open_s=settings.budget_fail_open_s,
+        # Past the longest a request may run, its ticket belongs to a vanished request.
+        ticket_timeout_s=settings.request_timeout_s + 30.0,
+    )
+    billing = BillingClient(nc, timeout_s=settings.budget_billing_timeout_s)
+    edge_id = f"{settings.service_name}-{socket.gethostname()}-{os.getpid()}"
+    return BudgetGate(billing, prices, edge_id=edge_id, policy=policy)
 
 
 async def _build_state(
@@ -66,6 +100,22 @@ async def _build_state(
         )
     )
 
+    projects = ProjectCache(
+        CredentialCipher(
+            settings.secret_key.get_secret_value().encode(), settings.previous_secrets()
+        )
+    )
+    await stack.enter_async_context(
+        ProjectSync(
+            projects,
+            db.make_sessionmaker(engine),
+            nc,
+            interval_s=settings.key_refresh_interval_s,
+        )
+    )
+
+    budget = await stack.enter_async_context(_budget_gate(settings, nc))
+
     channel = grpc.aio.insecure_channel(settings.router_addr, options=channel_options())
     stack.push_async_callback(channel.close)
     router = RouterClient(channel, timeout_s=settings.request_timeout_s)
@@ -75,9 +125,17 @@ async def _build_state(
         nats=nc,
         engine=engine,
         keys=keys,
+        projects=projects,
         router=router,
         sessions=SessionsClient(nc),
-        proxy=Proxy(router, metrics, max_body_bytes=settings.max_body_bytes),
+        budget=budget,
+        proxy=Proxy(
+            router,
+            metrics,
+            max_body_bytes=settings.max_body_bytes,
+            projects=projects,
+            budget=budget,
+        ),
     )
 
 

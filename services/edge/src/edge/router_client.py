@@ -48,12 +48,19 @@ class CallContext:
 
     ``provider_key`` is the caller's own provider key (BYOK, ``X-Provider-Key``):
     it goes into ``CompleteRequest.provider_key`` and nowhere else (not in repr).
+    ``credentials`` are the project's managed keys, opened for this call only,
+    as ``(provider, api_key)`` pairs: same rule (``CompleteRequest.credentials``).
+    ``budget_lease_id`` is the budget lease the call was admitted under ("" when
+    none applies); the router copies it onto the call's usage event.
     """
 
     request_id: str
     project_id: str
     api_key_id: str
     provider_key: str | None = field(default=None, repr=False)
+    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    include_generation_context: bool = True
+    budget_lease_id: str = ""
 
 
 class Completion(NamedTuple):
@@ -97,6 +104,12 @@ class RouterClient:
             project_id=ctx.project_id,
             api_key_id=ctx.api_key_id,
             provider_key=ctx.provider_key or "",
+            credentials=[
+                router_pb2.ProviderCredential(provider=provider, api_key=api_key)
+                for provider, api_key in ctx.credentials
+            ],
+            include_generation_context=ctx.include_generation_context,
+            budget_lease_id=ctx.budget_lease_id,
         )
 
     async def complete(

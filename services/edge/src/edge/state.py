@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .api.proxy import Proxy
 from .auth import KeyCache
+from .budget import BudgetGate
 from .config import EdgeSettings
 from .metrics import EdgeMetrics
+from .projects import ProjectCache
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
 
@@ -29,6 +31,8 @@ class EdgeState:
     nats: Client
     engine: AsyncEngine
     keys: KeyCache
+    projects: ProjectCache
     router: RouterClient
+    budget: BudgetGate
     sessions: SessionsClient
     proxy: Proxy

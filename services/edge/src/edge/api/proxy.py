@@ -27,6 +27,19 @@ checked for shape (one token of visible ASCII, at most ``_MAX_PROVIDER_KEY``
 characters: it becomes an upstream header) and handed to the router in
 ``CompleteRequest.provider_key``, which sends it to the chosen provider as its
 credential and bills the call as BYOK. The edge never stores or logs it.
+
+Managed credentials and ``generation_context``: every call also carries its
+project's managed provider keys, opened from the in-memory ``ProjectCache``
+for that call only, and the project's ``generation_context`` setting; the
+router attaches the priced line items to the body, or as one more chunk
+before the last, which goes out as an ordinary ``data:`` frame.
+
+Budgets (``edge.budget``): after the body and header checks, each call is
+admitted against its project's and key's budgets and credits (refused with
+429 ``insufficient_quota`` or 403 before the router sees it) and carries its
+lease in ``CompleteRequest.budget_lease_id``; its ticket is settled with the
+usage the router reports, however the request ends (streams: in ``_sse``'s
+``finally``).
 """
 
 from __future__ import annotations
@@ -51,7 +64,9 @@ from gateway_common.errors import (
 from gateway_common.telemetry import REQUEST_ID
 
 from ..auth import KeyEntry
+from ..budget import BudgetGate, Ticket
 from ..metrics import EdgeMetrics
+from ..projects import ProjectCache
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 
@@ -114,10 +129,20 @@ class Shaper(Protocol):
 class Proxy:
     """Carries one request from the edge to the router and back (see module docstring)."""
 
-    def __init__(self, client: RouterClient, metrics: EdgeMetrics, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        client: RouterClient,
+        metrics: EdgeMetrics,
+        *,
+        max_body_bytes: int,
+        projects: ProjectCache,
+        budget: BudgetGate,
+    ) -> None:
         self._client = client
         self._metrics = metrics
         self._max_body = max_body_bytes
+        self._projects = projects
+        self._budget = budget
 
     async def read(self, request: Request, schema: type[M]) -> tuple[bytes, M]:
         """The raw body (at most ``max_body_bytes``) and its parse against ``schema``.
@@ -156,37 +181,67 @@ class Proxy:
         stream: bool,
         key: KeyEntry,
         shaper: Shaper | None = None,
+        max_output_tokens: int | None = None,
+        choices: int = 1,
     ) -> Response:
-        """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response."""
+        """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
+
+        ``max_output_tokens`` (the request's completion cap per choice, None when
+        unset) and ``choices`` (its ``n``) bound the worst case the budget reserves.
+        """
         started: float = request.state.started_at
+        options = self._projects.call_options(key.project_id)
+        provider_key = _provider_key(request)
+        ticket = await self._budget.admit(
+            key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
+        )
         ctx = CallContext(
             request_id=REQUEST_ID.get(),
             project_id=key.project_id,
             api_key_id=key.key_id,
-            provider_key=_provider_key(request),
+            provider_key=provider_key,
+            credentials=options.credentials,
+            include_generation_context=options.include_generation_context,
+            budget_lease_id=ticket.lease_id,
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:
-            result = await self._client.complete(op, model, body, ctx)
+            with ticket:
+                result = await self._client.complete(op, model, body, ctx)
+                ticket.record(result.usage)
             headers = self._route_headers(result.route, started, operation)
             answer = result.body if shaper is None else await shaper.body(result.body)
             return Response(answer, media_type="application/json", headers=headers)
 
         events = self._client.stream(op, model, body, ctx)
-        first = await anext(events, None)
-        if first is None:
-            raise ServiceUnavailable("The router ended the stream without an answer.")
+        try:
+            first = await self._first_event(events)
+        except BaseException as exc:
+            ticket.close(exc)
+            raise
         kind = first.WhichOneof("event")
-        if kind == "error":
-            await events.aclose()
-            raise from_detail(first.error)
         route = first.route if kind == "route" else router_pb2.RouteInfo()
         headers = self._route_headers(route, started, operation)
         return StreamingResponse(
-            self._sse(events, pending=None if kind == "route" else first, shaper=shaper),
+            self._sse(
+                events, pending=None if kind == "route" else first, shaper=shaper, ticket=ticket
+            ),
             media_type="text/event-stream",
             headers={**headers, **_SSE_HEADERS},
         )
+
+    @staticmethod
+    async def _first_event(
+        events: AsyncGenerator[router_pb2.StreamEvent, None],
+    ) -> router_pb2.StreamEvent:
+        """The stream's first event; an error before the first chunk is raised, not framed."""
+        first = await anext(events, None)
+        if first is None:
+            raise ServiceUnavailable("The router ended the stream without an answer.")
+        if first.WhichOneof("event") == "error":
+            await events.aclose()
+            raise from_detail(first.error)
+        return first
 
     def _route_headers(
         self, route: router_pb2.RouteInfo, started: float, operation: str
@@ -206,6 +261,7 @@ class Proxy:
         *,
         pending: router_pb2.StreamEvent | None,
         shaper: Shaper | None,
+        ticket: Ticket,
     ) -> AsyncIterator[bytes]:
         try:
             event = pending if pending is not None else await anext(events, None)
@@ -216,6 +272,8 @@ class Proxy:
                         yield b"data: " + event.chunk + b"\n\n"
                     else:
                         yield await shaper.frame(event.chunk)
+                elif kind == "usage":
+                    ticket.record(event.usage)
                 elif kind == "error":
                     yield _error_frame(from_detail(event.error))
                     return
@@ -227,4 +285,5 @@ class Proxy:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
             yield _error_frame(err)
         finally:
+            ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()

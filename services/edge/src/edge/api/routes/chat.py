@@ -35,4 +35,6 @@ async def create_chat_completion(
         body=raw,
         stream=body.stream,
         key=key,
+        max_output_tokens=body.max_completion_tokens or body.max_tokens,
+        choices=body.n or 1,
     )

@@ -21,6 +21,8 @@ Key changes. After a write commits, ``announce_key`` patches this edge's
 cache at once and publishes ``keys.changed.v1`` with the key id, which makes
 every other edge reload that key (``edge.keysync``). Publishing is best
 effort: with NATS down the others catch up at their periodic full reload.
+Project and credential changes go the same way (``announce_project``:
+``projects.changed.v1`` / ``credentials.changed.v1``, ``edge.projectsync``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from gateway_common.errors import GatewayError, NotFound, PermissionDenied
 from ....auth import WRONG_PROJECT, bearer_token, require_scope
 from ....credentials import CredentialCipher
 from ....keysync import entry_for
+from ....projectsync import refresh
 from ....state import EdgeState
 from ....store import ApiKey, Project, repo
 from ...deps import StateDep
@@ -62,6 +65,7 @@ __all__ = [
     "SessionDep",
     "admin_error",
     "announce_key",
+    "announce_project",
     "announce_project_deleted",
     "cipher",
     "load_project",
@@ -203,12 +207,14 @@ def cipher(state: EdgeState) -> CredentialCipher:
     )
 
 
-async def _publish(state: EdgeState, payload: dict[str, str]) -> None:
+async def _publish(
+    state: EdgeState, payload: dict[str, str], subject: str = subjects.KEYS_CHANGED
+) -> None:
     try:
-        await state.nats.publish(subjects.KEYS_CHANGED, orjson.dumps(payload))
+        await state.nats.publish(subject, orjson.dumps(payload))
         await state.nats.flush(timeout=_ANNOUNCE_TIMEOUT_S)
     except NatsError:
-        log.warning("keys.changed.v1 not published; other edges catch up at their next reload")
+        log.warning("%s not published; other edges catch up at their next reload", subject)
 
 
 async def announce_key(state: EdgeState, key_id: str, row: ApiKey | None) -> None:
@@ -225,3 +231,17 @@ async def announce_project_deleted(state: EdgeState, project_id: str, key_ids: l
     for key_id in key_ids:
         state.keys.remove(key_id)
     await _publish(state, {"project_id": project_id})
+
+
+async def announce_project(
+    state: EdgeState, session: AsyncSession, project_id: str | None, subject: str
+) -> None:
+    """Apply a committed change of a project's settings or credentials here, then tell all edges.
+
+    ``project_id`` None (a change across projects, e.g. rewrap): every edge reloads all.
+    """
+    if project_id is None:
+        await _publish(state, {}, subject)
+        return
+    await refresh(state.projects, session, project_id)
+    await _publish(state, {"project_id": project_id}, subject)

@@ -16,6 +16,7 @@ import logging
 from fastapi import APIRouter, status
 from starlette.responses import Response
 
+from gateway_common import subjects
 from gateway_common.errors import NotFound
 from gateway_common.netguard import check_base_url
 
@@ -27,6 +28,7 @@ from .base import (
     CallerDep,
     ProjectCallerDep,
     SessionDep,
+    announce_project,
     cipher,
     load_project,
 )
@@ -69,7 +71,9 @@ async def add_credential(
             last4=api_key[-4:],
         ),
     )
-    return ProviderCredentialPublic.model_validate(row)
+    public = ProviderCredentialPublic.model_validate(row)
+    await announce_project(caller.state, session, project.id, subjects.CREDENTIALS_CHANGED)
+    return public
 
 
 @router.get("/projects/{project_id}/credentials", response_model=CredentialList)
@@ -96,6 +100,7 @@ async def delete_credential(
     if row is None:
         raise NotFound("Credential not found in this project.", code="credential_not_found")
     await credentials_repo.delete_credential(session=session, row=row)
+    await announce_project(caller.state, session, project_id, subjects.CREDENTIALS_CHANGED)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -123,6 +128,7 @@ async def rewrap_credentials(caller: CallerDep, session: SessionDep) -> RewrapRe
         session.add(row)
         rewrapped += 1
     await session.commit()
+    await announce_project(caller.state, session, None, subjects.CREDENTIALS_CHANGED)
     return RewrapResult(
         key_id=box.current_key_id, rewrapped=rewrapped, unchanged=unchanged, unreadable=unreadable
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 from starlette.responses import Response
 
+from gateway_common import subjects
 from gateway_common.errors import InvalidRequest
 
 from ....store import ProjectPublic, repo
@@ -18,6 +19,7 @@ from .base import (
     CallerDep,
     ProjectCallerDep,
     SessionDep,
+    announce_project,
     load_project,
 )
 from .base import announce_project_deleted as _announce_deleted
@@ -44,7 +46,9 @@ async def create_project(
         )
     except repo.DuplicateName:
         raise _taken(body.name) from None
-    return ProjectPublic.model_validate(project)
+    public = ProjectPublic.model_validate(project)
+    await announce_project(caller.state, session, project.id, subjects.PROJECTS_CHANGED)
+    return public
 
 
 @router.get("/projects", response_model=ProjectList)
@@ -74,7 +78,9 @@ async def update_project(
         )
     except repo.DuplicateName:
         raise _taken(body.name or "") from None
-    return ProjectPublic.model_validate(project)
+    public = ProjectPublic.model_validate(project)
+    await announce_project(caller.state, session, project_id, subjects.PROJECTS_CHANGED)
+    return public
 
 
 @router.delete("/projects/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -87,4 +93,5 @@ async def delete_project(
     key_ids = [key.id for key in await repo.list_api_keys(session=session, project_id=project.id)]
     await repo.delete_project(session=session, project=project)
     await _announce_deleted(caller.state, project_id, key_ids)
+    await announce_project(caller.state, session, project_id, subjects.PROJECTS_CHANGED)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,218 @@
+"""The catalog's prices at the edge: a call's worst-case cost before it runs, its real cost after.
+
+The edge reads the same catalog file as the router and billing
+(``GATEWAY_CATALOG_PATH``) and re-reads it when its modification time
+changes (checked at most every ``check_interval_s``, and at once for a model
+the loaded copy lacks). A file that fails to parse is logged and ignored.
+
+**The worst case** of a call, priced with ``PriceIndex.worst_case`` (every
+prompt token at the dearer input price, every completion token at the
+dearer output price), is bounded by:
+
+    prompt tokens      the request body's length in bytes, capped at the model's
+                       context window. A tokenizer token spans at least one byte of
+                       UTF-8 text (byte-level BPE; SentencePiece with byte fallback),
+                       JSON escapes only lengthen the text, and each message's JSON
+                       framing (``{"role":"user","content":""}``, 28 bytes) exceeds the
+                       handful of template tokens a chat format adds per message.
+                       Media parts (images, audio, files) cost tokens unrelated to their
+                       bytes: a body with any is counted at the full context window.
+    completion tokens  embeddings: none. Otherwise ``max_completion_tokens`` /
+                       ``max_tokens`` (``max_output_tokens`` for Responses) times ``n``,
+                       or, when the request sets none, the catalog's
+                       ``max_output_tokens`` per choice, else its ``context_window``,
+                       else ``default_max_output_tokens``.
+
+So a request that sets its max tokens can never cost more than it reserved.
+One that does not is bounded by the model's maximum output; only when the
+catalog states neither maximum nor context window is the bound a configured
+guess, which a provider could exceed.
+
+**The real cost** is the call's usage (as the router reported it) priced
+with ``gateway_common.pricing``, the same arithmetic billing applies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from gateway.common.v1 import types_pb2
+from gateway.router.v1 import router_pb2
+from gateway_common.catalog import Catalog, CatalogError, load_catalog
+from gateway_common.events import TokenUsage, UsageRecorded
+from gateway_common.pricing import PriceIndex, exact_sum, price_usage
+
+__all__ = ["Estimate", "PriceBook"]
+
+log = logging.getLogger(__name__)
+
+_OPERATIONS = {
+    router_pb2.OPERATION_CHAT_COMPLETIONS: "chat.completions",
+    router_pb2.OPERATION_EMBEDDINGS: "embeddings",
+    router_pb2.OPERATION_RESPONSES: "responses",
+}
+#: JSON keys of content parts whose token cost is not bounded by their bytes.
+_MEDIA_MARKERS = (b'"image_url"', b'"input_image"', b'"input_audio"', b'"input_file"', b'"file"')
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A call's worst-case ``amount``, and what its real usage is priced as."""
+
+    model: str  # the public catalog name
+    operation: str  # as usage events name it
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    public: str
+    context_window: int
+    max_output_tokens: int
+
+
+class _Snapshot:
+    """One loaded catalog: prices, and per name (public, alias, provider-prefixed) its limits."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.index = PriceIndex(catalog)
+        self.providers = frozenset(catalog.providers)
+        self.models: dict[str, _Model] = {}
+        for public, entry in catalog.models.items():
+            limits = _Model(public, entry.context_window, entry.max_output_tokens)
+            for name in (public, *entry.aliases):
+                self.models[name] = limits
+
+    def resolve(self, name: str) -> _Model | None:
+        """As the router resolves: a whole name first, then ``provider:name`` / ``@provider/name``."""
+        found = self.models.get(name)
+        if found is not None:
+            return found
+        if name.startswith("@"):
+            provider, sep, rest = name[1:].partition("/")
+        else:
+            provider, sep, rest = name.partition(":")
+        if sep and provider in self.providers:
+            return self.models.get(rest)
+        return None
+
+
+class PriceBook:
+    """Estimates and prices calls from the catalog file (see the module docstring).
+
+    Construction reads the file and raises ``CatalogError`` if it is unusable:
+    the edge cannot admit against a budget without prices.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        default_max_output_tokens: int,
+        check_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._path = path
+        self._default_output = default_max_output_tokens
+        self._interval = check_interval_s
+        self._clock = clock
+        try:
+            self._mtime = path.stat().st_mtime_ns
+        except OSError as exc:
+            raise CatalogError(f"{path}: cannot read: {exc}") from exc
+        self._snapshot = _Snapshot(load_catalog(path))
+        self._next_check = clock() + check_interval_s
+
+    def estimate(
+        self,
+        op: router_pb2.Operation.ValueType,
+        model: str,
+        body: bytes,
+        *,
+        max_output_tokens: int | None,
+        choices: int,
+    ) -> Estimate | None:
+        """The worst case of one call, or None when the catalog does not know ``model``.
+
+        ``max_output_tokens`` is the request's own cap per choice (None: unset).
+        """
+        snapshot = self._current(model)
+        found = snapshot.resolve(model)
+        if found is None:
+            return None
+        prompt = len(body)
+        if found.context_window and (
+            prompt > found.context_window or any(m in body for m in _MEDIA_MARKERS)
+        ):
+            prompt = found.context_window
+        operation = _OPERATIONS.get(op, "chat.completions")
+        if operation == "embeddings":
+            completion = 0
+        else:
+            per_choice = (
+                max_output_tokens
+                or found.max_output_tokens
+                or found.context_window
+                or self._default_output
+            )
+            completion = per_choice * max(choices, 1)
+        amount = snapshot.index.worst_case(
+            found.public,
+            datetime.now(UTC),
+            prompt_tokens=prompt,
+            max_completion_tokens=completion,
+        )
+        return Estimate(found.public, operation, amount)
+
+    def cost(self, estimate: Estimate, usage: types_pb2.Usage) -> Decimal:
+        """What ``usage`` of the estimated call costs, as billing will price it.
+
+        Raises ``gateway_common.pricing.PricingError`` for usage that cannot be
+        priced (the caller then keeps the whole reservation).
+        """
+        event = UsageRecorded(
+            request_id="",
+            project_id="",
+            operation=estimate.operation,  # type: ignore[arg-type]
+            model=estimate.model,
+            provider="",
+            deployment="",
+            usage=TokenUsage(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            ),
+        )
+        prices = self._snapshot.index.prices_at(estimate.model, event.occurred_at)
+        return exact_sum(item.amount for item in price_usage(event, prices))
+
+    def _current(self, model: str) -> _Snapshot:
+        """The loaded snapshot, re-read first if a check is due or ``model`` is unknown."""
+        now = self._clock()
+        if now >= self._next_check or self._snapshot.resolve(model) is None:
+            self._reload_if_changed(now)
+        return self._snapshot
+
+    def _reload_if_changed(self, now: float) -> None:
+        self._next_check = now + self._interval
+        try:
+            mtime = self._path.stat().st_mtime_ns
+        except OSError as exc:
+            log.warning("catalog %s: cannot stat (%s); keeping the loaded prices", self._path, exc)
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime  # also for a bad file: report each version once, not every check
+        try:
+            self._snapshot = _Snapshot(load_catalog(self._path))
+        except CatalogError as exc:
+            log.error("catalog reload failed; keeping the previous prices: %s", exc)
+            return
+        log.info("catalog %s reloaded", self._path)
