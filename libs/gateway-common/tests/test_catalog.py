@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from gateway_common.catalog import CatalogError, load_catalog, parse_catalog
+from gateway_common.catalog import (
+    CatalogError,
+    CatalogFile,
+    load_catalog,
+    parse_catalog,
+    split_provider,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -58,3 +65,28 @@ def test_secrets_are_referenced_not_inlined() -> None:
         parse_catalog(
             GOOD.replace('base_url: "http://127.0.0.1:1/v1"', 'base_url: "x", api_key: sk-1')
         )
+
+
+def test_catalog_file_rebuilds_on_change_and_keeps_the_last_good_version(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(GOOD)
+    now = [0.0]
+    live = CatalogFile(path, lambda c: sorted(c.models), check_interval_s=5, clock=lambda: now[0])
+    assert live.current() == ["m"]
+
+    path.write_text(GOOD.replace("  m:\n", "  m2:\n"))
+    os.utime(path, ns=(1, 1))  # a new mtime even within the file system's resolution
+    assert live.current() == ["m"]  # not checked again before the interval
+    assert live.current(force=True) == ["m2"]
+
+    path.write_text("providers: [")
+    os.utime(path, ns=(2, 2))
+    now[0] = 10.0
+    assert live.current() == ["m2"]  # a broken file leaves the previous version in force
+
+
+def test_split_provider() -> None:
+    assert split_provider("openai:gpt-4o") == ("openai", "gpt-4o")
+    assert split_provider("@openai/gpt-4o") == ("openai", "gpt-4o")
+    assert split_provider("gpt-4o") is None
+    assert split_provider("openai:") is None

@@ -12,11 +12,14 @@ that holds its key (``api_key_env``).
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,6 +29,7 @@ __all__ = [
     "Capability",
     "Catalog",
     "CatalogError",
+    "CatalogFile",
     "DatedPrices",
     "DatedSkuPrice",
     "Deployment",
@@ -38,6 +42,7 @@ __all__ = [
     "SkuEntry",
     "load_catalog",
     "parse_catalog",
+    "split_provider",
 ]
 
 Capability = Literal["chat", "responses", "embeddings", "tools", "vision", "streaming"]
@@ -297,3 +302,79 @@ def load_catalog(path: Path) -> Catalog:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read: {exc}") from exc
     return parse_catalog(text, source=str(path))
+
+
+def split_provider(model: str) -> tuple[str, str] | None:
+    """``"openai:gpt-4o"`` or ``"@openai/gpt-4o"`` -> ``("openai", "gpt-4o")``; else ``None``.
+
+    The explicit provider prefixes a request may put on a model name (seeds 004 and 002);
+    whether the provider exists is the caller's question.
+    """
+    if model.startswith("@"):
+        provider, sep, name = model[1:].partition("/")
+    else:
+        provider, sep, name = model.partition(":")
+    return (provider, name) if sep and provider and name else None
+
+
+T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+
+class CatalogFile(Generic[T]):
+    """A catalog file and what a service builds from it, re-built when the file changes.
+
+    ``build`` turns a validated ``Catalog`` into the service's view of it (a price
+    index, a routing snapshot). Construction reads the file and raises
+    ``CatalogError`` if it is unusable. Afterwards ``current()`` checks the file's
+    modification time at most every ``check_interval_s`` seconds (``force=True``
+    checks now, e.g. for a model the loaded view lacks); a file that no longer
+    parses is logged once per version and the previous view stays in force.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        build: Callable[[Catalog], T],
+        *,
+        check_interval_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._path = path
+        self._build = build
+        self._interval = check_interval_s
+        self._clock = clock
+        try:
+            self._mtime = path.stat().st_mtime_ns
+        except OSError as exc:
+            raise CatalogError(f"{path}: cannot read: {exc}") from exc
+        self._value = build(load_catalog(path))
+        self._next_check = clock() + check_interval_s
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def current(self, *, force: bool = False) -> T:
+        """The view of the newest valid version of the file."""
+        now = self._clock()
+        if force or now >= self._next_check:
+            self._reload_if_changed(now)
+        return self._value
+
+    def _reload_if_changed(self, now: float) -> None:
+        self._next_check = now + self._interval
+        try:
+            mtime = self._path.stat().st_mtime_ns
+        except OSError as exc:
+            _log.warning("catalog %s: cannot stat (%s); keeping the loaded one", self._path, exc)
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime  # also for a bad file: report each version once, not every check
+        try:
+            self._value = self._build(load_catalog(self._path))
+        except CatalogError as exc:
+            _log.error("catalog reload failed; keeping the previous one: %s", exc)
+            return
+        _log.info("catalog %s reloaded", self._path)

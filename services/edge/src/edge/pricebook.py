@@ -34,7 +34,6 @@ with ``gateway_common.pricing``, the same arithmetic billing applies.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,13 +43,11 @@ from pathlib import Path
 
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2
-from gateway_common.catalog import Catalog, CatalogError, load_catalog
+from gateway_common.catalog import Catalog, CatalogFile, split_provider
 from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.pricing import PriceIndex, exact_sum, price_usage
 
 __all__ = ["Estimate", "PriceBook"]
-
-log = logging.getLogger(__name__)
 
 _OPERATIONS = {
     router_pb2.OPERATION_CHAT_COMPLETIONS: "chat.completions",
@@ -94,12 +91,9 @@ class _Snapshot:
         found = self.models.get(name)
         if found is not None:
             return found
-        if name.startswith("@"):
-            provider, sep, rest = name[1:].partition("/")
-        else:
-            provider, sep, rest = name.partition(":")
-        if sep and provider in self.providers:
-            return self.models.get(rest)
+        prefixed = split_provider(name)
+        if prefixed is not None and prefixed[0] in self.providers:
+            return self.models.get(prefixed[1])
         return None
 
 
@@ -118,16 +112,8 @@ class PriceBook:
         check_interval_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._path = path
         self._default_output = default_max_output_tokens
-        self._interval = check_interval_s
-        self._clock = clock
-        try:
-            self._mtime = path.stat().st_mtime_ns
-        except OSError as exc:
-            raise CatalogError(f"{path}: cannot read: {exc}") from exc
-        self._snapshot = _Snapshot(load_catalog(path))
-        self._next_check = clock() + check_interval_s
+        self._file = CatalogFile(path, _Snapshot, check_interval_s=check_interval_s, clock=clock)
 
     def estimate(
         self,
@@ -190,29 +176,12 @@ class PriceBook:
                 reasoning_tokens=usage.reasoning_tokens,
             ),
         )
-        prices = self._snapshot.index.prices_at(estimate.model, event.occurred_at)
+        prices = self._file.current().index.prices_at(estimate.model, event.occurred_at)
         return exact_sum(item.amount for item in price_usage(event, prices))
 
     def _current(self, model: str) -> _Snapshot:
-        """The loaded snapshot, re-read first if a check is due or ``model`` is unknown."""
-        now = self._clock()
-        if now >= self._next_check or self._snapshot.resolve(model) is None:
-            self._reload_if_changed(now)
-        return self._snapshot
-
-    def _reload_if_changed(self, now: float) -> None:
-        self._next_check = now + self._interval
-        try:
-            mtime = self._path.stat().st_mtime_ns
-        except OSError as exc:
-            log.warning("catalog %s: cannot stat (%s); keeping the loaded prices", self._path, exc)
-            return
-        if mtime == self._mtime:
-            return
-        self._mtime = mtime  # also for a bad file: report each version once, not every check
-        try:
-            self._snapshot = _Snapshot(load_catalog(self._path))
-        except CatalogError as exc:
-            log.error("catalog reload failed; keeping the previous prices: %s", exc)
-            return
-        log.info("catalog %s reloaded", self._path)
+        """The loaded snapshot, re-read at once if it does not know ``model``."""
+        snapshot = self._file.current()
+        if snapshot.resolve(model) is None:
+            snapshot = self._file.current(force=True)
+        return snapshot
