@@ -22,14 +22,20 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from edge.auth import KeyEntry
-from edge.budget import BudgetExceeded, BudgetGate, BudgetPolicy, CreditsExhausted, Ticket
+from edge.budget import BudgetGate, BudgetPolicy, Ticket
 from edge.budget_client import BillingClient
 from edge.pricebook import PriceBook
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2
 from gateway_common import billing_api as wire
 from gateway_common import subjects
-from gateway_common.errors import ModelNotFound, ProviderTimeout, ServiceUnavailable
+from gateway_common.errors import (
+    BudgetExceeded,
+    CreditsExhausted,
+    ModelNotFound,
+    ProviderTimeout,
+    ServiceUnavailable,
+)
 from gateway_common.testing import nats_server, service_process
 
 from .billing_process import ROOT, billing_answers

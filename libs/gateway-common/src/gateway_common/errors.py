@@ -5,9 +5,11 @@
     │   └── PayloadTooLarge            413  INVALID_ARGUMENT
     ├── Unauthenticated                401  UNAUTHENTICATED
     ├── PermissionDenied               403  PERMISSION_DENIED
+    │   └── CreditsExhausted           403  PERMISSION_DENIED   type "insufficient_quota" (seed 003)
     ├── NotFound                       404  NOT_FOUND
     │   └── ModelNotFound              404  NOT_FOUND           code "model_not_found"
     ├── RateLimited                    429  RESOURCE_EXHAUSTED
+    │   └── BudgetExceeded             429  RESOURCE_EXHAUSTED  code/type "insufficient_quota"
     ├── ServiceUnavailable             503  UNAVAILABLE
     └── ProviderError                  502  UNAVAILABLE
         ├── ProviderTimeout            504  DEADLINE_EXCEEDED   retryable
@@ -36,6 +38,8 @@ from gateway.common.v1 import types_pb2
 
 __all__ = [
     "AllProvidersFailed",
+    "BudgetExceeded",
+    "CreditsExhausted",
     "GatewayError",
     "InvalidRequest",
     "ModelNotFound",
@@ -142,6 +146,20 @@ class RateLimited(GatewayError):
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     code = "rate_limit_exceeded"
     error_type = "rate_limit_error"
+
+
+class BudgetExceeded(RateLimited):
+    """A project's or key's monthly budget cannot cover the request (429, OpenAI's shape)."""
+
+    code = "insufficient_quota"
+    error_type = "insufficient_quota"
+
+
+class CreditsExhausted(PermissionDenied):
+    """The project's prepaid credits cannot cover the request (403, seed 003)."""
+
+    code = "credits_exhausted"
+    error_type = "insufficient_quota"
 
 
 class ServiceUnavailable(GatewayError):

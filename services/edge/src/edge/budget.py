@@ -64,10 +64,10 @@ from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2
 from gateway_common.billing_api import Lease, LeaseRelease, LeaseRequest, LimitedBy
 from gateway_common.errors import (
+    BudgetExceeded,
+    CreditsExhausted,
     GatewayError,
-    PermissionDenied,
     ProviderTimeout,
-    RateLimited,
     ServiceUnavailable,
 )
 from gateway_common.pricing import PricingError, exact_sum
@@ -76,7 +76,7 @@ from .auth import KeyEntry
 from .budget_client import BillingClient, BillingUnavailable
 from .pricebook import Estimate, PriceBook
 
-__all__ = ["BudgetExceeded", "BudgetGate", "BudgetPolicy", "CreditsExhausted", "Ticket"]
+__all__ = ["BudgetGate", "BudgetPolicy", "Ticket"]
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +87,6 @@ _ZERO = Decimal(0)
 _FORGET_AFTER_S = 600.0
 #: Floor of a lease's local lifetime, should the clocks of edge and billing disagree.
 _MIN_TTL_S = 1.0
-
-
-class BudgetExceeded(RateLimited):
-    """A project's or key's monthly budget cannot cover the request (429, OpenAI's shape)."""
-
-    code = "insufficient_quota"
-    error_type = "insufficient_quota"
-
-
-class CreditsExhausted(PermissionDenied):
-    """The project's prepaid credits cannot cover the request (403, seed 003)."""
-
-    code = "credits_exhausted"
-    error_type = "insufficient_quota"
 
 
 def _refusal(limited_by: LimitedBy) -> GatewayError:
