@@ -13,8 +13,10 @@ returns; the runtime's exit stack then unwinds in reverse order of creation:
     open:   migrate -> engine -> NATS + streams -> health responder -> /metrics
     close:  /metrics -> NATS drain (subscriptions finish) -> engine dispose
 
-``pull_loop`` is the JetStream pull-consumer loop: fetch a batch, hand each
-message to a handler that acks/naks/terms it, stop between messages.
+``pull_batches`` is the JetStream pull-consumer loop: fetch a batch, hand it
+to a handler that acks/naks/terms every message of it, stop between batches
+(billing writes a batch in one transaction). ``pull_loop`` runs on it for
+handlers of one message at a time, stopping between messages.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "command_line",
     "ensure_pull_consumer",
     "open_runtime",
+    "pull_batches",
     "pull_loop",
     "serve",
 ]
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=BaseServiceSettings)
 MessageHandler = Callable[[Msg], Awaitable[None]]
+BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,23 +155,24 @@ async def ensure_pull_consumer(
     )
 
 
-async def pull_loop(
+async def pull_batches(
     sub: JetStreamContext.PullSubscription,
-    handle: MessageHandler,
+    handle_batch: BatchHandler,
     *,
     stop: asyncio.Event,
     batch_size: int,
     fetch_timeout_s: float = 1.0,
 ) -> None:
-    """Fetch and handle messages one at a time until ``stop`` is set.
+    """Fetch up to ``batch_size`` messages at a time and hand each batch over, until ``stop``.
 
-    ``handle`` owns the fate of each message (ack, nak or term) and must not
-    raise for a per-message problem. ``stop`` is checked between messages,
-    so the in-flight message always finishes; the rest of a fetched batch is
-    nak'ed without delay so another replica gets it at once instead of after
-    the ack wait. Returns within about ``fetch_timeout_s`` of ``stop``, having
-    unsubscribed ``sub``: nats-py's drain would otherwise wait out its whole
-    timeout on a pull subscription (its fetch never marks queue items done).
+    A fetch returns at once with what the consumer has ready (up to
+    ``batch_size``); only an idle consumer waits, up to ``fetch_timeout_s``.
+    ``handle_batch`` owns the fate of every message it is given (ack, nak or
+    term) and must not raise for a per-message problem. ``stop`` is checked
+    between batches, so the batch in flight always finishes. Returns within
+    about ``fetch_timeout_s`` of ``stop``, having unsubscribed ``sub``:
+    nats-py's drain would otherwise wait out its whole timeout on a pull
+    subscription (its fetch never marks queue items done).
     """
     try:
         while not stop.is_set():
@@ -177,14 +182,38 @@ async def pull_loop(
                 # nats-py raises its own TimeoutError on an empty fetch, but a bare
                 # asyncio.TimeoutError from some of its internal waits: both mean "nothing yet".
                 continue
-            for index, msg in enumerate(msgs):
-                if stop.is_set():
-                    for unhandled in msgs[index:]:
-                        await unhandled.nak()
-                    break
-                await handle(msg)
+            await handle_batch(msgs)
     finally:
         await sub.unsubscribe()
+
+
+async def pull_loop(
+    sub: JetStreamContext.PullSubscription,
+    handle: MessageHandler,
+    *,
+    stop: asyncio.Event,
+    batch_size: int,
+    fetch_timeout_s: float = 1.0,
+) -> None:
+    """``pull_batches`` handling one message at a time, ``stop`` checked between messages.
+
+    ``handle`` owns the fate of each message (ack, nak or term) and must not
+    raise for a per-message problem. Once ``stop`` is set the rest of a
+    fetched batch is nak'ed without delay, so another replica gets it at once
+    instead of after the ack wait.
+    """
+
+    async def one_by_one(msgs: list[Msg]) -> None:
+        for index, msg in enumerate(msgs):
+            if stop.is_set():
+                for unhandled in msgs[index:]:
+                    await unhandled.nak()
+                return
+            await handle(msg)
+
+    await pull_batches(
+        sub, one_by_one, stop=stop, batch_size=batch_size, fetch_timeout_s=fetch_timeout_s
+    )
 
 
 def serve(settings: S, run: Callable[[S, asyncio.Event], Awaitable[None]]) -> None:

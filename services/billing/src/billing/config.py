@@ -39,10 +39,13 @@ class BillingSettings(BaseServiceSettings):
         ),
     )
     batch_size: int = Field(
-        default=64,
+        default=256,
         ge=1,
         le=10_000,
-        description="Messages requested per JetStream fetch; each is still committed singly.",
+        description=(
+            "Most usage messages fetched and billed in one transaction (BILLING_BATCH_SIZE); "
+            "a fetch takes what is ready, so under light load batches are smaller."
+        ),
     )
     ack_wait_s: float = Field(
         default=30.0,

@@ -1,21 +1,24 @@
-"""The usage-event handler: one JetStream message in, one ledger entry (at most) out.
+"""The usage-event handler: a fetched batch of JetStream messages in, one transaction out.
 
-    parse ──invalid──▶ term (poison)
+    parse + price each ──invalid / unknown model / inconsistent tokens──▶ term (poison)
       │
-    price ──unknown model / inconsistent tokens──▶ term (poison)
-      │
-    record_usage (one transaction, committed) ──transient DB error──▶ nak(delay=1)
-      │                                       └─anything else────────▶ nak(delay=10), logged
-    ack (new entry or duplicate alike)
+    record_usages(rest of the batch, one transaction, committed)
+      │   ├─transient DB error──▶ nak(delay=1) every message of the batch
+      │   └─anything else───────▶ the same messages one by one, each in its own
+      │                           transaction (so one bad event cannot hold up
+      │                           the others): transient → nak(delay=1),
+      │                           anything else → nak(delay=10), logged
+    ack every message (new entry or duplicate alike)
 
-The ack is sent only after the commit, so a crash anywhere before it means
-redelivery, and redelivery is harmless because the ledger is keyed by
+The acks are sent only after the commit, so a crash anywhere before them
+means redelivery, and redelivery is harmless because the ledger is keyed by
 ``event_id``. Poison is terminated, never retried: it can only fail again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
@@ -30,6 +33,7 @@ from gateway_common.pricing import PricingError
 from .metrics import BillingMetrics
 from .pricing import PriceBook
 from .store import repo
+from .store.repo import PricedUsage
 
 __all__ = ["UsageHandler"]
 
@@ -40,12 +44,15 @@ _TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutErro
 _TRANSIENT_DELAY_S = 1.0
 _UNEXPECTED_DELAY_S = 10.0
 
+_Priced = list[tuple[Msg, PricedUsage]]
+
 
 class UsageHandler:
-    """Bills ``usage.recorded.v1`` messages; called by ``runtime.pull_loop`` one at a time.
+    """Bills ``usage.recorded.v1`` messages, a fetched batch at a time.
 
-    ``__call__`` never raises for a problem with one message: it decides the
-    message's fate (ack, nak or term) itself.
+    ``runtime.pull_batches`` calls ``handle_batch``; calling the handler with
+    one message bills it alone. Neither raises for a problem with a message:
+    they decide every message's fate (ack, nak or term) themselves.
     """
 
     def __init__(
@@ -60,41 +67,76 @@ class UsageHandler:
         self._metrics = metrics
 
     async def __call__(self, msg: Msg) -> None:
-        try:
-            event = UsageRecorded.model_validate_json(msg.data)
-            items = self._prices.price(event)
-        except (ValidationError, PricingError) as exc:
-            self._metrics.poison.inc()
-            log.error(
-                "terminating poison usage message (stream seq %s): %s",
-                msg.metadata.sequence.stream,
-                exc,
-            )
-            await msg.term()
-            return
+        await self.handle_batch([msg])
+
+    async def handle_batch(self, msgs: Sequence[Msg]) -> None:
+        """Bill ``msgs`` in one transaction (poison terminated first), then ack them all."""
+        priced = await self._price(msgs)
+        if priced:
+            await self._bill(priced)
+
+    async def _bill(self, priced: _Priced) -> None:
         billed_at = datetime.now(UTC)
         try:
             async with self._sessions() as session:
-                recorded = await repo.record_usage(
-                    session=session, event=event, items=items, billed_at=billed_at
+                billed = await repo.record_usages(
+                    session=session, usages=[usage for _, usage in priced], billed_at=billed_at
                 )
         except _TRANSIENT as exc:
-            self._metrics.retried.labels("transient").inc()
-            log.warning("event %s: transient database error, retrying: %s", event.event_id, exc)
-            await msg.nak(delay=_TRANSIENT_DELAY_S)
+            await self._retry(priced, "transient", _TRANSIENT_DELAY_S)
+            log.warning("batch of %d: transient database error, retrying: %s", len(priced), exc)
             return
-        except Exception:  # the message stays retriable; a bug must not stop the consumer
-            self._metrics.retried.labels("unexpected").inc()
-            log.exception("event %s: unexpected failure, retrying later", event.event_id)
-            await msg.nak(delay=_UNEXPECTED_DELAY_S)
+        except Exception:  # a bug or a bad event: bill the others without it
+            if len(priced) == 1:
+                await self._retry(priced, "unexpected", _UNEXPECTED_DELAY_S)
+                log.exception("event %s: unexpected failure, retrying later", _event_id(priced))
+                return
+            log.exception("batch of %d failed; billing its events one by one", len(priced))
+            for one in priced:
+                await self._bill([one])
             return
-        if recorded:
-            self._metrics.billed.inc()
-            occurred_at = event.occurred_at
-            if occurred_at.tzinfo is None:
-                occurred_at = occurred_at.replace(tzinfo=UTC)
-            self._metrics.lag.observe((billed_at - occurred_at).total_seconds())
-        else:
-            self._metrics.duplicates.inc()
-            log.info("event %s already billed; acking the redelivery", event.event_id)
-        await msg.ack()
+        await self._settle(priced, set(billed), billed_at)
+
+    async def _price(self, msgs: Sequence[Msg]) -> _Priced:
+        """Each message parsed and priced; poison is terminated here and left out."""
+        priced: _Priced = []
+        for msg in msgs:
+            try:
+                event = UsageRecorded.model_validate_json(msg.data)
+                items = self._prices.price(event)
+            except (ValidationError, PricingError) as exc:
+                self._metrics.poison.inc()
+                log.error(
+                    "terminating poison usage message (stream seq %s): %s",
+                    msg.metadata.sequence.stream,
+                    exc,
+                )
+                await msg.term()
+                continue
+            priced.append((msg, PricedUsage(event, items)))
+        return priced
+
+    async def _settle(self, priced: _Priced, billed: set[str], billed_at: datetime) -> None:
+        """After the commit: count every message as billed or duplicate, and ack it."""
+        for msg, usage in priced:
+            event = usage.event
+            if event.event_id in billed:
+                billed.discard(event.event_id)  # a second copy in this batch is a duplicate
+                self._metrics.billed.inc()
+                occurred_at = event.occurred_at
+                if occurred_at.tzinfo is None:
+                    occurred_at = occurred_at.replace(tzinfo=UTC)
+                self._metrics.lag.observe((billed_at - occurred_at).total_seconds())
+            else:
+                self._metrics.duplicates.inc()
+                log.info("event %s already billed; acking the redelivery", event.event_id)
+            await msg.ack()
+
+    async def _retry(self, priced: _Priced, reason: str, delay_s: float) -> None:
+        self._metrics.retried.labels(reason).inc(len(priced))
+        for msg, _ in priced:
+            await msg.nak(delay=delay_s)
+
+
+def _event_id(priced: _Priced) -> str:
+    return priced[0][1].event.event_id

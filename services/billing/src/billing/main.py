@@ -3,7 +3,7 @@
 Build order: runtime (migrations, engine, NATS, health, /metrics) → metrics →
 price book → usage handler → request API (``billing.*`` subjects) → lease
 reaper → durable consumer → pull loop. Shutdown happens in reverse when
-``stop`` is set: the loop finishes its in-flight message, the reaper stops,
+``stop`` is set: the loop finishes its in-flight batch, the reaper stops,
 the API answers what it has started, NATS drains, the engine is disposed.
 """
 
@@ -66,7 +66,9 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
             sub = await rt.js.pull_subscribe_bind(
                 subjects.BILLING_DURABLE, stream=subjects.USAGE_STREAM
             )
-            await runtime.pull_loop(sub, handler, stop=stop, batch_size=settings.batch_size)
+            await runtime.pull_batches(
+                sub, handler.handle_batch, stop=stop, batch_size=settings.batch_size
+            )
         finally:
             stop.set()
             await reaper
