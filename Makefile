@@ -87,6 +87,10 @@ bench-deps: ## Install the benchmark's system tools (nginx-light, wrk) when miss
 bench: install bench-deps ## Same load on nginx, LiteLLM and Switchyard; figures in docs/benchmarks.md (BENCH_ARGS="--duration 3 --rounds 1 --only switchyard")
 	$(PY) -m devtools.bench $(BENCH_ARGS)
 
+.PHONY: soak
+soak: install bench-deps ## Soak: 1,000,000 mixed requests through the whole stack; flat memory, exact ledger (SOAK_ARGS="--requests 30000")
+	$(PY) -m devtools.bench.soak $(SOAK_ARGS)
+
 .PHONY: precommit
 precommit: proto format lint typecheck test-unit ## Before a commit: generate, format, lint, typecheck, unit tests
 

@@ -117,3 +117,16 @@ def extra_edge(stack: Stack) -> Iterator[str]:
         yield origin
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+def without_generation_context(body: dict[str, Any]) -> dict[str, Any]:
+    """A response body minus the gateway's own addition (seed 002's priced line items)."""
+    assert "generation_context" in body, "the gateway should price every response"
+    return {k: v for k, v in body.items() if k != "generation_context"}
+
+
+def without_generation_chunk(data: list[str]) -> list[str]:
+    """SSE payloads minus the gateway's one added chunk (its line items, last before [DONE])."""
+    added = [d for d in data if '"generation_context"' in d]
+    assert len(added) == 1 and data[-2] == added[0], "one line-items chunk, right before [DONE]"
+    return data[:-2] + data[-1:]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["TreeMonitor", "TreeUsage", "cpu_ticks", "process_tree", "wait_idle"]
+__all__ = ["TreeMonitor", "TreeUsage", "cpu_ticks", "process_tree", "rss_by_root", "wait_idle"]
 
 _PROC = Path("/proc")
 
@@ -77,6 +77,16 @@ def _rss_bytes(pid: int, page_size: int) -> int:
     return int(statm[1]) * page_size
 
 
+def rss_by_root(owner: Mapping[int, str], names: Iterable[str]) -> dict[str, int]:
+    """Resident bytes (VmRSS) of each tree: ``owner`` is ``process_tree``'s answer,
+    ``names`` its root names (a tree whose processes are all gone reads 0)."""
+    page_size = os.sysconf("SC_PAGE_SIZE")
+    by_root = dict.fromkeys(names, 0)
+    for pid, name in owner.items():
+        by_root[name] += _rss_bytes(pid, page_size)
+    return by_root
+
+
 def wait_idle(
     roots: Mapping[str, int], *, max_s: float, window_s: float = 0.5, idle_share: float = 0.05
 ) -> float:
@@ -123,7 +133,6 @@ class TreeMonitor:
     def __init__(self, roots: Mapping[str, int], *, sample_interval_s: float = 0.2) -> None:
         self._roots = dict(roots)
         self._interval = sample_interval_s
-        self._page_size = os.sysconf("SC_PAGE_SIZE")
         self._ticks_per_s = os.sysconf("SC_CLK_TCK")
         self._owner: dict[int, str] = {}
         self._before: dict[int, int] = {}
@@ -183,9 +192,7 @@ class TreeMonitor:
     def _sample(self) -> None:
         # The set of pids is fixed at entry: gateways do not fork per request, and
         # rescanning /proc five times a second would cost CPU the gateways need.
-        by_root = dict.fromkeys(self._roots, 0)
-        for pid, name in self._owner.items():
-            by_root[name] += _rss_bytes(pid, self._page_size)
+        by_root = rss_by_root(self._owner, self._roots)
         self._peak = max(self._peak, sum(by_root.values()))
         for name, rss in by_root.items():
             self._peak_by_root[name] = max(self._peak_by_root[name], rss)

@@ -259,13 +259,14 @@ def render_report(results: Results, *, machine: Sequence[str], settings: str) ->
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Put ``section`` between the markers of ``path`` (appending the markers if absent)."""
+def write_section(path: Path, section: str, *, begin: str = BEGIN, end: str = END) -> None:
+    """Put ``section`` between the markers ``begin`` and ``end`` of ``path`` (appending the
+    markers if absent); the defaults are ``make bench``'s, ``make soak`` passes its own."""
     text = path.read_text() if path.exists() else ""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}"
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + block + tail
     else:
         text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
