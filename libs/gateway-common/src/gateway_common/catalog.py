@@ -76,6 +76,16 @@ class ProviderEntry(_Strict):
         description="Azure OpenAI only, and required there: the api-version query parameter "
         "sent on every call (e.g. 2024-10-21).",
     )
+    byok_passthrough: bool = Field(
+        default=False,
+        description=(
+            "When true, a request whose bearer is not a gateway key and whose model is served "
+            "only by passthrough providers (or forced onto this one by a provider prefix) is "
+            "forwarded with that bearer as the provider key. "
+            "Such calls belong to no project: they are billed as BYOK to the synthetic project "
+            "byok-passthrough, with no budget checks, and never use managed credentials."
+        ),
+    )
 
     @model_validator(mode="after")
     def _azure_api_version(self) -> ProviderEntry:

@@ -17,6 +17,10 @@ project -> 403 ``WRONG_PROJECT`` (the admin API's ``Principal.require_project``)
 
 Keys are ``sk-sy-`` followed by 43 URL-safe characters (256 random bits),
 made by ``generate_api_key``.
+
+An unknown hash raises ``UnknownKey`` (a ``Unauthenticated``), the one failure
+after which ``edge.passthrough`` may still admit the bearer as a caller's own
+provider key; revoked and expired keys never get that chance.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -38,6 +42,7 @@ __all__ = [
     "KeyCache",
     "KeyEntry",
     "Scope",
+    "UnknownKey",
     "bearer_token",
     "generate_api_key",
     "hash_api_key",
@@ -75,17 +80,37 @@ def hash_api_key(secret: bytes, key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
-    """What the edge knows about one key: who it is, what it may do, whether it still works."""
+    """What the edge knows about one key: who it is, what it may do, whether it still works.
+
+    ``provider_key`` is set only on the principal of a bearer-passthrough call
+    (``edge.passthrough``): the bearer itself, the caller's provider key. It is
+    hidden from repr and never part of the key cache.
+    """
 
     key_id: str
     project_id: str
     scopes: frozenset[str]
     expires_at: datetime | None = None
     revoked: bool = False
+    provider_key: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def passthrough(self) -> bool:
+        """Whether this is a bearer-passthrough caller rather than a gateway key."""
+        return self.provider_key is not None
 
 
 def _mask(key: str) -> str:
     return f"{key[:6]}***{key[-4:]}" if len(key) > 12 else "***"
+
+
+class UnknownKey(Unauthenticated):
+    """The bearer is not a gateway key at all (as opposed to a revoked or expired one)."""
+
+    @classmethod
+    def of(cls, key: str) -> UnknownKey:
+        """The 401 for ``key``, which it names only masked (as OpenAI does)."""
+        return cls(f"Incorrect API key provided: {_mask(key)}.")
 
 
 class KeyCache:
@@ -132,10 +157,11 @@ class KeyCache:
         return self.lookup(bearer_token(authorization), now=now)
 
     def lookup(self, key: str, *, now: datetime | None = None) -> KeyEntry:
-        """The entry of a working ``key``; ``Unauthenticated`` when unknown, revoked or expired."""
+        """The entry of a working ``key``; ``UnknownKey`` when unknown, ``Unauthenticated``
+        when revoked or expired."""
         entry = self._entries.get(self.hash(key))
         if entry is None:
-            raise Unauthenticated(f"Incorrect API key provided: {_mask(key)}.")
+            raise UnknownKey.of(key)
         if entry.revoked:
             raise Unauthenticated("This API key has been revoked.", code="api_key_revoked")
         now = now or datetime.now(UTC)

@@ -5,8 +5,9 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
     telemetry -> NATS connection -> DB engine -> key cache (loaded, then kept current
     by keys.changed.v1 and a periodic reload) -> project cache (settings and sealed
     credentials; kept current by credentials.changed.v1 / projects.changed.v1 and the
-    same periodic reload) -> budget gate (catalog prices, leases from billing; releases
-    them on shutdown) -> gRPC channel to the router ->
+    same periodic reload) -> the catalog's copy (``PriceBook``) -> budget gate (prices,
+    leases from billing; releases them on shutdown) and bearer passthrough (which
+    models take a provider key as the bearer) -> gRPC channel to the router ->
     RouterClient + Proxy, SessionsClient (stored responses, over the same NATS
     connection) -> ``app.state.edge``
 
@@ -42,6 +43,7 @@ from .config import EdgeSettings
 from .credentials import CredentialCipher
 from .keysync import KeySync
 from .metrics import EdgeMetrics
+from .passthrough import Passthrough
 from .pricebook import PriceBook
 from .projects import ProjectCache
 from .projectsync import ProjectSync
@@ -52,15 +54,8 @@ from .state import EdgeState
 __all__ = ["create_app"]
 
 
-def _budget_gate(settings: EdgeSettings, nc: Client) -> BudgetGate:
-    """Budget admission: prices from the catalog file, leases from billing over ``nc``.
-
-    Raises ``CatalogError`` when the catalog cannot be read: no prices, no admission.
-    """
-    prices = PriceBook(
-        settings.catalog_path,
-        default_max_output_tokens=settings.budget_default_max_output_tokens,
-    )
+def _budget_gate(settings: EdgeSettings, nc: Client, prices: PriceBook) -> BudgetGate:
+    """Budget admission: ``prices`` from the catalog file, leases from billing over ``nc``."""
     policy = BudgetPolicy(
         lease_multiple=settings.budget_lease_multiple,
         lease_slice=settings.budget_lease_slice,
@@ -114,7 +109,13 @@ async def _build_state(
         )
     )
 
-    budget = await stack.enter_async_context(_budget_gate(settings, nc))
+    # Raises CatalogError when the catalog cannot be read: no prices, no admission.
+    catalog = PriceBook(
+        settings.catalog_path,
+        default_max_output_tokens=settings.budget_default_max_output_tokens,
+    )
+    budget = await stack.enter_async_context(_budget_gate(settings, nc, catalog))
+    passthrough = Passthrough(catalog)
 
     channel = grpc.aio.insecure_channel(settings.router_addr, options=channel_options())
     stack.push_async_callback(channel.close)
@@ -129,12 +130,14 @@ async def _build_state(
         router=router,
         sessions=SessionsClient(nc),
         budget=budget,
+        passthrough=passthrough,
         proxy=Proxy(
             router,
             metrics,
             max_body_bytes=settings.max_body_bytes,
             projects=projects,
             budget=budget,
+            passthrough=passthrough,
         ),
     )
 

@@ -30,6 +30,11 @@ guess, which a provider could exceed.
 
 **The real cost** is the call's usage (as the router reported it) priced
 with ``gateway_common.pricing``, the same arithmetic billing applies.
+
+**Bearer passthrough** (``edge.passthrough``) asks the same copy of the
+catalog whether a model may take a caller's provider key as its bearer:
+``passthrough_possible`` (any provider opted in with ``byok_passthrough``)
+and ``passthrough_only`` (the model is served by such providers only).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class _Model:
     public: str
     context_window: int
     max_output_tokens: int
+    providers: frozenset[str]  # of its deployments
+    passthrough_only: bool  # every deployment is on a ``byok_passthrough`` provider
 
 
 class _Snapshot:
@@ -80,9 +87,19 @@ class _Snapshot:
     def __init__(self, catalog: Catalog) -> None:
         self.index = PriceIndex(catalog)
         self.providers = frozenset(catalog.providers)
+        self.passthrough = frozenset(
+            name for name, provider in catalog.providers.items() if provider.byok_passthrough
+        )
         self.models: dict[str, _Model] = {}
         for public, entry in catalog.models.items():
-            limits = _Model(public, entry.context_window, entry.max_output_tokens)
+            providers = frozenset(dep.provider for dep in entry.deployments)
+            limits = _Model(
+                public,
+                entry.context_window,
+                entry.max_output_tokens,
+                providers,
+                providers <= self.passthrough,
+            )
             for name in (public, *entry.aliases):
                 self.models[name] = limits
 
@@ -95,6 +112,18 @@ class _Snapshot:
         if prefixed is not None and prefixed[0] in self.providers:
             return self.models.get(prefixed[1])
         return None
+
+    def passthrough_only(self, name: str) -> bool:
+        """Whether every deployment the router may choose for ``name`` is on a passthrough
+        provider: a whole name's model has only such deployments, or a prefix forces one."""
+        found = self.models.get(name)
+        if found is not None:
+            return found.passthrough_only
+        prefixed = split_provider(name)
+        if prefixed is None or prefixed[0] not in self.passthrough:
+            return False
+        found = self.models.get(prefixed[1])
+        return found is not None and prefixed[0] in found.providers
 
 
 class PriceBook:
@@ -155,6 +184,18 @@ class PriceBook:
             max_completion_tokens=completion,
         )
         return Estimate(found.public, operation, amount)
+
+    def passthrough_possible(self) -> bool:
+        """Whether any provider of the catalog takes a caller's key as the bearer."""
+        return bool(self._file.current().passthrough)
+
+    def passthrough_only(self, model: str) -> bool:
+        """Whether a call to ``model`` can reach passthrough providers only (see ``_Snapshot``).
+
+        Never forces a re-read of the file: an unauthenticated caller must not be
+        able to make the edge stat the catalog at will.
+        """
+        return self._file.current().passthrough_only(model)
 
     def cost(self, estimate: Estimate, usage: types_pb2.Usage) -> Decimal:
         """What ``usage`` of the estimated call costs, as billing will price it.

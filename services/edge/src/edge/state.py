@@ -15,6 +15,7 @@ from .auth import KeyCache
 from .budget import BudgetGate
 from .config import EdgeSettings
 from .metrics import EdgeMetrics
+from .passthrough import Passthrough
 from .projects import ProjectCache
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
@@ -34,5 +35,6 @@ class EdgeState:
     projects: ProjectCache
     router: RouterClient
     budget: BudgetGate
+    passthrough: Passthrough
     sessions: SessionsClient
     proxy: Proxy

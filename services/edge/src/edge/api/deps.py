@@ -8,7 +8,13 @@
     ChatKeyDep         ... that also carries the ``chat`` scope (403 otherwise)
     EmbeddingsKeyDep   ... that also carries the ``embeddings`` scope
     ResponsesKeyDep    ... that also carries the ``responses`` scope
+    ChatCallDep        the caller of a routed call: as ChatKeyDep, or a pending
+    EmbeddingsCallDep  bearer-passthrough principal (``edge.passthrough``) that
+    ResponsesCallDep   ``Proxy.read`` confirms or refuses once it knows the model
     SessionsDep        SessionsClient (stored responses)
+
+Only the routed create endpoints take the ``*CallDep`` aliases; every other
+route authenticates gateway keys only, so a provider key is a 401 there.
 
 All are ``async def`` so FastAPI runs them inline rather than in a thread pool.
 """
@@ -19,7 +25,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..auth import KeyEntry, Scope, require_scope
+from ..auth import KeyEntry, Scope, UnknownKey, bearer_token, require_scope
 from ..config import EdgeSettings
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
@@ -28,9 +34,12 @@ from .proxy import Proxy
 
 __all__ = [
     "ApiKeyDep",
+    "ChatCallDep",
     "ChatKeyDep",
+    "EmbeddingsCallDep",
     "EmbeddingsKeyDep",
     "ProxyDep",
+    "ResponsesCallDep",
     "ResponsesKeyDep",
     "RouterClientDep",
     "SessionsDep",
@@ -69,11 +78,24 @@ async def authenticate(request: Request, state: StateDep) -> KeyEntry:
     return state.keys.authenticate(request.headers.get("authorization"))
 
 
+async def authenticate_call(request: Request, state: StateDep) -> KeyEntry:
+    """As ``authenticate``; a bearer that is no gateway key may yet be a passthrough caller."""
+    token = bearer_token(request.headers.get("authorization"))
+    try:
+        return state.keys.lookup(token)
+    except UnknownKey:
+        pending = state.passthrough.pending(token, request.headers)
+        if pending is None:
+            raise
+        return pending
+
+
 SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
+CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]
 
 
 class _RequireScope:
@@ -89,3 +111,15 @@ class _RequireScope:
 ChatKeyDep = Annotated[KeyEntry, Depends(_RequireScope("chat"))]
 EmbeddingsKeyDep = Annotated[KeyEntry, Depends(_RequireScope("embeddings"))]
 ResponsesKeyDep = Annotated[KeyEntry, Depends(_RequireScope("responses"))]
+
+
+class _RequireCallScope(_RequireScope):
+    """Dependency: the caller of a routed call (key or pending passthrough), if it has ``scope``."""
+
+    async def __call__(self, key: CallerDep) -> KeyEntry:
+        return require_scope(key, self.scope)
+
+
+ChatCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("chat"))]
+EmbeddingsCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("embeddings"))]
+ResponsesCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("responses"))]

@@ -23,10 +23,13 @@ Both kinds of response carry ``x-switchyard-provider``, ``-deployment``,
 first stream event, minus the router's reported upstream time).
 
 BYOK: an ``X-Provider-Key`` header is the caller's own provider key. It is
-checked for shape (one token of visible ASCII, at most ``_MAX_PROVIDER_KEY``
+checked for shape (one token of visible ASCII, at most ``MAX_PROVIDER_KEY``
 characters: it becomes an upstream header) and handed to the router in
 ``CompleteRequest.provider_key``, which sends it to the chosen provider as its
 credential and bills the call as BYOK. The edge never stores or logs it.
+A bearer-passthrough call (``edge.passthrough``) carries its bearer there
+instead; ``read`` and ``forward`` confirm that its model allows it, and it
+skips budgets and managed credentials.
 
 Managed credentials and ``generation_context``: every call also carries its
 project's managed provider keys, opened from the in-memory ``ProjectCache``
@@ -44,13 +47,12 @@ usage the router reports, however the request ends (streams: in ``_sse``'s
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol, TypeVar
 
 from fastapi import Request
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
 from gateway.router.v1 import router_pb2
@@ -61,18 +63,21 @@ from gateway_common.errors import (
     ServiceUnavailable,
     from_detail,
 )
+from gateway_common.openai import ChatCompletionRequest, EmbeddingRequest, ResponsesRequest
 from gateway_common.telemetry import REQUEST_ID
 
-from ..auth import KeyEntry
+from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
 from ..metrics import EdgeMetrics
-from ..projects import ProjectCache
+from ..passthrough import MAX_PROVIDER_KEY, PROVIDER_KEY_HEADER, PROVIDER_KEY_SHAPE, Passthrough
+from ..projects import CallOptions, ProjectCache
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 
 __all__ = ["Proxy", "Shaper"]
 
-M = TypeVar("M", bound=BaseModel)
+#: The body of a routed endpoint; each names its ``model``.
+M = TypeVar("M", ChatCompletionRequest, EmbeddingRequest, ResponsesRequest)
 
 _DONE = b"data: [DONE]\n\n"
 #: Metric label per operation, named as usage events name them.
@@ -82,9 +87,8 @@ _OPERATION_LABELS = {
     router_pb2.OPERATION_RESPONSES: "responses",
 }
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-_PROVIDER_KEY_HEADER = "x-provider-key"
-_MAX_PROVIDER_KEY = 4096
-_PROVIDER_KEY_SHAPE = re.compile(rf"[\x21-\x7e]{{1,{_MAX_PROVIDER_KEY}}}")
+#: What a passthrough call carries instead of its (nonexistent) project's options.
+_NO_PROJECT = CallOptions()
 
 
 def _error_frame(err: GatewayError) -> bytes:
@@ -97,14 +101,14 @@ def _provider_key(request: Request) -> str | None:
 
     The error never echoes the value.
     """
-    value = request.headers.get(_PROVIDER_KEY_HEADER)
+    value = request.headers.get(PROVIDER_KEY_HEADER)
     if value is None:
         return None
     value = value.strip()
-    if not _PROVIDER_KEY_SHAPE.fullmatch(value):
+    if not PROVIDER_KEY_SHAPE.fullmatch(value):
         raise InvalidRequest(
             "The X-Provider-Key header must be a single token of visible ASCII characters, "
-            f"at most {_MAX_PROVIDER_KEY} long.",
+            f"at most {MAX_PROVIDER_KEY} long.",
             code="invalid_provider_key",
         )
     return value
@@ -137,17 +141,21 @@ class Proxy:
         max_body_bytes: int,
         projects: ProjectCache,
         budget: BudgetGate,
+        passthrough: Passthrough,
     ) -> None:
         self._client = client
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._projects = projects
         self._budget = budget
+        self._passthrough = passthrough
 
-    async def read(self, request: Request, schema: type[M]) -> tuple[bytes, M]:
+    async def read(self, request: Request, schema: type[M], key: KeyEntry) -> tuple[bytes, M]:
         """The raw body (at most ``max_body_bytes``) and its parse against ``schema``.
 
-        Raises ``PayloadTooLarge`` (413) or ``InvalidRequest`` (400).
+        Raises ``PayloadTooLarge`` (413) or ``InvalidRequest`` (400); for a pending
+        passthrough ``key``, ``UnknownKey`` (401) unless the body parses and its
+        model is a passthrough model.
         """
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_body:
@@ -161,9 +169,13 @@ class Proxy:
             parts.append(part)
         raw = b"".join(parts)  # one part (the common case) is returned without a copy
         try:
-            return raw, schema.model_validate_json(raw)
+            parsed = schema.model_validate_json(raw)
         except ValidationError as exc:
+            if key.provider_key is not None:
+                raise UnknownKey.of(key.provider_key) from None
             raise validation_error(exc.errors(include_url=False)) from None
+        self._passthrough.confirm(key, parsed.model)
+        return raw, parsed
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -190,11 +202,17 @@ class Proxy:
         unset) and ``choices`` (its ``n``) bound the worst case the budget reserves.
         """
         started: float = request.state.started_at
-        options = self._projects.call_options(key.project_id)
-        provider_key = _provider_key(request)
-        ticket = await self._budget.admit(
-            key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
-        )
+        provider_key: str | None
+        if key.provider_key is not None:
+            # Again where the key leaves: ``model`` is what the router will route.
+            self._passthrough.confirm(key, model)
+            options, provider_key, ticket = _NO_PROJECT, key.provider_key, Ticket()
+        else:
+            options = self._projects.call_options(key.project_id)
+            provider_key = _provider_key(request)
+            ticket = await self._budget.admit(
+                key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
+            )
         ctx = CallContext(
             request_id=REQUEST_ID.get(),
             project_id=key.project_id,

@@ -9,7 +9,7 @@ from gateway.router.v1 import router_pb2
 from gateway_common.errors import InvalidRequest
 from gateway_common.openai import ChatCompletionRequest
 
-from ..deps import ChatKeyDep, ProxyDep, SettingsDep
+from ..deps import ChatCallDep, ProxyDep, SettingsDep
 
 __all__ = ["router"]
 
@@ -18,10 +18,10 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 
 @router.post("/chat/completions", response_class=Response, response_model=None)
 async def create_chat_completion(
-    request: Request, key: ChatKeyDep, proxy: ProxyDep, settings: SettingsDep
+    request: Request, key: ChatCallDep, proxy: ProxyDep, settings: SettingsDep
 ) -> Response:
     """Create a chat completion; ``"stream": true`` answers with server-sent events."""
-    raw, body = await proxy.read(request, ChatCompletionRequest)
+    raw, body = await proxy.read(request, ChatCompletionRequest, key)
     if len(body.messages) > settings.max_messages:
         raise InvalidRequest(
             f"Too many messages: {len(body.messages)}; the limit is {settings.max_messages}.",

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from gateway.router.v1 import router_pb2
 from gateway_common.openai import EmbeddingRequest
 
-from ..deps import EmbeddingsKeyDep, ProxyDep
+from ..deps import EmbeddingsCallDep, ProxyDep
 
 __all__ = ["router"]
 
@@ -16,9 +16,9 @@ router = APIRouter(prefix="/v1", tags=["embeddings"])
 
 
 @router.post("/embeddings", response_class=Response, response_model=None)
-async def create_embeddings(request: Request, key: EmbeddingsKeyDep, proxy: ProxyDep) -> Response:
+async def create_embeddings(request: Request, key: EmbeddingsCallDep, proxy: ProxyDep) -> Response:
     """Embed one input or a batch."""
-    raw, body = await proxy.read(request, EmbeddingRequest)
+    raw, body = await proxy.read(request, EmbeddingRequest, key)
     return await proxy.forward(
         request, router_pb2.OPERATION_EMBEDDINGS, model=body.model, body=raw, stream=False, key=key
     )

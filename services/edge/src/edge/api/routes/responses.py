@@ -3,7 +3,9 @@
 Chains are the gateway's (``edge.chains``): a create expands its
 ``previous_response_id`` from sessions and stores the answer before the client
 gets it. Every id is looked up within the caller's project, so another
-project's response is a 404 that says nothing about it.
+project's response is a 404 that says nothing about it. A bearer-passthrough
+caller (``edge.passthrough``) may create responses but has no project: it
+cannot chain or store, and the other routes are 401 for it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from starlette.responses import Response
 from gateway.router.v1 import router_pb2
 from gateway_common.openai import InputItemList, ResponseDeleted, ResponsesRequest
 
-from ... import chains
-from ..deps import ProxyDep, ResponsesKeyDep, SessionsDep
+from ... import chains, passthrough
+from ..deps import ProxyDep, ResponsesCallDep, ResponsesKeyDep, SessionsDep
 
 __all__ = ["router"]
 
@@ -27,10 +29,12 @@ router = APIRouter(prefix="/v1", tags=["responses"])
 
 @router.post("/responses", response_class=Response, response_model=None)
 async def create_response(
-    request: Request, key: ResponsesKeyDep, proxy: ProxyDep, sessions: SessionsDep
+    request: Request, key: ResponsesCallDep, proxy: ProxyDep, sessions: SessionsDep
 ) -> Response:
     """Create a model response; ``"stream": true`` answers with Responses events."""
-    raw, body = await proxy.read(request, ResponsesRequest)
+    raw, body = await proxy.read(request, ResponsesRequest, key)
+    if key.passthrough:
+        body = passthrough.responses_request(body)  # no chain, nothing stored
     turn = await chains.expand(raw, body, project_id=key.project_id, sessions=sessions)
     return await proxy.forward(
         request,
