@@ -26,7 +26,14 @@ from router.usage import Payer, UsagePublisher
 
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
 ROUTE = RouteInfo("fake", "fake/mock-chat", 1, "mock-chat", "mock-chat", 12.0)
-PAYER = Payer(request_id="req-1", project_id="proj-1", api_key_id="key-1", byok=True)
+PAYER = Payer(
+    request_id="req-1",
+    project_id="proj-1",
+    api_key_id="key-1",
+    byok=True,
+    budget_lease_id="lease-1",
+    endpoint="support-bot",
+)
 
 
 def _free_port() -> int:
@@ -70,7 +77,7 @@ async def test_publishes_one_acknowledged_event(
     js: JetStreamContext, metrics: RouterMetrics
 ) -> None:
     usage = Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15, cached_tokens=2)
-    await UsagePublisher(js, metrics).record(PAYER, "chat.completions", ROUTE, usage)
+    published = await UsagePublisher(js, metrics).record(PAYER, "chat.completions", ROUTE, usage)
 
     sub = await js.pull_subscribe(subjects.USAGE_RECORDED, durable="router-test")
     [msg] = await sub.fetch(1, timeout=5)
@@ -94,15 +101,18 @@ async def test_publishes_one_acknowledged_event(
     )
     assert event["byok"] is True and event["status"] == "ok"
     assert event["operation"] == "chat.completions"
+    assert (event["budget_lease_id"], event["endpoint"]) == ("lease-1", "support-bot")
+    assert published is not None and published.to_bytes() == msg.data  # what it returns is sent
 
 
 @pytest.mark.timeout(20)
 async def test_unknown_usage_publishes_nothing_and_is_counted(
     js: JetStreamContext, metrics: RouterMetrics, registry: CollectorRegistry
 ) -> None:
-    await UsagePublisher(js, metrics).record(
+    published = await UsagePublisher(js, metrics).record(
         PAYER, "chat.completions", ROUTE, None, status="cancelled"
     )
+    assert published is None
     info = await js.stream_info(subjects.USAGE_STREAM)
     assert info.state.messages == 0
     assert (

@@ -24,7 +24,7 @@ from itertools import groupby
 from prometheus_client import Gauge
 
 from .metrics import RouterMetrics
-from .routing import Candidate, Route
+from .routing import Candidate, Route, priority
 
 __all__ = ["Balancer"]
 
@@ -58,9 +58,9 @@ class Balancer:
         candidates = route.candidates
         if len(candidates) == 1:
             return [candidates[0]]
-        ranked = sorted(enumerate(candidates), key=_priority)
+        ranked = sorted(enumerate(candidates), key=priority)
         plan: list[Candidate] = []
-        for _, members in groupby(ranked, key=_priority):
+        for _, members in groupby(ranked, key=priority):
             group = [candidate for _, candidate in members]
             plan.extend(group if len(group) == 1 else self._balance(route.model, group))
         return plan
@@ -99,9 +99,3 @@ class Balancer:
             provider, _, deployment = key.partition("/")
             gauge = self._gauges[key] = self._metrics.inflight.labels(provider, deployment)
         return gauge
-
-
-def _priority(item: tuple[int, Candidate]) -> int:
-    index, candidate = item
-    priority = candidate.deployment.priority
-    return index if priority is None else priority

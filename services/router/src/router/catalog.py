@@ -15,10 +15,9 @@ its last chunk), which is what makes retirement safe.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,6 +50,33 @@ class _Generation:
         self.inflight = 0
         self.idle = asyncio.Event()
         self.idle.set()
+
+
+class _Lease:
+    """One call's hold on the generation in force when it entered (``LiveCatalog.lease``).
+
+    A class rather than ``contextlib.asynccontextmanager``: every call takes one.
+    """
+
+    __slots__ = ("_catalog", "_generation")
+
+    def __init__(self, catalog: LiveCatalog) -> None:
+        self._catalog = catalog
+        self._generation: _Generation | None = None
+
+    async def __aenter__(self) -> RoutingTable:
+        generation = self._generation = self._catalog._generation
+        generation.inflight += 1
+        generation.idle.clear()
+        return generation.table
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        generation = self._generation
+        if generation is None:
+            return
+        generation.inflight -= 1
+        if generation.inflight == 0:
+            generation.idle.set()
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -94,18 +120,9 @@ class LiveCatalog:
         """The table in force, for reads that call no adapter (e.g. listing models)."""
         return self._generation.table
 
-    @contextlib.asynccontextmanager
-    async def lease(self) -> AsyncIterator[RoutingTable]:
-        """The table in force, whose adapters stay open until the lease ends."""
-        generation = self._generation
-        generation.inflight += 1
-        generation.idle.clear()
-        try:
-            yield generation.table
-        finally:
-            generation.inflight -= 1
-            if generation.inflight == 0:
-                generation.idle.set()
+    def lease(self) -> _Lease:
+        """``async with`` it: the table in force, whose adapters stay open until the lease ends."""
+        return _Lease(self)
 
     def start(self) -> None:
         """Start polling the file in the background (stopped by ``aclose``)."""

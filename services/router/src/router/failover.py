@@ -35,6 +35,14 @@ failure moves on like any other. After it, failures belong to the caller (the
 servicer sends one in-band error event), and a retryable one still counts
 against the deployment's breaker.
 
+Credentials. A call may bring provider keys by provider name (``keys``): a
+BYOK call its own key for the one provider its route was narrowed to
+(``Route.one_provider``), otherwise the project's managed credentials. Each
+attempt carries, as ``ProviderRequest.provider_key``, only the key of its own
+candidate's provider (none: the adapter's configured key), so a key never
+reaches another provider, and a failed attempt's message has the key redacted
+before it is logged or returned (providers echo rejected keys).
+
 ``RouteInfo.attempts`` is the number of attempts made, the successful one
 included (2 = one failure, then an answer); skipped deployments are not
 attempts. ``upstream_ms`` covers the attempts and the waits between them.
@@ -46,8 +54,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 from gateway_common.catalog import Resilience, RetryPolicy
@@ -60,11 +69,14 @@ from .metrics import RouterMetrics
 from .providers.base import ProviderRequest, StreamChunk
 from .routing import Candidate, Route
 
-__all__ = ["CommittedStream", "Failover", "Invoke", "RouteInfo"]
+__all__ = ["NO_KEYS", "CommittedStream", "Failover", "Invoke", "RouteInfo"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: No provider keys: every attempt uses its adapter's configured credential.
+NO_KEYS: Mapping[str, str] = MappingProxyType({})
 
 #: One attempt: call ``candidate`` with its own request, within ``deadline``.
 Invoke = Callable[[Candidate, ProviderRequest, float | None], Awaitable[T]]
@@ -195,33 +207,50 @@ class Failover:
         self._budget = RetryBudget(clock)
 
     async def call(
-        self, route: Route, req: ProviderRequest, invoke: Invoke[T], *, deadline: float | None
+        self,
+        route: Route,
+        req: ProviderRequest,
+        invoke: Invoke[T],
+        *,
+        deadline: float | None,
+        keys: Mapping[str, str] = NO_KEYS,
     ) -> tuple[T, RouteInfo]:
         """Return the first successful attempt's result and who served it.
 
-        Raises a non-retryable ``GatewayError`` as soon as one occurs, and
-        ``AllProvidersFailed`` when the attempts, the deadline or the retry
-        budget ran out.
+        ``keys`` maps a provider name to the key its attempts present (module
+        docstring, Credentials). Raises a non-retryable ``GatewayError`` as soon
+        as one occurs, and ``AllProvidersFailed`` when the attempts, the
+        deadline or the retry budget ran out.
         """
-        won = await self._run(route, req, invoke, deadline)
+        won = await self._run(route, req, invoke, deadline, keys)
         won.lease.release()
         return won.result, won.info
 
     async def stream(
-        self, route: Route, req: ProviderRequest, *, deadline: float | None
+        self,
+        route: Route,
+        req: ProviderRequest,
+        *,
+        deadline: float | None,
+        keys: Mapping[str, str] = NO_KEYS,
     ) -> CommittedStream:
         """Open a stream on the first attempt that delivers a first chunk (as ``call``)."""
-        won = await self._run(route, req, _peek, deadline)
+        won = await self._run(route, req, _peek, deadline, keys)
         first, rest = won.result
         return CommittedStream(won.info, first, rest, won.lease)
 
     async def _run(
-        self, route: Route, req: ProviderRequest, invoke: Invoke[T], deadline: float | None
+        self,
+        route: Route,
+        req: ProviderRequest,
+        invoke: Invoke[T],
+        deadline: float | None,
+        keys: Mapping[str, str],
     ) -> _Won[T]:
         policy = route.policy
         self._budget.called(policy.retry_budget)
         # Adapters whose provider requires an output cap (Anthropic) fall back to the catalog's.
-        req = replace(req, max_output_tokens=route.entry.max_output_tokens)
+        max_output_tokens = route.entry.max_output_tokens
         call = _CallState(route, deadline, started=self._clock())
         queue = self.balancer.order(route)
         for number in range(1, policy.retry.passes + 1):
@@ -231,7 +260,12 @@ class Failover:
                 if breaker is None:
                     continue
                 try:
-                    result = await self._attempt(candidate, breaker, req, invoke, deadline, policy)
+                    attempt = req.for_attempt(
+                        candidate.provider_model, keys.get(candidate.provider), max_output_tokens
+                    )
+                    result = await self._attempt(
+                        candidate, breaker, attempt, invoke, deadline, policy
+                    )
                 except GatewayError as err:
                     if not err.retryable:
                         raise
@@ -293,7 +327,8 @@ class Failover:
         deadline: float | None,
         policy: Resilience,
     ) -> T:
-        """One attempt, with its in-flight slot, breaker verdict and metrics.
+        """One attempt (``req`` is already this attempt's), with its in-flight slot, breaker
+        verdict and metrics; a failure's message never carries the attempt's key.
 
         On success the in-flight slot stays taken: the caller's ``_Lease`` frees it.
         """
@@ -301,10 +336,9 @@ class Failover:
         self.balancer.acquire(key)
         started = self._clock()
         try:
-            result = await invoke(
-                candidate, replace(req, provider_model=candidate.provider_model), deadline
-            )
+            result = await invoke(candidate, req, deadline)
         except GatewayError as err:
+            _redact(err, req.provider_key)
             self.balancer.release(key)
             self._count(candidate, err.code)
             if err.retryable:
@@ -318,8 +352,11 @@ class Failover:
             raise
         breaker.succeeded(policy.breaker)
         self._count(candidate, "ok")
-        self._metrics.upstream_latency.labels(
-            candidate.provider, candidate.deployment.id, req.operation
+        self._metrics.child(
+            self._metrics.upstream_latency,
+            candidate.provider,
+            candidate.deployment.id,
+            req.operation,
         ).observe(self._clock() - started)
         return result
 
@@ -338,7 +375,15 @@ class Failover:
         return None if deadline is not None and when >= deadline else when
 
     def _count(self, candidate: Candidate, outcome: str) -> None:
-        self._metrics.attempts.labels(candidate.provider, candidate.deployment.id, outcome).inc()
+        metrics = self._metrics
+        metrics.child(metrics.attempts, candidate.provider, candidate.deployment.id, outcome).inc()
+
+
+def _redact(err: GatewayError, secret: str | None) -> None:
+    """Remove ``secret`` from ``err``'s message, in place (before anyone logs or sends it)."""
+    if secret and secret in err.message:
+        err.message = err.message.replace(secret, "[redacted]")
+        err.args = (err.message,)
 
 
 def _circuit_open(

@@ -25,6 +25,7 @@ from gateway_common.errors import GatewayError, InvalidRequest, to_detail
 from gateway_common.telemetry import REQUEST_ID
 
 from .failover import RouteInfo
+from .generation import GenerationContext
 from .providers.base import Operation, Usage
 from .service import Call, RouterService, StreamEvent
 from .usage import Payer
@@ -103,8 +104,18 @@ def decode(request: router_pb2.CompleteRequest) -> Call:
         project_id=request.project_id,
         api_key_id=request.api_key_id,
         byok=bool(request.provider_key),
+        budget_lease_id=request.budget_lease_id,
+        endpoint=request.endpoint,
     )
-    return Call(operation, model, body, payer, provider_key=request.provider_key or None)
+    return Call(
+        operation,
+        model,
+        body,
+        payer,
+        provider_key=request.provider_key or None,
+        credentials={c.provider: c.api_key for c in request.credentials if c.api_key},
+        generation_context=request.include_generation_context,
+    )
 
 
 def _deadline(context: grpc.aio.ServicerContext) -> float | None:
@@ -147,6 +158,8 @@ def _event_pb(event: StreamEvent) -> router_pb2.StreamEvent:
     match event:
         case bytes():
             return router_pb2.StreamEvent(chunk=event)
+        case GenerationContext():
+            return router_pb2.StreamEvent(chunk=event.chunk)
         case RouteInfo():
             return router_pb2.StreamEvent(route=_route_pb(event))
         case Usage():

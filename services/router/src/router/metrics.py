@@ -8,17 +8,27 @@ error codes, so cardinality is bounded by configuration.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 __all__ = ["RouterMetrics"]
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 _LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 class RouterMetrics:
-    """Counters and histograms the router updates; one instance per process."""
+    """Counters and histograms the router updates; one instance per process.
+
+    ``child`` is ``metric.labels(*values)`` remembered: the hot path updates the
+    same few children on every call, and ``labels`` validates and locks each time.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.attempts = Counter(
             "switchyard_router_upstream_attempts",
             "Provider calls attempted, by deployment and outcome (ok or our error code).",
@@ -80,3 +90,11 @@ class RouterMetrics:
             ["result"],
             registry=registry,
         )
+
+    def child(self, metric: M, *values: str) -> M:
+        """``metric.labels(*values)``, built once per label set (bounded by the catalog)."""
+        key = (id(metric), *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[no-any-return]

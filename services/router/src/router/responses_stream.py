@@ -11,8 +11,9 @@ followed by ``sequence_number``::
                       response.output_text.delta / response.refusal.delta,
                       response.function_call_arguments.delta   (items open as content arrives;
                                                                 opening one closes the last)
+    GenerationContext -> nothing yet: kept for response.completed
     Usage (final)  -> the open item's *.done events, response.completed (the whole
-                      Response with usage), then the Usage
+                      Response with usage, and generation_context when asked), then the Usage
     error          -> passed through (the edge writes it in-band and ends the stream)
 
 The final ``Usage`` only comes after the usage event is acknowledged, so a
@@ -32,12 +33,13 @@ import orjson
 from gateway_common.errors import GatewayError
 
 from .failover import RouteInfo
+from .generation import GenerationContext
 from .providers.base import Usage
 from .responses import IdFactory, new_id, response_object
 
 __all__ = ["ResponseEvents", "translate_stream"]
 
-_ChatEvent = RouteInfo | bytes | Usage | GatewayError
+_ChatEvent = RouteInfo | bytes | GenerationContext | Usage | GatewayError
 
 
 @dataclass
@@ -98,6 +100,7 @@ class ResponseEvents:
         self._open: _Item | None = None
         self._tool_items: dict[int, _Item] = {}
         self._finish_reason: str | None = None
+        self._generation_context: bytes | None = None
 
     def start(self) -> list[bytes]:
         """``response.created`` and ``response.in_progress``."""
@@ -127,10 +130,16 @@ class ResponseEvents:
                 self._finish_reason = choice["finish_reason"]
         return out
 
+    def attach(self, context: GenerationContext) -> None:
+        """Put ``context``'s ``generation_context`` on the Response that ``finish`` sends."""
+        self._generation_context = context.value
+
     def finish(self, usage: Usage | None) -> list[bytes]:
         """Close the open item, then ``response.completed`` with the whole Response."""
         out = self._close()
         response = self._response("completed", usage)
+        if self._generation_context is not None:
+            response["generation_context"] = orjson.Fragment(self._generation_context)
         kind = "response.completed" if response["status"] == "completed" else "response.incomplete"
         out.append(self._event(kind, response=response))
         return out
@@ -283,6 +292,8 @@ async def translate_stream(
                 yield event
                 for translated in translator.start():
                     yield translated
+            elif isinstance(event, GenerationContext):
+                translator.attach(event)
             elif isinstance(event, Usage):
                 for translated in translator.finish(event):
                     yield translated

@@ -9,37 +9,54 @@ Accepted forms, tried in this order:
 A whole string that is itself a public name wins over a prefix reading, so a
 name containing ``:`` or ``/`` (fine-tune ids) still resolves. Anything else
 is ``ModelNotFound`` with the message OpenAI uses.
+
+A caller's own provider key (BYOK) belongs to one provider, so a BYOK call is
+kept on one: ``Route.one_provider`` narrows the candidates to the provider of
+the route's primary deployment (the one a prefix forced, else the first in
+failover order). Failover then moves only between that provider's deployments
+and the key never reaches another provider.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gateway_common.catalog import Catalog, Deployment, ModelEntry, Resilience
 from gateway_common.errors import ModelNotFound
+from gateway_common.pricing import PriceIndex
 
 from .providers.base import ProviderAdapter
 
-__all__ = ["Candidate", "Route", "RoutingTable", "split_provider"]
+__all__ = ["Candidate", "Route", "RoutingTable", "priority", "split_provider"]
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One deployment of a model, with the adapter that reaches it."""
+    """One deployment of a model, with the adapter that reaches it.
+
+    ``key`` is ``provider/deployment``, the name an attempt's error, breaker,
+    in-flight count and metrics are filed under.
+    """
 
     provider: str
     deployment: Deployment
     adapter: ProviderAdapter
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider}/{self.deployment.id}")
 
     @property
     def provider_model(self) -> str:
         return self.deployment.model
 
-    @property
-    def key(self) -> str:
-        """``provider/deployment``, the name an attempt's error is filed under."""
-        return f"{self.provider}/{self.deployment.id}"
+
+def priority(item: tuple[int, Candidate]) -> int:
+    """The failover group of the ``index``-th candidate: its ``priority``, else its position."""
+    index, candidate = item
+    value = candidate.deployment.priority
+    return index if value is None else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,17 @@ class Route:
     entry: ModelEntry
     candidates: tuple[Candidate, ...]
     policy: Resilience = field(default_factory=Resilience)
+
+    def one_provider(self) -> Route:
+        """This route narrowed to the provider of its primary deployment (for BYOK calls).
+
+        The primary is the first candidate of the lowest priority group, i.e.
+        the deployment failover tries first when nothing is loaded or broken.
+        The other deployments of that provider stay, in their order.
+        """
+        _, primary = min(enumerate(self.candidates), key=priority)
+        kept = tuple(c for c in self.candidates if c.provider == primary.provider)
+        return self if len(kept) == len(self.candidates) else replace(self, candidates=kept)
 
 
 def split_provider(model: str) -> tuple[str, str] | None:
@@ -70,13 +98,30 @@ def _not_found(model: str) -> ModelNotFound:
 
 @dataclass(frozen=True, slots=True)
 class RoutingTable:
-    """An immutable snapshot: a validated catalog plus one adapter per provider."""
+    """An immutable snapshot: a validated catalog, one adapter per provider, and the
+    catalog's prices (the ``PriceIndex`` billing builds from the same file).
+
+    Resolved routes are remembered per model string (``Route`` is immutable), so
+    a call does not rebuild its candidates or scan aliases; only strings that
+    resolve are kept, and those are bounded by the catalog.
+    """
 
     catalog: Catalog
     adapters: Mapping[str, ProviderAdapter]
+    prices: PriceIndex = field(init=False, repr=False, compare=False)
+    _routes: dict[str, Route] = field(init=False, repr=False, compare=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prices", PriceIndex(self.catalog))
 
     def resolve(self, model: str) -> Route:
         """The route for ``model``; raises ``ModelNotFound`` for an unknown model or provider."""
+        route = self._routes.get(model)
+        if route is None:
+            route = self._routes[model] = self._resolve(model)
+        return route
+
+    def _resolve(self, model: str) -> Route:
         only_provider: str | None = None
         found = self.catalog.resolve(model)
         if found is None and (split := split_provider(model)) is not None:

@@ -4,10 +4,18 @@
 
 ``complete`` answers a unary call once its usage event is acknowledged.
 ``stream`` yields, in order: the ``RouteInfo`` (once the first chunk has
-arrived), each chunk's JSON bytes, then the final ``Usage``; a failure after
+arrived), each chunk's JSON bytes, a ``GenerationContext`` when the call asked
+for one (``router.generation``; a chat stream's chunk that carried usage is
+held back to carry it), then the final ``Usage``; a failure after
 the first chunk is yielded as a ``GatewayError`` and ends the stream. Errors
 before the first chunk are raised. Each call holds a catalog lease for as
 long as it uses a provider.
+
+Provider keys. A call with the caller's own key (BYOK) is narrowed to one
+provider (``Route.one_provider``) and presents that key there only; any other
+call presents, on each attempt, the project's managed credential for the
+attempt's provider if it has one, else the adapter's configured key
+(``Failover``, Credentials). Keys are never logged nor put on an event.
 
 A ``responses`` call is served as a chat completion (``router.responses``):
 its body is translated per call, the answer back into a Response object, and
@@ -21,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, TypeAlias, cast
 
 from gateway_common.errors import GatewayError, InvalidRequest
@@ -29,6 +38,7 @@ from gateway_common.errors import GatewayError, InvalidRequest
 from . import responses
 from .catalog import LiveCatalog
 from .failover import Failover, Invoke, RouteInfo
+from .generation import GenerationContext, context_json, with_context
 from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
 from .responses_stream import ResponseEvents, translate_stream
 from .routing import Candidate, Route, RoutingTable
@@ -39,36 +49,45 @@ __all__ = ["Call", "RouterService", "StreamEvent"]
 log = logging.getLogger(__name__)
 
 #: What ``RouterService.stream`` yields.
-StreamEvent: TypeAlias = RouteInfo | bytes | Usage | GatewayError
+StreamEvent: TypeAlias = RouteInfo | bytes | GenerationContext | Usage | GatewayError
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One request from the edge, decoded once. ``body`` is read-only."""
+    """One request from the edge, decoded once. ``body`` is read-only.
+
+    ``provider_key`` is the caller's own key (BYOK); ``credentials`` the
+    project's managed keys by catalog provider name. ``generation_context``:
+    attach the priced line items to the answer.
+    """
 
     operation: Operation
     model: str
     body: Mapping[str, Any]
     payer: Payer
     provider_key: str | None = None
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    generation_context: bool = False
 
     def provider_request(self) -> ProviderRequest:
-        """The request template; failover fills in each attempt's provider model."""
+        """The request template; failover fills in each attempt's provider model and key."""
         if self.operation == "responses":
             return ProviderRequest(
                 operation="chat.completions",
                 body=responses.to_chat_request(self.body),
-                provider_key=self.provider_key,
                 request_id=self.payer.request_id,
             )
         return ProviderRequest(
-            operation=self.operation,
-            body=self.body,
-            provider_key=self.provider_key,
-            request_id=self.payer.request_id,
+            operation=self.operation, body=self.body, request_id=self.payer.request_id
         )
 
-    def __repr__(self) -> str:  # the body and key stay out of logs
+    def keys(self, route: Route) -> Mapping[str, str]:
+        """The key each provider of ``route`` gets (``route`` already narrowed for BYOK)."""
+        if self.provider_key is None:
+            return self.credentials
+        return MappingProxyType({route.candidates[0].provider: self.provider_key})
+
+    def __repr__(self) -> str:  # the body and keys stay out of logs
         return (
             f"Call({self.operation!r}, model={self.model!r}, request_id={self.payer.request_id!r})"
         )
@@ -88,13 +107,16 @@ async def _embed(candidate: Candidate, req: ProviderRequest, deadline: float | N
 def _route_for(table: RoutingTable, call: Call) -> Route:
     route = table.resolve(call.model)
     if call.operation == "responses":
-        return responses.require_support(route, call.model)
-    if call.operation != "embeddings":
-        return route
-    candidates = tuple(c for c in route.candidates if isinstance(c.adapter, EmbeddingsAdapter))
-    if not candidates:
-        raise InvalidRequest(f"The model `{call.model}` does not serve embeddings", param="model")
-    return replace(route, candidates=candidates)
+        route = responses.require_support(route, call.model)
+    elif call.operation == "embeddings":
+        candidates = tuple(c for c in route.candidates if isinstance(c.adapter, EmbeddingsAdapter))
+        if not candidates:
+            raise InvalidRequest(
+                f"The model `{call.model}` does not serve embeddings", param="model"
+            )
+        route = replace(route, candidates=candidates)
+    # A caller's own key belongs to one provider: never fail over to another one.
+    return route if call.provider_key is None else route.one_provider()
 
 
 class RouterService:
@@ -113,12 +135,16 @@ class RouterService:
         """One unary call; raises ``GatewayError``."""
         invoke: Invoke[Completion] = _embed if call.operation == "embeddings" else _complete
         async with self._catalog.lease() as table:
+            route = _route_for(table, call)
             completion, info = await self._failover.call(
-                _route_for(table, call), call.provider_request(), invoke, deadline=deadline
+                route, call.provider_request(), invoke, deadline=deadline, keys=call.keys(route)
             )
-        await self._usage.record(call.payer, call.operation, info, completion.usage)
+        event = await self._usage.record(call.payer, call.operation, info, completion.usage)
         if call.operation == "responses":
             completion = responses.to_completion(completion, call.body)
+        if call.generation_context:
+            context = context_json(table.prices, event)
+            completion = replace(completion, body=with_context(completion.body, context))
         return completion, info
 
     def stream(self, call: Call, *, deadline: float | None) -> AsyncGenerator[StreamEvent, None]:
@@ -137,31 +163,53 @@ class RouterService:
         self, call: Call, *, deadline: float | None
     ) -> AsyncGenerator[StreamEvent, None]:
         async with self._catalog.lease() as table:
+            route = _route_for(table, call)
             committed = await self._failover.stream(
-                _route_for(table, call), call.provider_request(), deadline=deadline
+                route, call.provider_request(), deadline=deadline, keys=call.keys(route)
             )
             info = committed.info
             usage: Usage | None = None
+            # With generation_context, the chunk that carried usage goes out last, carrying it
+            # too (the client's final chunk, as in seed 002); a later chunk releases it.
+            hold = call.generation_context and call.operation == "chat.completions"
+            first: bytes | None = None
+            held: bytes | None = None
             try:
                 async with contextlib.aclosing(committed) as chunks:
                     yield info
                     async for chunk in chunks:
                         usage = chunk.usage or usage
-                        if chunk.data is not None:
+                        if chunk.data is None:
+                            continue
+                        first = first or chunk.data
+                        if held is not None:
+                            yield held
+                            held = None
+                        if hold and chunk.usage is not None:
+                            held = chunk.data
+                        else:
                             yield chunk.data
             except GatewayError as err:
                 log.warning("stream on %s failed mid-way: %s", info.deployment, err.message)
                 await self._record_quietly(call, info, usage, "error")
+                if held is not None:
+                    yield held
                 yield err
                 return
             except (asyncio.CancelledError, GeneratorExit):
                 await asyncio.shield(self._record_quietly(call, info, usage, "cancelled"))
                 raise
         try:
-            await self._usage.record(call.payer, call.operation, info, usage)
+            event = await self._usage.record(call.payer, call.operation, info, usage)
         except GatewayError as err:
             yield err
             return
+        if call.generation_context:
+            context = context_json(table.prices, event)
+            if held is not None:
+                yield GenerationContext.on_chunk(context, held)
+            else:
+                yield GenerationContext.for_stream(context, first, info.model)
         yield usage or Usage()
 
     async def _record_quietly(

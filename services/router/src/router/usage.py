@@ -36,12 +36,19 @@ Status = Literal["ok", "error", "cancelled"]
 
 @dataclass(frozen=True, slots=True)
 class Payer:
-    """Who a call is billed to, as the edge stated it; ``byok`` when the caller brought the key."""
+    """Who a call is billed to, as the edge stated it; ``byok`` when the caller brought the key.
+
+    ``budget_lease_id`` is the billing lease the edge admitted the call under
+    and ``endpoint`` the project endpoint it came through ("" for none); both
+    are copied onto the usage event.
+    """
 
     request_id: str
     project_id: str
     api_key_id: str
     byok: bool
+    budget_lease_id: str = ""
+    endpoint: str = ""
 
 
 class UsageSink(Protocol):
@@ -55,8 +62,9 @@ class UsageSink(Protocol):
         usage: Usage | None,
         *,
         status: Status = "ok",
-    ) -> None:
-        """Durably record the call's usage (``None``: unknown, nothing is recorded)."""
+    ) -> UsageRecorded | None:
+        """Durably record the call's usage; the event recorded, ``None`` when there was none
+        (usage unknown)."""
         ...
 
 
@@ -80,6 +88,8 @@ def usage_event(
         ),
         byok=payer.byok,
         status=status,
+        budget_lease_id=payer.budget_lease_id,
+        endpoint=payer.endpoint,
     )
 
 
@@ -105,13 +115,13 @@ class UsagePublisher:
         usage: Usage | None,
         *,
         status: Status = "ok",
-    ) -> None:
+    ) -> UsageRecorded | None:
         if usage is None:
             self._metrics.usage_unrecorded.labels(
                 "not_reported" if status == "ok" else status
             ).inc()
             log.warning("no usage reported for a %s call on %s", status, route.deployment)
-            return
+            return None
         event = usage_event(payer, operation, route, usage, status=status)
         try:
             await self._js.publish(
@@ -126,3 +136,4 @@ class UsagePublisher:
             raise ServiceUnavailable(
                 "Usage could not be recorded; the call was not billed"
             ) from exc
+        return event

@@ -1,13 +1,11 @@
-"""HTTP plumbing every adapter shares: the pooled client, deadlines, failure mapping, SSE.
+"""HTTP plumbing every adapter shares: failure mapping, one call unary or streamed, SSE.
 
 Adapters differ in what they send and how they read it, not in how they talk
-HTTP, so this module holds the parts that must behave the same for every
-provider:
+HTTP, so this module (with ``_client``, the pooled client of one provider
+entry) holds the parts that must behave the same for every provider:
 
-- ``new_client``: one pooled HTTP/1.1 ``httpx.AsyncClient`` per catalog entry.
-- ``request_timeout``: the configured timeouts narrowed to what is left of a
-  call's deadline.
-- ``HTTPX_ERRORS`` and ``status_error``: transport failures and non-2xx
+- ``HTTPX_ERRORS`` and ``status_error``: transport failures (httpx's, and
+  aiohttp's where the transport lets one through) and non-2xx
   statuses become our error types by one policy (429/5xx retryable, 408 a
   timeout, other 4xx the request's fault). Each adapter only parses its
   provider's error body and hands the message to ``status_error``.
@@ -18,17 +16,16 @@ provider:
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
-from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import (
     GatewayError,
     ProviderRejected,
@@ -37,6 +34,7 @@ from gateway_common.errors import (
     map_exceptions,
 )
 
+from ._client import ProviderClient
 from .sse import ServerSentEvent, SSEDecoder
 
 __all__ = [
@@ -44,15 +42,18 @@ __all__ = [
     "ErrorMapper",
     "json_object",
     "list_names",
-    "new_client",
-    "request_timeout",
     "retry_after",
     "send",
     "sse_events",
     "status_error",
 ]
 
-#: httpx failures, most specific first (``map_exceptions`` takes the first match).
+#: Transport failures, most specific first (``map_exceptions`` takes the first match).
+#: ``httpx_aiohttp`` turns aiohttp's errors into httpx's (a refused or reset
+#: connection arrives as ``httpx.ConnectTimeout``, hence not a timeout here); its
+#: other timeouts (``httpx.TimeoutException``) and anything aiohttp raises outside
+#: its mapping (``aiohttp.ClientError``, ``TimeoutError``) are caught by the last
+#: entries.
 HTTPX_ERRORS: Mapping[type[BaseException], type[GatewayError]] = MappingProxyType(
     {
         httpx.ConnectTimeout: ProviderUnavailable,
@@ -62,7 +63,10 @@ HTTPX_ERRORS: Mapping[type[BaseException], type[GatewayError]] = MappingProxyTyp
         httpx.ReadTimeout: ProviderTimeout,
         httpx.PoolTimeout: ProviderTimeout,
         httpx.WriteTimeout: ProviderTimeout,
+        httpx.TimeoutException: ProviderTimeout,
         httpx.TransportError: ProviderUnavailable,
+        TimeoutError: ProviderTimeout,
+        aiohttp.ClientError: ProviderUnavailable,
     }
 )
 
@@ -71,56 +75,6 @@ _PASSTHROUGH_STATUSES = frozenset({400, 404, 409, 413, 422})
 
 #: Turns a provider's non-2xx response (body already read) into our error.
 ErrorMapper = Callable[[httpx.Response], GatewayError]
-
-
-def new_client(
-    entry: ProviderEntry,
-    headers: Mapping[str, str],
-    *,
-    params: Mapping[str, str] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> httpx.AsyncClient:
-    """A pooled client for one provider entry: its base URL, timeouts and pool size.
-
-    ``headers`` are the adapter's defaults (content type, configured key);
-    the entry's own ``headers`` are applied over them, so an operator can pin
-    e.g. an API version header. ``params`` go on every request's query
-    string. ``transport`` replaces the network (tests).
-    """
-    return httpx.AsyncClient(
-        base_url=entry.base_url,
-        headers={"content-type": "application/json", **headers, **entry.headers},
-        params=params,
-        http2=False,
-        transport=transport,
-        limits=httpx.Limits(
-            max_connections=entry.max_connections,
-            max_keepalive_connections=entry.max_connections,
-        ),
-        timeout=httpx.Timeout(entry.read_timeout_s, connect=entry.connect_timeout_s),
-    )
-
-
-def _capped(limit: float | None, left: float) -> float:
-    return left if limit is None else min(limit, left)
-
-
-def request_timeout(configured: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
-    """``configured`` with every phase capped at the time left before ``deadline``.
-
-    Raises ``ProviderTimeout`` when the deadline has already passed.
-    """
-    if deadline is None:
-        return configured
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise ProviderTimeout("The deadline passed before the provider was called")
-    return httpx.Timeout(
-        connect=_capped(configured.connect, left),
-        read=_capped(configured.read, left),
-        write=_capped(configured.write, left),
-        pool=_capped(configured.pool, left),
-    )
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -180,7 +134,7 @@ def status_error(
 
 
 async def send(
-    client: httpx.AsyncClient, request: httpx.Request, map_error: ErrorMapper
+    client: ProviderClient, request: httpx.Request, map_error: ErrorMapper
 ) -> httpx.Response:
     """Send ``request`` and read the whole answer; a non-2xx answer raises ``map_error``'s error."""
     with map_exceptions(HTTPX_ERRORS):
@@ -191,7 +145,7 @@ async def send(
 
 
 async def sse_events(
-    client: httpx.AsyncClient, request: httpx.Request, map_error: ErrorMapper
+    client: ProviderClient, request: httpx.Request, map_error: ErrorMapper
 ) -> AsyncGenerator[ServerSentEvent, None]:
     """Send ``request`` and yield the server-sent events of its answer as they arrive.
 
@@ -232,7 +186,7 @@ def json_object(content: bytes, provider: str) -> dict[str, Any]:
 
 
 async def list_names(
-    client: httpx.AsyncClient,
+    client: ProviderClient,
     path: str,
     map_error: ErrorMapper,
     provider: str,
@@ -243,7 +197,7 @@ async def list_names(
 ) -> tuple[str, ...]:
     """``GET path`` and the ``key`` field of each object in the answer's ``items`` array."""
     with map_exceptions(HTTPX_ERRORS):
-        response = await client.get(path, params=params)
+        response = await client.send(client.request("GET", path, deadline=None, params=params))
     if not response.is_success:
         raise map_error(response)
     listed = json_object(response.content, provider).get(items)

@@ -47,7 +47,8 @@ from ._chat import (
     read_chat,
     text_of,
 )
-from ._http import list_names, new_client, request_timeout, send, sse_events, status_error
+from ._client import ProviderClient, new_client
+from ._http import list_names, send, sse_events, status_error
 from .base import Completion, ProviderRequest, StreamChunk
 from .sse import ServerSentEvent
 
@@ -370,13 +371,13 @@ def _map_error(response: httpx.Response, provider: str) -> GatewayError:
 
 
 class AnthropicAdapter:
-    """``ProviderAdapter`` for the Messages API over one pooled ``httpx.AsyncClient``.
+    """``ProviderAdapter`` for the Messages API over one pooled ``ProviderClient``.
 
     The client carries the base URL (``.../v1``), ``anthropic-version`` and the
     configured ``x-api-key``; a caller's own key replaces it per call.
     """
 
-    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, client: ProviderClient) -> None:
         self._name = name
         self._client = client
 
@@ -429,12 +430,12 @@ class AnthropicAdapter:
     def _request(
         self, req: ProviderRequest, payload: bytes, deadline: float | None
     ) -> httpx.Request:
-        return self._client.build_request(
+        return self._client.request(
             "POST",
             "messages",
             content=payload,
             headers={"x-api-key": req.provider_key} if req.provider_key else None,
-            timeout=request_timeout(self._client.timeout, deadline),
+            deadline=deadline,
         )
 
 

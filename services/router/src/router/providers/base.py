@@ -41,8 +41,10 @@ class ProviderRequest:
     ``body`` is the client's OpenAI JSON object, parsed once by the servicer and
     treated as read-only: adapters build their payload from it afresh on every
     attempt and never mutate it. ``provider_model`` replaces the body's
-    ``model``. ``provider_key`` is the caller's own key (BYOK) and overrides the
-    configured credential for this call only; it must never be logged.
+    ``model``. ``provider_key`` is the key this attempt presents to its provider
+    (the caller's own, BYOK, or the project's managed credential for that
+    provider; failover sets it per attempt) and overrides the configured
+    credential for this call only; it must never be logged.
     ``max_output_tokens`` is the catalog model's output cap (0: unknown), for
     providers that require a limit when the client set none.
     """
@@ -54,10 +56,24 @@ class ProviderRequest:
     request_id: str = ""
     max_output_tokens: int = 0
 
+    def for_attempt(
+        self, provider_model: str, provider_key: str | None, max_output_tokens: int
+    ) -> ProviderRequest:
+        """This request as one attempt sends it (``dataclasses.replace``, without its
+        per-call field introspection: this runs on every attempt)."""
+        return ProviderRequest(
+            self.operation,
+            self.body,
+            provider_model,
+            provider_key,
+            self.request_id,
+            max_output_tokens,
+        )
+
     def __repr__(self) -> str:  # the body and key stay out of logs and tracebacks
         return (
             f"ProviderRequest({self.operation!r}, provider_model={self.provider_model!r}, "
-            f"request_id={self.request_id!r}, byok={self.provider_key is not None})"
+            f"request_id={self.request_id!r}, own_key={self.provider_key is not None})"
         )
 
 

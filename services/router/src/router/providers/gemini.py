@@ -56,8 +56,9 @@ from ._chat import (
     read_chat,
     text_of,
 )
+from ._client import ProviderClient, new_client
 from ._gemini_types import Candidate, ErrorEnvelope, GenerateContentResponse
-from ._http import list_names, new_client, request_timeout, send, sse_events, status_error
+from ._http import list_names, send, sse_events, status_error
 from .base import Completion, ProviderRequest, StreamChunk, Usage
 from .sse import ServerSentEvent
 
@@ -367,13 +368,13 @@ def _map_error(response: httpx.Response, provider: str) -> GatewayError:
 
 
 class GeminiAdapter:
-    """``ProviderAdapter`` for the Gemini API over one pooled ``httpx.AsyncClient``.
+    """``ProviderAdapter`` for the Gemini API over one pooled ``ProviderClient``.
 
     The client carries the base URL (``.../v1beta``) and the configured
     ``x-goog-api-key``; a caller's own key replaces it per call.
     """
 
-    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, name: str, client: ProviderClient) -> None:
         self._name = name
         self._client = client
 
@@ -433,13 +434,13 @@ class GeminiAdapter:
         sse: bool = False,
     ) -> httpx.Request:
         model = quote(req.provider_model.removeprefix("models/"), safe="")
-        return self._client.build_request(
+        return self._client.request(
             "POST",
             f"models/{model}:{method}",
             params={"alt": "sse"} if sse else None,
             content=payload,
             headers={"x-goog-api-key": req.provider_key} if req.provider_key else None,
-            timeout=request_timeout(self._client.timeout, deadline),
+            deadline=deadline,
         )
 
 

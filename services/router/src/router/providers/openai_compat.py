@@ -30,15 +30,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import GatewayError, InvalidRequest, ProviderUnavailable
 
-from ._http import (
-    json_object,
-    list_names,
-    new_client,
-    request_timeout,
-    send,
-    sse_events,
-    status_error,
-)
+from ._client import ProviderClient, new_client
+from ._http import json_object, list_names, send, sse_events, status_error
 from .base import Completion, Operation, ProviderRequest, StreamChunk, Usage
 
 __all__ = [
@@ -240,7 +233,7 @@ def _map_error(response: httpx.Response, provider: str) -> GatewayError:
 
 
 class OpenAICompatAdapter:
-    """``ProviderAdapter`` and ``EmbeddingsAdapter`` over one pooled ``httpx.AsyncClient``.
+    """``ProviderAdapter`` and ``EmbeddingsAdapter`` over one pooled ``ProviderClient``.
 
     The client carries the base URL, default headers (including the configured
     key), default query parameters and the catalog's timeouts; each call
@@ -248,7 +241,7 @@ class OpenAICompatAdapter:
     client and closes it in ``aclose``.
     """
 
-    def __init__(self, name: str, client: httpx.AsyncClient, *, dialect: Dialect = OPENAI) -> None:
+    def __init__(self, name: str, client: ProviderClient, *, dialect: Dialect = OPENAI) -> None:
         self._name = name
         self._client = client
         self._dialect = dialect
@@ -299,12 +292,12 @@ class OpenAICompatAdapter:
         self, req: ProviderRequest, payload: bytes, deadline: float | None
     ) -> httpx.Request:
         headers = self._dialect.auth(req.provider_key) if req.provider_key else None
-        return self._client.build_request(
+        return self._client.request(
             "POST",
             self._dialect.path(req.operation, req.provider_model),
             content=payload,
             headers=headers,
-            timeout=request_timeout(self._client.timeout, deadline),
+            deadline=deadline,
         )
 
 
