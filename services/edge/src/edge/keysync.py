@@ -1,41 +1,17 @@
-"""Keeps a ``KeyCache`` equal to the ``api_keys`` table.
+"""Keeps a ``KeyCache`` equal to the ``api_keys`` table (a ``TableSync``).
 
-``KeySync`` is an async context manager built in the lifespan. On entry it
-loads every key (the edge refuses to start without its keys), subscribes to
-``keys.changed.v1`` and starts one background task, which does every reload,
-one at a time:
-
-- ``{"key_id": "<id>"}`` (what admin writes publish): reload just that key,
-  one indexed query; a burst of messages coalesces into one query;
-- any other payload (a project deleted, ``ensure-dev-key``, unparseable):
-  a full reload;
-- every ``interval_s`` regardless: a full reload, the safety net for a
-  missed message.
-
-Running them in one task is what keeps the cache right: a full reload whose
-SELECT started before a revocation committed finishes before the message
-about that revocation is applied, never after it.
-
-A full reload first writes the ``last_used_at`` times the cache collected
-since the previous one (best effort: lost if that write fails), then
-replaces the cache wholesale. A failed reload keeps serving the previous
-cache and is retried at the next wake-up.
+Subject ``keys.changed.v1``; ``{"key_id": "<id>"}`` reloads that key with one
+indexed query, anything else the whole table. A full reload first writes the
+``last_used_at`` times the cache collected since the previous one (best
+effort: lost if that write fails), then replaces the cache wholesale.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from datetime import UTC, datetime
-from types import TracebackType
 
-import orjson
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,6 +19,7 @@ from gateway_common import subjects
 
 from .auth import KeyCache, KeyEntry
 from .store import ApiKey, repo
+from .tablesync import TableSync
 
 __all__ = ["KeySync", "entry_for"]
 
@@ -67,8 +44,12 @@ def entry_for(row: ApiKey) -> KeyEntry:
     )
 
 
-class KeySync:
-    """See the module docstring."""
+class KeySync(TableSync):
+    """See the module docstring and ``tablesync``."""
+
+    name = "key-sync"
+    subjects = (subjects.KEYS_CHANGED,)
+    id_field = "key_id"
 
     def __init__(
         self,
@@ -78,15 +59,9 @@ class KeySync:
         *,
         interval_s: float,
     ) -> None:
+        super().__init__(nc, interval_s=interval_s)
         self._cache = cache
         self._sessions = sessions
-        self._nc = nc
-        self._interval = interval_s
-        self._wake = asyncio.Event()
-        self._pending: set[str] = set()
-        self._full = False
-        self._task: asyncio.Task[None] | None = None
-        self._sub: Subscription | None = None
 
     async def reload(self) -> None:
         """Flush last-use times, then replace the cache with the table's current keys."""
@@ -98,63 +73,12 @@ class KeySync:
         self._cache.replace((row.key_hash, entry_for(row)) for row in rows)
         log.debug("key cache reloaded: %d keys", len(rows))
 
-    async def reload_keys(self, key_ids: set[str]) -> None:
-        """Refresh the entries of ``key_ids``: updated if the row exists, dropped if not."""
+    async def reload_ids(self, ids: set[str]) -> None:
+        """Refresh the entries of the keys ``ids``: updated if the row exists, dropped if not."""
         async with self._sessions() as session:
-            rows = await repo.get_api_keys(session=session, key_ids=key_ids)
+            rows = await repo.get_api_keys(session=session, key_ids=ids)
         for row in rows:
             self._cache.put(row.key_hash, entry_for(row))
-        for gone in key_ids - {row.id for row in rows}:
+        for gone in ids - {row.id for row in rows}:
             self._cache.remove(gone)
-        log.debug("key cache: %d keys refreshed", len(key_ids))
-
-    async def _on_changed(self, msg: Msg) -> None:
-        try:
-            key_id = orjson.loads(msg.data).get("key_id")
-        except (orjson.JSONDecodeError, AttributeError):
-            key_id = None
-        if isinstance(key_id, str) and key_id:
-            self._pending.add(key_id)
-        else:
-            self._full = True
-        self._wake.set()
-
-    async def _run(self) -> None:
-        next_full = time.monotonic() + self._interval
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(next_full - time.monotonic(), 0)):
-                    await self._wake.wait()
-            self._wake.clear()
-            full = self._full or time.monotonic() >= next_full
-            key_ids, self._pending, self._full = self._pending, set(), False
-            try:
-                if full:
-                    next_full = time.monotonic() + self._interval
-                    await self.reload()
-                elif key_ids:
-                    await self.reload_keys(key_ids)
-            except (SQLAlchemyError, OSError):
-                # Keep the work for the next wake-up (at the latest, the next full reload).
-                self._pending |= key_ids
-                self._full |= full
-                log.warning("key cache reload failed; serving the previous keys", exc_info=True)
-
-    async def __aenter__(self) -> KeySync:
-        await self.reload()
-        self._sub = await self._nc.subscribe(subjects.KEYS_CHANGED, cb=self._on_changed)
-        self._task = asyncio.create_task(self._run(), name="key-sync")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._sub is not None and self._nc.is_connected:
-            await self._sub.unsubscribe()
+        log.debug("key cache: %d keys refreshed", len(ids))
