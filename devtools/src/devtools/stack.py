@@ -332,6 +332,9 @@ class Stack:
             "ROUTER_PORT": str(ports.router),
             "ROUTER_CATALOG_PATH": str(self.catalog_path),
             "ROUTER_METRICS_PORT": str(ports.router_metrics),
+            # The dev fake provider is on loopback: let credentials' base URLs reach it.
+            "GATEWAY_ALLOW_PRIVATE_UPSTREAMS": "true",
+            "ROUTER_ALLOW_PRIVATE_UPSTREAMS": "true",
             "BILLING_CATALOG_PATH": str(self.catalog_path),
             "BILLING_METRICS_PORT": str(ports.billing_metrics),
             "SESSIONS_METRICS_PORT": str(ports.sessions_metrics),

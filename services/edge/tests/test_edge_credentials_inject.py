@@ -19,6 +19,7 @@ from sqlalchemy import event
 
 from edge import EdgeSettings, create_app
 from edge.credentials import CredentialCipher, fingerprint
+from edge.projects import ManagedCredential
 from edge.router_client import CallContext
 from edge.store import ProviderCredential, credentials_repo, repo
 from gateway_common import db
@@ -114,8 +115,21 @@ async def test_a_stored_credential_rides_on_every_call_and_never_in_logs(
     await eventually(b_forgot_it, within=5)
     assert PROVIDER_KEY not in caplog.text
     assert PROVIDER_KEY[-12:] not in caplog.text
-    ctx = CallContext("r", "p", "k", provider_key="x", credentials=(("fake", PROVIDER_KEY),))
+    ctx = CallContext(
+        "r", "p", "k", provider_key="x", credentials=(ManagedCredential("fake", PROVIDER_KEY),)
+    )
     assert PROVIDER_KEY not in repr(ctx)
+
+
+async def test_a_credentials_base_url_rides_with_it(edge: Edge, router: Any) -> None:
+    pid = (await _project(edge))["id"]
+    body = {"provider": "fake", "api_key": PROVIDER_KEY, "base_url": "https://1.1.1.1/v1"}
+    resp = await edge.client.post(f"/admin/projects/{pid}/credentials", json=body, headers=OP)
+    assert resp.status_code == 201, resp.text
+
+    assert (await edge.client.post("/v1/chat/completions", json=CHAT, headers=auth())).is_success
+    sent = router.servicer.calls[-1][0].credentials
+    assert [(c.provider, c.base_url) for c in sent] == [("fake", "https://1.1.1.1/v1")]
 
 
 async def test_the_generation_context_setting_follows_the_project(

@@ -2,7 +2,9 @@
 
 Per project the edge keeps a ``ProjectView``: whether answers carry
 ``generation_context`` (project setting ``generation_context``, default
-true) and the project's managed provider credentials *as sealed at rest*.
+true) and the project's managed provider credentials *as sealed at rest*,
+each with its custom ``base_url`` if it has one (checked against SSRF rules
+when saved, and again by the router before each call that uses it).
 A call asks ``call_options(project_id)``, which opens that project's sealed
 keys (one AES-GCM decryption each, microseconds) and hands the plaintext to
 the router call only; the plaintext is never cached, logged or put in a repr.
@@ -30,6 +32,7 @@ from .credentials import CredentialCipher, CredentialUnreadable, SealedCredentia
 __all__ = [
     "GENERATION_CONTEXT_SETTING",
     "CallOptions",
+    "ManagedCredential",
     "ProjectCache",
     "ProjectView",
     "SealedProviderKey",
@@ -43,11 +46,22 @@ GENERATION_CONTEXT_SETTING: Final = "generation_context"
 
 @dataclass(frozen=True, slots=True)
 class SealedProviderKey:
-    """One managed credential as stored: which provider, and the sealed key."""
+    """One managed credential as stored: which provider, the sealed key, its base URL if any."""
 
     credential_id: str
     provider: str
     sealed: SealedCredential
+    base_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedCredential:
+    """One opened credential, for one router call: the key is kept out of repr."""
+
+    provider: str
+    api_key: str = field(repr=False)
+    #: The credential's own endpoint; "" sends the call to the catalog provider's.
+    base_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +84,7 @@ class ProjectView:
 class CallOptions:
     """What one router call carries for its project: opened keys (hidden from repr), flags."""
 
-    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    credentials: tuple[ManagedCredential, ...] = field(default=(), repr=False)
     include_generation_context: bool = True
 
 
@@ -119,5 +133,5 @@ class ProjectCache:
                     "The project's managed provider credential cannot be read by the gateway.",
                     code="credential_unreadable",
                 ) from None
-            opened.append((cred.provider, key))
+            opened.append(ManagedCredential(cred.provider, key, cred.base_url or ""))
         return CallOptions(tuple(opened), view.generation_context)

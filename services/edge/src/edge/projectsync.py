@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 def _sealed(rows: Iterable[ProviderCredential]) -> list[SealedProviderKey]:
     return [
-        SealedProviderKey(row.id, row.provider, SealedCredential(row.key_id, row.ciphertext))
+        SealedProviderKey(
+            row.id, row.provider, SealedCredential(row.key_id, row.ciphertext), row.base_url
+        )
         for row in rows
     ]
 

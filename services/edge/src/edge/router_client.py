@@ -33,6 +33,8 @@ from gateway_common.errors import (
 )
 from gateway_common.grpc import REQUEST_ID_KEY
 
+from .projects import ManagedCredential
+
 __all__ = ["ERROR_DETAIL_KEY", "CallContext", "Completion", "RouterClient", "map_rpc_error"]
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class CallContext:
     ``provider_key`` is the caller's own provider key (BYOK, ``X-Provider-Key``):
     it goes into ``CompleteRequest.provider_key`` and nowhere else (not in repr).
     ``credentials`` are the project's managed keys, opened for this call only,
-    as ``(provider, api_key)`` pairs: same rule (``CompleteRequest.credentials``).
+    each with its custom base URL if any: same rule (``CompleteRequest.credentials``).
     ``budget_lease_id`` is the budget lease the call was admitted under ("" when
     none applies); the router copies it onto the call's usage event.
     """
@@ -58,7 +60,7 @@ class CallContext:
     project_id: str
     api_key_id: str
     provider_key: str | None = field(default=None, repr=False)
-    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    credentials: tuple[ManagedCredential, ...] = field(default=(), repr=False)
     include_generation_context: bool = True
     budget_lease_id: str = ""
 
@@ -105,8 +107,10 @@ class RouterClient:
             api_key_id=ctx.api_key_id,
             provider_key=ctx.provider_key or "",
             credentials=[
-                router_pb2.ProviderCredential(provider=provider, api_key=api_key)
-                for provider, api_key in ctx.credentials
+                router_pb2.ProviderCredential(
+                    provider=cred.provider, api_key=cred.api_key, base_url=cred.base_url
+                )
+                for cred in ctx.credentials
             ],
             include_generation_context=ctx.include_generation_context,
             budget_lease_id=ctx.budget_lease_id,

@@ -41,3 +41,11 @@ class RouterSettings(BaseServiceSettings):
     catalog_poll_s: float = Field(
         default=2.0, gt=0, description="Seconds between checks of the catalog file for changes."
     )
+    allow_private_upstreams: bool = Field(
+        default=False,
+        description=(
+            "ROUTER_ALLOW_PRIVATE_UPSTREAMS: let managed credentials' custom base URLs reach "
+            "loopback, private or link-local addresses (the dev stack's fake provider). Cloud "
+            "metadata addresses stay refused. Checked on every call that uses such a URL."
+        ),
+    )

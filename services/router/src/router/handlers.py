@@ -114,6 +114,7 @@ def decode(request: router_pb2.CompleteRequest) -> Call:
         payer,
         provider_key=request.provider_key or None,
         credentials={c.provider: c.api_key for c in request.credentials if c.api_key},
+        base_urls={c.provider: c.base_url for c in request.credentials if c.api_key and c.base_url},
         generation_context=request.include_generation_context,
     )
 

@@ -3,7 +3,8 @@
 Build order (shutdown runs in reverse, owned by one ``AsyncExitStack``):
 
     settings -> telemetry -> NATS + JetStream streams -> metrics -> live catalog
-    (one pooled HTTP client per provider) -> failover, usage publisher, service
+    (one pooled HTTP client per provider) -> custom upstreams (credentials' own
+    base URLs) -> failover, usage publisher, service
     -> grpc.aio server (context interceptor, health) -> Prometheus listener
 
 SIGTERM/SIGINT stop the server with a 5 s grace for in-flight calls, then
@@ -33,6 +34,7 @@ from .handlers import RouterServicer
 from .metrics import RouterMetrics
 from .providers.registry import build_adapters
 from .service import RouterService
+from .upstreams import CustomUpstreams
 from .usage import UsagePublisher
 
 __all__ = ["SHUTDOWN_GRACE_S", "serve"]
@@ -73,7 +75,9 @@ async def serve(settings: RouterSettings) -> None:
         stack.push_async_callback(catalog.aclose)
         catalog.start()
 
-        service = RouterService(catalog, Failover(metrics), UsagePublisher(js, metrics))
+        upstreams = CustomUpstreams(allow_private=settings.allow_private_upstreams)
+        stack.push_async_callback(upstreams.aclose)
+        service = RouterService(catalog, Failover(metrics), UsagePublisher(js, metrics), upstreams)
         server = grpc.aio.server(interceptors=[ContextInterceptor()])
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), server)
         health = add_health(server)

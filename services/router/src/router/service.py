@@ -15,7 +15,9 @@ Provider keys. A call with the caller's own key (BYOK) is narrowed to one
 provider (``Route.one_provider``) and presents that key there only; any other
 call presents, on each attempt, the project's managed credential for the
 attempt's provider if it has one, else the adapter's configured key
-(``Failover``, Credentials). Keys are never logged nor put on an event.
+(``Failover``, Credentials). Keys are never logged nor put on an event. A
+managed credential with its own base URL sends its provider's attempts there
+(``router.upstreams``: checked against SSRF rules on every call).
 
 A ``responses`` call is served as a chat completion (``router.responses``):
 its body is translated per call, the answer back into a Response object, and
@@ -42,6 +44,7 @@ from .generation import GenerationContext, context_json, with_context
 from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
 from .responses_stream import ResponseEvents, translate_stream
 from .routing import Candidate, Route, RoutingTable
+from .upstreams import NO_UPSTREAMS, CustomUpstreams
 from .usage import Payer, Status, UsageSink
 
 __all__ = ["Call", "RouterService", "StreamEvent"]
@@ -57,8 +60,9 @@ class Call:
     """One request from the edge, decoded once. ``body`` is read-only.
 
     ``provider_key`` is the caller's own key (BYOK); ``credentials`` the
-    project's managed keys by catalog provider name. ``generation_context``:
-    attach the priced line items to the answer.
+    project's managed keys by catalog provider name, and ``base_urls`` the
+    custom base URLs some of them carry. ``generation_context``: attach the
+    priced line items to the answer.
     """
 
     operation: Operation
@@ -67,6 +71,7 @@ class Call:
     payer: Payer
     provider_key: str | None = None
     credentials: Mapping[str, str] = field(default_factory=dict)
+    base_urls: Mapping[str, str] = field(default_factory=dict)
     generation_context: bool = False
 
     def provider_request(self) -> ProviderRequest:
@@ -86,6 +91,10 @@ class Call:
         if self.provider_key is None:
             return self.credentials
         return MappingProxyType({route.candidates[0].provider: self.provider_key})
+
+    def upstreams(self) -> Mapping[str, str]:
+        """Custom base URLs by provider; none for BYOK (the caller's key goes to the catalog's)."""
+        return self.base_urls if self.provider_key is None else NO_UPSTREAMS
 
     def __repr__(self) -> str:  # the body and keys stay out of logs
         return (
@@ -122,10 +131,18 @@ def _route_for(table: RoutingTable, call: Call) -> Route:
 class RouterService:
     """Routes calls over the live catalog and records their usage; one per process."""
 
-    def __init__(self, catalog: LiveCatalog, failover: Failover, usage: UsageSink) -> None:
+    def __init__(
+        self,
+        catalog: LiveCatalog,
+        failover: Failover,
+        usage: UsageSink,
+        upstreams: CustomUpstreams | None = None,
+    ) -> None:
+        """``upstreams`` serves credentials' custom base URLs (default: public ones only)."""
         self._catalog = catalog
         self._failover = failover
         self._usage = usage
+        self._upstreams = CustomUpstreams(allow_private=False) if upstreams is None else upstreams
 
     @property
     def catalog(self) -> LiveCatalog:
@@ -134,8 +151,10 @@ class RouterService:
     async def complete(self, call: Call, *, deadline: float | None) -> tuple[Completion, RouteInfo]:
         """One unary call; raises ``GatewayError``."""
         invoke: Invoke[Completion] = _embed if call.operation == "embeddings" else _complete
-        async with self._catalog.lease() as table:
-            route = _route_for(table, call)
+        async with (
+            self._catalog.lease() as table,
+            self._upstreams.bind(table, _route_for(table, call), call.upstreams()) as route,
+        ):
             completion, info = await self._failover.call(
                 route, call.provider_request(), invoke, deadline=deadline, keys=call.keys(route)
             )
@@ -162,8 +181,10 @@ class RouterService:
     async def _stream(
         self, call: Call, *, deadline: float | None
     ) -> AsyncGenerator[StreamEvent, None]:
-        async with self._catalog.lease() as table:
-            route = _route_for(table, call)
+        async with (
+            self._catalog.lease() as table,
+            self._upstreams.bind(table, _route_for(table, call), call.upstreams()) as route,
+        ):
             committed = await self._failover.stream(
                 route, call.provider_request(), deadline=deadline, keys=call.keys(route)
             )

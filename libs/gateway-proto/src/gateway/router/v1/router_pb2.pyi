@@ -46,12 +46,14 @@ class CompleteRequest(_message.Message):
     def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., budget_lease_id: _Optional[str] = ..., include_generation_context: _Optional[bool] = ..., endpoint: _Optional[str] = ...) -> None: ...
 
 class ProviderCredential(_message.Message):
-    __slots__ = ("provider", "api_key")
+    __slots__ = ("provider", "api_key", "base_url")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
+    BASE_URL_FIELD_NUMBER: _ClassVar[int]
     provider: str
     api_key: str
-    def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ...) -> None: ...
+    base_url: str
+    def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ..., base_url: _Optional[str] = ...) -> None: ...
 
 class RouteInfo(_message.Message):
     __slots__ = ("provider", "deployment", "attempts", "model", "provider_model", "upstream_ms")
