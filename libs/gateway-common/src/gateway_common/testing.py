@@ -34,6 +34,7 @@ __all__ = [
     "nats_server",
     "schema_drift",
     "service_process",
+    "storage_fixtures",
     "throwaway_postgres",
     "wait_for",
 ]
@@ -196,3 +197,37 @@ async def health_reply(nc: Any, service: str, *, timeout_s: float = 0.5) -> dict
     except (NoRespondersError, NatsTimeout):
         return None
     return dict(orjson.loads(reply.data))
+
+
+def storage_fixtures(service: str) -> tuple[Any, Any, Any]:
+    """The pytest fixtures ``(nats_url, postgres_url, db_url)`` of a service's test suite.
+
+    Assign them in the service's ``conftest.py``
+    (``nats_url, postgres_url, db_url = storage_fixtures("rag")``): ``nats_url`` is a
+    real JetStream nats-server per test, ``postgres_url`` an empty throwaway database
+    per session (skipped, with the reason, when PostgreSQL is unreachable), and
+    ``db_url`` an empty database per test on each backend (``sqlite``, ``postgresql``).
+    pytest is imported here, not at module level: only test suites call this.
+    """
+    import pytest
+
+    @pytest.fixture
+    def nats_url(tmp_path: Path) -> Iterator[str]:
+        with nats_server(tmp_path / "nats") as url:
+            yield url
+
+    @pytest.fixture(scope="session")
+    def postgres_url() -> Iterator[str]:
+        try:
+            with throwaway_postgres(f"switchyard_{service}_test") as url:
+                yield url
+        except PostgresUnavailable as exc:
+            pytest.skip(f"PostgreSQL tests skipped: {exc}")
+
+    @pytest.fixture(params=["sqlite", "postgresql"])
+    def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        if request.param == "sqlite":
+            return f"sqlite+aiosqlite:///{tmp_path / f'{service}.db'}"
+        return str(request.getfixturevalue("postgres_url"))
+
+    return nats_url, postgres_url, db_url
