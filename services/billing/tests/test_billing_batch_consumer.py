@@ -28,7 +28,7 @@ from gateway_common import db, subjects
 from gateway_common.billing_api import CreditsTopUp
 from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.nats import ensure_streams
-from gateway_common.runtime import ensure_pull_consumer
+from gateway_common.runtime import ensure_pull_consumer, pull_batches
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -211,3 +211,36 @@ async def test_a_database_outage_mid_batch_naks_it_and_redelivery_bills_once(
     finally:
         await impatient.dispose()
         await admin.dispose()
+
+
+async def test_the_pull_loop_lingers_after_a_short_batch_so_a_trickle_is_billed_in_batches(
+    consumer: Consumer,
+) -> None:
+    """Events arriving 20 ms apart during the linger come back as one batch, not five."""
+    sizes: list[int] = []
+    stop = asyncio.Event()
+    trickle: list[asyncio.Task[None]] = []
+
+    async def publish_slowly() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.02)
+            await consumer.publish(usage("proj-linger").to_bytes())
+
+    async def handle(msgs: list[Msg]) -> None:
+        sizes.append(len(msgs))
+        for msg in msgs:
+            await msg.ack()
+        if len(sizes) == 1:
+            trickle.append(asyncio.create_task(publish_slowly()))
+        elif sum(sizes) >= 6:
+            stop.set()
+
+    await consumer.publish(usage("proj-linger").to_bytes())
+    await asyncio.wait_for(
+        pull_batches(
+            consumer.sub, handle, stop=stop, batch_size=64, fetch_timeout_s=0.2, linger_s=0.5
+        ),
+        timeout=10,
+    )
+    await asyncio.gather(*trickle)
+    assert sizes == [1, 5]

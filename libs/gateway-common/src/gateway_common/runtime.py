@@ -162,11 +162,16 @@ async def pull_batches(
     stop: asyncio.Event,
     batch_size: int,
     fetch_timeout_s: float = 1.0,
+    linger_s: float = 0.0,
 ) -> None:
     """Fetch up to ``batch_size`` messages at a time and hand each batch over, until ``stop``.
 
     A fetch returns at once with what the consumer has ready (up to
     ``batch_size``); only an idle consumer waits, up to ``fetch_timeout_s``.
+    After a batch smaller than ``batch_size`` the loop lingers ``linger_s``
+    before the next fetch, so that under a steady light load messages gather
+    into batches instead of costing a transaction each; the price is up to
+    ``linger_s`` more delay per message.
     ``handle_batch`` owns the fate of every message it is given (ack, nak or
     term) and must not raise for a per-message problem. ``stop`` is checked
     between batches, so the batch in flight always finishes. Returns within
@@ -183,6 +188,8 @@ async def pull_batches(
                 # asyncio.TimeoutError from some of its internal waits: both mean "nothing yet".
                 continue
             await handle_batch(msgs)
+            if linger_s and len(msgs) < batch_size and not stop.is_set():
+                await asyncio.sleep(linger_s)
     finally:
         await sub.unsubscribe()
 

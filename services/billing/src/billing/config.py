@@ -47,6 +47,16 @@ class BillingSettings(BaseServiceSettings):
             "a fetch takes what is ready, so under light load batches are smaller."
         ),
     )
+    batch_linger_s: float = Field(
+        default=0.05,
+        ge=0,
+        le=5.0,
+        description=(
+            "Seconds billing waits after a batch smaller than BILLING_BATCH_SIZE before it "
+            "fetches again (BILLING_BATCH_LINGER_S), so a light steady load is still billed "
+            "in batches; each usage event reaches the ledger up to this much later. 0 = no wait."
+        ),
+    )
     ack_wait_s: float = Field(
         default=30.0,
         gt=0,

@@ -67,7 +67,11 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
                 subjects.BILLING_DURABLE, stream=subjects.USAGE_STREAM
             )
             await runtime.pull_batches(
-                sub, handler.handle_batch, stop=stop, batch_size=settings.batch_size
+                sub,
+                handler.handle_batch,
+                stop=stop,
+                batch_size=settings.batch_size,
+                linger_s=settings.batch_linger_s,
             )
         finally:
             stop.set()
