@@ -97,7 +97,11 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         "--window",
         type=int,
         default=12,
-        help="samples per median, after warm-up and at the end (12)",
+        help=(
+            "least samples per median, after warm-up and at the end (12); a longer run "
+            "takes a tenth of its post-warm-up samples, so nats-server's GC sawtooth "
+            "averages out"
+        ),
     )
     add("--drain-minutes", type=float, default=60.0, help="longest wait for billing (60)")
     add("--doc", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
@@ -297,8 +301,10 @@ def _report(
         out.samples, requests=opts.requests, share=opts.warmup_share, min_s=opts.warmup_s
     )
     growth: list[Growth] | None = None
+    window = opts.window
     if start is not None and len(out.samples) - start >= 2:
-        growth = memory_growth(out.samples, start=start, window=opts.window)
+        window = max(opts.window, (len(out.samples) - start) // 10)
+        growth = memory_growth(out.samples, start=start, window=window)
     warmup = (
         f"warm-up = the first {100 * opts.warmup_share:g} % of the requests and at least "
         f"{opts.warmup_s:g} s"
@@ -307,7 +313,7 @@ def _report(
             if start is not None
             else ""
         )
-        + f"; after warm-up and end of load are medians of {opts.window} samples; "
+        + f"; after warm-up and end of load are medians of {window} samples; "
         f"one sample every {opts.sample_s:g} s, {len(out.samples)} in all"
     )
     failed = failures(growth, out.ledger, out.load.errors)
