@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway_common.catalog import (
+    BreakerPolicy,
     CatalogError,
     CatalogFile,
     load_catalog,
@@ -52,6 +53,9 @@ def test_prices_are_exact_decimals_and_aliases_resolve() -> None:
         (GOOD.replace("provider: fake", "provider: ghost"), "unknown provider 'ghost'"),
         (GOOD.replace("kind: openai", "kind: carrier-pigeon"), "kind"),
         (GOOD.replace('input: "0.000000075"', 'input: "-1"'), "input"),
+        (GOOD.replace('/v1"}', '/v1", breaker: {probes: 2}}'), "probes"),
+        (GOOD.replace('/v1"}', '/v1", breaker: {cooldown_s: 0}}'), "cooldown_s"),
+        (GOOD.replace('/v1"}', '/v1", breaker: {failure_rate: 2}}'), "failure_rate"),
         ("providers: [", "not valid YAML"),
     ],
 )
@@ -90,3 +94,37 @@ def test_split_provider() -> None:
     assert split_provider("@openai/gpt-4o") == ("openai", "gpt-4o")
     assert split_provider("gpt-4o") is None
     assert split_provider("openai:") is None
+
+
+BREAKERS = """
+version: 1
+resilience:
+  breaker: {consecutive_failures: 3, window_s: 60}
+providers:
+  plain: {kind: openai, base_url: "https://plain.test/v1"}
+  empty: {kind: openai, base_url: "https://empty.test/v1", breaker: {}}
+  flaky:
+    kind: openai
+    base_url: "https://flaky.test/v1"
+    breaker: {consecutive_failures: 10, cooldown_s: 45}
+models:
+  m:
+    deployments: [{provider: plain, model: a}, {provider: flaky, model: b}]
+"""
+
+
+def test_a_providers_breaker_block_overrides_only_the_fields_it_sets() -> None:
+    cat = parse_catalog(BREAKERS)
+    catalog_wide = BreakerPolicy(consecutive_failures=3, window_s=60)
+    assert cat.breaker_policy("plain") == catalog_wide == cat.breaker_policy("empty")
+    assert cat.breaker_policy("flaky") == BreakerPolicy(
+        consecutive_failures=10, window_s=60, cooldown_s=45
+    )
+
+
+def test_a_breaker_only_change_keeps_the_same_client() -> None:
+    old = parse_catalog(BREAKERS).providers["flaky"]
+    new = parse_catalog(BREAKERS.replace("cooldown_s: 45", "cooldown_s: 5")).providers["flaky"]
+    moved = parse_catalog(BREAKERS.replace("flaky.test", "flaky2.test")).providers["flaky"]
+    assert old != new and old.same_client(new)
+    assert not old.same_client(moved)

@@ -56,6 +56,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BreakerPolicy(_Strict):
+    """When a deployment's circuit breaker opens and how it probes for recovery.
+
+    The catalog-wide one is ``resilience.breaker``; a provider's ``breaker``
+    block overrides the fields it sets for that provider's deployments
+    (``Catalog.breaker_policy``).
+    """
+
+    consecutive_failures: int = Field(
+        default=5, ge=1, description="Retryable failures in a row that open the breaker."
+    )
+    failure_rate: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of failed calls within ``window_s`` that opens the breaker.",
+    )
+    min_calls: int = Field(
+        default=20, ge=1, description="Calls within ``window_s`` before ``failure_rate`` applies."
+    )
+    window_s: float = Field(default=30.0, gt=0, description="Window of the failure rate.")
+    cooldown_s: float = Field(
+        default=10.0, gt=0, description="Open time before one probe call is let through."
+    )
+
+
 class ProviderEntry(_Strict):
     """A provider endpoint: what speaks to it and where it lives."""
 
@@ -76,6 +102,14 @@ class ProviderEntry(_Strict):
         description="Azure OpenAI only, and required there: the api-version query parameter "
         "sent on every call (e.g. 2024-10-21).",
     )
+    breaker: BreakerPolicy | None = Field(
+        default=None,
+        description=(
+            "Circuit-breaker settings for this provider's deployments (and for the custom base "
+            "URLs of managed credentials of this provider). Each field set here overrides "
+            "``resilience.breaker``; the fields left out keep the catalog-wide values."
+        ),
+    )
     byok_passthrough: bool = Field(
         default=False,
         description=(
@@ -92,6 +126,13 @@ class ProviderEntry(_Strict):
         if (self.kind == "azure_openai") != (self.api_version is not None):
             raise ValueError("api_version is required for kind azure_openai and only for it")
         return self
+
+    def same_client(self, other: ProviderEntry) -> bool:
+        """Whether a client built for ``other`` serves this entry too: they differ at most in
+        ``breaker`` (a router keeps the client, and its warm pool, across such a change)."""
+        if self == other:
+            return True
+        return self.model_dump(exclude={"breaker"}) == other.model_dump(exclude={"breaker"})
 
 
 class Deployment(_Strict):
@@ -192,27 +233,6 @@ class ModelEntry(_Strict):
         return self
 
 
-class BreakerPolicy(_Strict):
-    """When a deployment's circuit breaker opens and how it probes for recovery."""
-
-    consecutive_failures: int = Field(
-        default=5, ge=1, description="Retryable failures in a row that open the breaker."
-    )
-    failure_rate: float = Field(
-        default=0.5,
-        gt=0,
-        le=1,
-        description="Share of failed calls within ``window_s`` that opens the breaker.",
-    )
-    min_calls: int = Field(
-        default=20, ge=1, description="Calls within ``window_s`` before ``failure_rate`` applies."
-    )
-    window_s: float = Field(default=30.0, gt=0, description="Window of the failure rate.")
-    cooldown_s: float = Field(
-        default=10.0, gt=0, description="Open time before one probe call is let through."
-    )
-
-
 class RetryPolicy(_Strict):
     """How often one call may try again, and how long it waits before it does."""
 
@@ -282,6 +302,17 @@ class Catalog(_Strict):
                     )
                 seen[public] = name
         return self
+
+    def breaker_policy(self, provider: str) -> BreakerPolicy:
+        """The breaker settings of ``provider``'s deployments: ``resilience.breaker`` with the
+        fields the provider's ``breaker`` block sets replaced by its values."""
+        override = self.providers[provider].breaker
+        default = self.resilience.breaker
+        if override is None or not override.model_fields_set:
+            return default
+        return default.model_copy(
+            update={name: getattr(override, name) for name in override.model_fields_set}
+        )
 
     def resolve(self, name: str) -> tuple[str, ModelEntry] | None:
         """Find a model by public name or alias; ``None`` when unknown."""

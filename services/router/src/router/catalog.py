@@ -2,8 +2,11 @@
 
 ``LiveCatalog`` polls the file's stat (mtime, size, inode: a ConfigMap update
 swaps a symlink) every ``poll_s``. A valid new file becomes a new table
-atomically: providers whose entry did not change keep their adapter and warm
-connection pool; changed or removed ones get retired. A retired adapter is
+atomically: providers whose entry did not change (or changed only its
+``breaker`` block) keep their adapter and warm connection pool; changed or
+removed ones get retired. Breaker state is not the table's: it lives in
+``Failover`` and survives a reload (``router.breaker``: the new settings apply
+from each breaker's next verdict). A retired adapter is
 closed once every call that leased an older table has finished, or after
 ``retire_grace_s``. A broken file is logged with the parser's message and the
 old table stays in force. At start-up a broken file is fatal.
@@ -79,6 +82,19 @@ class _Lease:
             generation.idle.set()
 
 
+def _reusable(
+    table: RoutingTable, catalog: Catalog
+) -> dict[str, tuple[ProviderEntry, ProviderAdapter]]:
+    """``table``'s adapters by provider, each with the entry it serves; an entry that
+    ``catalog`` changed only in its ``breaker`` block is given as the new one."""
+    reuse: dict[str, tuple[ProviderEntry, ProviderAdapter]] = {}
+    for name, adapter in table.adapters.items():
+        entry = table.catalog.providers[name]
+        new = catalog.providers.get(name)
+        reuse[name] = (new if new is not None and entry.same_client(new) else entry, adapter)
+    return reuse
+
+
 def _stamp(path: Path) -> tuple[int, int, int] | None:
     try:
         st = os.stat(path)
@@ -137,11 +153,7 @@ class LiveCatalog:
         old = self._generation
         try:
             catalog = await asyncio.to_thread(load_catalog, self._path)
-            reuse = {
-                name: (old.table.catalog.providers[name], adapter)
-                for name, adapter in old.table.adapters.items()
-            }
-            adapters = self._build(catalog, reuse=reuse)
+            adapters = self._build(catalog, reuse=_reusable(old.table, catalog))
         except CatalogError as exc:
             self._metrics.catalog_reloads.labels("error").inc()
             log.error("catalog not reloaded, keeping the previous one: %s", exc)

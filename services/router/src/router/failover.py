@@ -24,10 +24,14 @@ means that deployment is not tried again. No attempt starts after the
 deadline, and every attempt after the first spends from the replica's retry
 budget (``router.budget``); a spent budget ends the call.
 
-Circuit breakers. Each deployment has one (``router.breaker``): an open
-breaker skips its deployment (listed in the final error as ``circuit_open``,
-with the status of the failure that opened it) until a half-open probe
-succeeds. When every breaker is open the call fails
+Circuit breakers. Each deployment has one (``router.breaker``), with its
+provider's settings (``Candidate.breaker``); an attempt on a managed
+credential's own base URL (``Candidate.upstream``) answers to the breaker of
+that (deployment, URL) instead, so a project's broken URL never opens the
+breaker other projects share, and the reverse. An open breaker skips its
+deployment (listed in the final error as ``circuit_open``, with the status of
+the failure that opened it) until a half-open probe succeeds, and the call
+moves on to the next one. When every breaker is open the call fails
 at once: that is the point of a breaker.
 
 Streams. A stream is committed when its first chunk arrives; until then a
@@ -59,11 +63,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from gateway_common.catalog import Resilience, RetryPolicy
+from gateway_common.catalog import BreakerPolicy, RetryPolicy
 from gateway_common.errors import AllProvidersFailed, GatewayError, ProviderUnavailable
 
 from .balancer import Balancer
-from .breaker import Breaker, Breakers
+from .breaker import DEFAULT_MAX_CUSTOM, Breaker, Breakers
 from .budget import RetryBudget
 from .metrics import RouterMetrics
 from .providers.base import ProviderRequest, StreamChunk
@@ -99,7 +103,9 @@ class _Lease:
 
     __slots__ = ("_balancer", "_breaker", "_key", "_policy", "_released")
 
-    def __init__(self, balancer: Balancer, breaker: Breaker, key: str, policy: Resilience) -> None:
+    def __init__(
+        self, balancer: Balancer, breaker: Breaker, key: str, policy: BreakerPolicy
+    ) -> None:
         self._balancer = balancer
         self._breaker = breaker
         self._key = key
@@ -113,7 +119,7 @@ class _Lease:
         self._released = True
         self._balancer.release(self._key)
         if error is not None and error.retryable:
-            self._breaker.failed(self._policy.breaker, error.http_status)
+            self._breaker.failed(self._policy, error.http_status)
 
 
 @dataclass(slots=True)
@@ -187,7 +193,8 @@ class Failover:
 
     Owns the per-process state that outlives catalog reloads: breakers,
     in-flight counts and the retry budget. ``clock``, ``sleep`` and ``rng``
-    are injectable for tests.
+    are injectable for tests; ``max_custom_breakers`` bounds the breakers of
+    custom upstreams (``router.breaker``).
     """
 
     def __init__(
@@ -197,12 +204,13 @@ class Failover:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        max_custom_breakers: int = DEFAULT_MAX_CUSTOM,
     ) -> None:
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self.breakers = Breakers(metrics, clock)
+        self.breakers = Breakers(metrics, clock, max_custom=max_custom_breakers)
         self.balancer = Balancer(metrics)
         self._budget = RetryBudget(clock)
 
@@ -256,7 +264,8 @@ class Failover:
         for number in range(1, policy.retry.passes + 1):
             again: list[Candidate] = []
             for candidate in queue:
-                breaker = await self._gate(call, candidate, number)
+                settings = candidate.breaker or policy.breaker
+                breaker = await self._gate(call, candidate, number, settings)
                 if breaker is None:
                     continue
                 try:
@@ -264,7 +273,7 @@ class Failover:
                         candidate.provider_model, keys.get(candidate.provider), max_output_tokens
                     )
                     result = await self._attempt(
-                        candidate, breaker, attempt, invoke, deadline, policy
+                        candidate, breaker, attempt, invoke, deadline, settings
                     )
                 except GatewayError as err:
                     if not err.retryable:
@@ -284,15 +293,17 @@ class Failover:
                     provider_model=candidate.provider_model,
                     upstream_ms=(self._clock() - call.started) * 1000,
                 )
-                return _Won(result, info, _Lease(self.balancer, breaker, candidate.key, policy))
+                return _Won(result, info, _Lease(self.balancer, breaker, candidate.key, settings))
             queue = again
         raise AllProvidersFailed(call.failures)
 
-    async def _gate(self, call: _CallState, candidate: Candidate, number: int) -> Breaker | None:
+    async def _gate(
+        self, call: _CallState, candidate: Candidate, number: int, settings: BreakerPolicy
+    ) -> Breaker | None:
         """Let ``candidate`` be attempted now (its admitted breaker), or skip it (``None``).
 
         Waits out its backoff first; raises ``AllProvidersFailed`` when the deadline
-        passed or the retry budget is spent.
+        passed or the retry budget is spent. ``settings``: the candidate's breaker policy.
         """
         key, policy = candidate.key, call.route.policy
         if call.attempts:
@@ -300,10 +311,10 @@ class Failover:
                 raise AllProvidersFailed(call.failures)
             if (wait := call.retry_at.get(key, 0.0) - self._clock()) > 0:
                 await self._sleep(wait)
-        breaker = self.breakers[key]
-        if not breaker.admit(policy.breaker):
+        breaker = self.breakers.of(candidate)
+        if not breaker.admit(settings):
             if number == 1:
-                call.failures.append((key, _circuit_open(candidate, breaker, policy)))
+                call.failures.append((key, _circuit_open(candidate, breaker, settings)))
             return None
         model = call.route.model
         if call.attempts and not self._budget.try_retry(policy.retry_budget):
@@ -325,7 +336,7 @@ class Failover:
         req: ProviderRequest,
         invoke: Invoke[T],
         deadline: float | None,
-        policy: Resilience,
+        settings: BreakerPolicy,
     ) -> T:
         """One attempt (``req`` is already this attempt's), with its in-flight slot, breaker
         verdict and metrics; a failure's message never carries the attempt's key.
@@ -342,15 +353,15 @@ class Failover:
             self.balancer.release(key)
             self._count(candidate, err.code)
             if err.retryable:
-                breaker.failed(policy.breaker, err.http_status)
+                breaker.failed(settings, err.http_status)
             else:  # the provider answered; the request was at fault
-                breaker.succeeded(policy.breaker)
+                breaker.succeeded(settings)
             raise
         except BaseException:
             self.balancer.release(key)
             breaker.abandoned()
             raise
-        breaker.succeeded(policy.breaker)
+        breaker.succeeded(settings)
         self._count(candidate, "ok")
         self._metrics.child(
             self._metrics.upstream_latency,
@@ -387,11 +398,13 @@ def _redact(err: GatewayError, secret: str | None) -> None:
 
 
 def _circuit_open(
-    candidate: Candidate, breaker: Breaker, policy: Resilience
+    candidate: Candidate, breaker: Breaker, settings: BreakerPolicy
 ) -> ProviderUnavailable:
-    retry_in = breaker.retry_in(policy.breaker)
+    retry_in = breaker.retry_in(settings)
+    # A custom upstream is the project's own base URL: named as such, not by the URL.
+    which = "its" if candidate.upstream is None else "its custom base URL's"
     return ProviderUnavailable(
-        f"Deployment `{candidate.key}` skipped: its circuit breaker is open "
+        f"Deployment `{candidate.key}` skipped: {which} circuit breaker is open "
         f"(next probe in {retry_in:.1f} s)",
         retry_after=retry_in,
         code="circuit_open",

@@ -3,7 +3,8 @@
 Nothing is registered at import: ``RouterMetrics(registry)`` is built once by
 ``main`` (the process registry) or per test (a fresh ``CollectorRegistry``).
 Label values come from the catalog (provider, deployment, model) or from our
-error codes, so cardinality is bounded by configuration.
+error codes, so cardinality is bounded by configuration: a custom upstream's
+base URL (a managed credential's) is never a label value.
 """
 
 from __future__ import annotations
@@ -63,6 +64,23 @@ class RouterMetrics:
             "switchyard_router_breaker_transitions",
             "Circuit breaker state changes per deployment, by the state entered.",
             ["provider", "deployment", "state"],
+            registry=registry,
+        )
+        self.custom_breakers_open = Gauge(
+            "switchyard_router_custom_upstream_breakers_open",
+            "Custom-upstream (credential base URL) circuit breakers not closed, per deployment.",
+            ["provider", "deployment"],
+            registry=registry,
+        )
+        self.custom_breaker_transitions = Counter(
+            "switchyard_router_custom_upstream_breaker_transitions",
+            "Custom-upstream circuit breaker state changes per deployment, by the state entered.",
+            ["provider", "deployment", "state"],
+            registry=registry,
+        )
+        self.custom_breakers = Gauge(
+            "switchyard_router_custom_upstream_breakers",
+            "Custom-upstream circuit breakers kept (one per deployment and base URL, bounded).",
             registry=registry,
         )
         self.inflight = Gauge(

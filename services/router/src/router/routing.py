@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from gateway_common.catalog import Catalog, Deployment, ModelEntry, Resilience
+from gateway_common.catalog import BreakerPolicy, Catalog, Deployment, ModelEntry, Resilience
 from gateway_common.errors import ModelNotFound
 from gateway_common.pricing import PriceIndex
 
@@ -36,12 +36,16 @@ class Candidate:
     """One deployment of a model, with the adapter that reaches it.
 
     ``key`` is ``provider/deployment``, the name an attempt's error, breaker,
-    in-flight count and metrics are filed under.
+    in-flight count and metrics are filed under. ``breaker``: the provider's
+    breaker settings (``None``: the route's). ``upstream``: the custom base
+    URL a managed credential moved this candidate to (``router.upstreams``).
     """
 
     provider: str
     deployment: Deployment
     adapter: ProviderAdapter
+    breaker: BreakerPolicy | None = None
+    upstream: str | None = None
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -132,7 +136,12 @@ class RoutingTable:
             raise _not_found(model)
         public, entry = found
         candidates = tuple(
-            Candidate(dep.provider, dep, self.adapters[dep.provider])
+            Candidate(
+                dep.provider,
+                dep,
+                self.adapters[dep.provider],
+                self.catalog.breaker_policy(dep.provider),
+            )
             for dep in entry.deployments
             if only_provider is None or dep.provider == only_provider
         )

@@ -20,8 +20,13 @@ provider and the rule; the message never carries a key.
 Clients. Adapters are cached per ``(provider, base_url)``, at most
 ``max_clients``, least recently used evicted first. A bound call holds its
 adapters until the context exits, so an adapter evicted (or replaced after a
-catalog change of its provider entry) while calls use it is closed when the
-last of them ends; ``aclose`` closes every one at shutdown.
+catalog change of its provider entry; a change of its ``breaker`` block alone
+keeps it) while calls use it is closed when the last of them ends; ``aclose``
+closes every one at shutdown.
+
+Breakers. A moved candidate carries its URL as ``Candidate.upstream``, so its
+attempts answer to the breaker of that (deployment, URL), not to the
+deployment's shared one (``router.breaker``).
 """
 
 from __future__ import annotations
@@ -107,9 +112,12 @@ class CustomUpstreams:
             ) from None
         key = (provider, base_url)
         slot = self._slots.get(key)
-        if slot is not None and slot.entry != entry:  # the catalog changed this provider
-            await self._retire(self._slots.pop(key))
-            slot = None
+        if slot is not None and slot.entry is not entry:
+            if slot.entry.same_client(entry):
+                slot.entry = entry
+            else:  # the catalog changed how this provider is reached
+                await self._retire(self._slots.pop(key))
+                slot = None
         if slot is None:
             custom = entry.model_copy(update={"base_url": base_url})
             adapter = self._factories[entry.kind](provider, custom, None)
@@ -155,7 +163,7 @@ class _Binding:
         route, urls = self._route, self._base_urls
         if not urls:
             return route
-        adapters: dict[str, ProviderAdapter] = {}
+        adapters: dict[str, tuple[ProviderAdapter, str]] = {}
         try:
             for provider in dict.fromkeys(c.provider for c in route.candidates):
                 base_url = urls.get(provider)
@@ -163,14 +171,16 @@ class _Binding:
                     entry = self._table.catalog.providers[provider]
                     slot = await self._owner.acquire(provider, entry, base_url)
                     self._held.append(slot)
-                    adapters[provider] = slot.adapter
+                    adapters[provider] = (slot.adapter, base_url)
         except BaseException:
             await self._release_all()
             raise
         if not adapters:
             return route
         candidates = tuple(
-            replace(c, adapter=adapters[c.provider]) if c.provider in adapters else c
+            replace(c, adapter=adapters[c.provider][0], upstream=adapters[c.provider][1])
+            if c.provider in adapters
+            else c
             for c in route.candidates
         )
         return replace(route, candidates=candidates)
