@@ -110,7 +110,7 @@ async def one_call(stub: router_pb2_grpc.RouterStub, n: int, *, stream: bool) ->
             kind = event.WhichOneof("event")
             if kind == "error":
                 return f"error event: {event.error.code}"
-            chunks += kind == "chunk"
+            chunks += len(event.chunks.chunks) if kind == "chunks" else kind == "chunk"
             usage = usage or kind == "usage"
         return "ok" if chunks and usage else f"{chunks} chunks, usage {usage}"
     except grpc.aio.AioRpcError as exc:

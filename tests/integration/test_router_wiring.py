@@ -126,11 +126,12 @@ def test_generation_context_is_the_ledger_and_the_managed_key_reaches_the_provid
 
     if stream:
         kinds = [event.WhichOneof("event") for event in replies]
-        assert kinds[0] == "route" and kinds[-2:] == ["chunk", "usage"]
-        context_chunk = _exact(replies[-2].chunk)
+        assert kinds[0] == "route" and kinds[-2:] == ["chunks", "usage"]
+        chunks = [c for e in replies if e.WhichOneof("event") == "chunks" for c in e.chunks.chunks]
+        context_chunk = _exact(chunks[-1])
         assert context_chunk["object"] == "chat.completion.chunk"
         assert context_chunk["choices"] == []
-        assert all(b"generation_context" not in e.chunk for e in replies[:-2])
+        assert all(b"generation_context" not in c for c in chunks[:-1])
         context = context_chunk["generation_context"]
     else:
         context = _exact(replies[0].body)["generation_context"]

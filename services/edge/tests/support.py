@@ -75,7 +75,13 @@ def route_event(provider: str = "fake", deployment: str = "fake/mock") -> router
 
 
 def chunk_event(data: bytes) -> router_pb2.StreamEvent:
+    """One chunk on its own, as routers sent them before ``ChunkBatch`` (still accepted)."""
     return router_pb2.StreamEvent(chunk=data)
+
+
+def batch_event(*chunks: bytes) -> router_pb2.StreamEvent:
+    """Chunks the router had ready together, in one message (what routers send now)."""
+    return router_pb2.StreamEvent(chunks=router_pb2.ChunkBatch(chunks=chunks))
 
 
 def usage_event() -> router_pb2.StreamEvent:

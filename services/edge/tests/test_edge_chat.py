@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import orjson
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import (
@@ -12,7 +14,7 @@ from gateway_common.errors import (
     RateLimited,
 )
 
-from .support import Edge, RouterServer, auth, chunk_event, route_event, usage_event
+from .support import Edge, RouterServer, auth, batch_event, chunk_event, route_event, usage_event
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -98,6 +100,29 @@ async def test_sse_framing_ends_with_done(edge: Edge, router: RouterServer) -> N
         b'data: {"id":"c","choices":[{"delta":{"content":"b"}}]}\n\n'
         b"data: [DONE]\n\n"
     )
+
+
+async def test_a_batch_of_chunks_goes_out_as_one_send(edge: Edge, router: RouterServer) -> None:
+    chunks = [b'{"id":"c","choices":[{"delta":{"content":"%d"}}]}' % n for n in range(3)]
+    router.servicer.stream_events = [route_event(), batch_event(*chunks), usage_event()]
+    bodies: list[bytes] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                bodies.append(message["body"])
+            await send(message)
+
+        await edge.app(scope, receive, record)
+
+    body = orjson.dumps(
+        {"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": True}
+    )
+    transport = httpx.ASGITransport(app=recording)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+        resp = await client.post("/v1/chat/completions", content=body, headers=auth())
+    assert resp.status_code == 200
+    assert bodies == [b"".join(b"data: " + c + b"\n\n" for c in chunks), b"data: [DONE]\n\n"]
 
 
 async def test_sse_in_band_error_has_no_done(edge: Edge, router: RouterServer) -> None:

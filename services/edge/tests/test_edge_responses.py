@@ -27,7 +27,7 @@ from gateway_common.errors import ServiceUnavailable
 from gateway_common.grpc import add_health, set_serving
 from gateway_common.testing import health_reply, service_process, wait_for
 
-from .support import Edge, RouterServer, ScriptedRouter, auth, chunk_event, route_event, usage_event
+from .support import Edge, RouterServer, ScriptedRouter, auth, batch_event, route_event, usage_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -157,6 +157,31 @@ async def test_without_sessions_chains_and_storage_are_503_never_500(
     assert orjson.loads(router.servicer.calls[-1][0].body)["input"] == "Hi"
 
 
+async def test_a_stream_that_cannot_be_stored_ends_in_band_after_the_events_before(
+    edge: Edge, router: RouterServer
+) -> None:
+    # Sessions is not running yet (as above): storing response.completed fails mid-batch.
+    response = _response({"model": "mock-reasoning"}, "Hello")
+    events = [
+        {"type": "response.created", "sequence_number": 0, "response": {**response, "output": []}},
+        {"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hello"},
+        {"type": "response.completed", "sequence_number": 2, "response": response},
+    ]
+    router.servicer.stream_events = [
+        route_event(),
+        batch_event(*(orjson.dumps(e) for e in events)),
+        usage_event(),
+    ]
+    resp = await _create(edge, input="Hi", stream=True)
+    assert resp.status_code == 200
+    frames = resp.content.decode().split("\n\n")
+    assert frames[:2] == [
+        f"event: {e['type']}\ndata: {orjson.dumps(e).decode()}" for e in events[:2]
+    ]
+    assert orjson.loads(frames[2].removeprefix("data: "))["error"]["type"] == "api_error"
+    assert frames[3:] == [""]
+
+
 async def test_a_silent_responder_times_out_as_503(nats_url: str) -> None:
     """A sessions replica stuck on its database: the request ends at the deadline."""
     nc = await nats.connect(nats_url)
@@ -232,9 +257,9 @@ async def test_a_stream_is_framed_as_events_and_stored_before_it_completes(
         {"type": "response.output_text.delta", "sequence_number": 1, "delta": "Hello"},
         {"type": "response.completed", "sequence_number": 2, "response": response},
     ]
-    router.servicer.stream_events = [
+    router.servicer.stream_events = [  # one batch: the shaper still frames event by event
         route_event(),
-        *(chunk_event(orjson.dumps(e)) for e in events),
+        batch_event(*(orjson.dumps(e) for e in events)),
         usage_event(),
     ]
     async with edge.client.stream(

@@ -15,7 +15,15 @@ from gateway_common.errors import (
 )
 from gateway_common.grpc import channel_options
 
-from .support import RouterServer, chunk_event, eventually, free_port, route_event
+from .support import (
+    RouterServer,
+    batch_event,
+    chunk_event,
+    eventually,
+    free_port,
+    route_event,
+    usage_event,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -64,10 +72,23 @@ async def test_closing_the_stream_cancels_the_call(router: RouterServer) -> None
         client = RouterClient(ch, timeout_s=30)
         events = client.stream(CHAT, "m", b"{}", CTX)
         assert (await anext(events)).WhichOneof("event") == "route"
-        assert (await anext(events)).chunk == b"{}"
+        assert list((await anext(events)).chunks.chunks) == [b"{}"]
         await events.aclose()
 
         async def cancelled() -> bool:
             return router.servicer.cancelled.is_set()
 
         await eventually(cancelled)
+
+
+async def test_chunks_come_as_batches_whichever_router_sent_them(router: RouterServer) -> None:
+    router.servicer.stream_events = [
+        route_event(),
+        batch_event(b'{"n":1}', b'{"n":2}'),
+        chunk_event(b'{"n":3}'),  # an older router: one chunk per message
+        usage_event(),
+    ]
+    async with grpc.aio.insecure_channel(router.addr) as ch:
+        events = [e async for e in RouterClient(ch, timeout_s=5).stream(CHAT, "m", b"{}", CTX)]
+    assert [e.WhichOneof("event") for e in events] == ["route", "chunks", "chunks", "usage"]
+    assert [list(e.chunks.chunks) for e in events[1:3]] == [[b'{"n":1}', b'{"n":2}'], [b'{"n":3}']]

@@ -244,7 +244,14 @@ def _ledger_items(harness: Harness, event: UsageRecorded) -> list[dict[str, Any]
 
 
 async def _stream(harness: Harness, request: router_pb2.CompleteRequest) -> list[Any]:
-    return [e async for e in harness.stub.StreamComplete(request, timeout=5)]
+    """The call's events, each batch of chunks spread out as one ``chunk`` event per chunk."""
+    events: list[router_pb2.StreamEvent] = []
+    async for event in harness.stub.StreamComplete(request, timeout=5):
+        if event.WhichOneof("event") == "chunks":
+            events.extend(router_pb2.StreamEvent(chunk=c) for c in event.chunks.chunks)
+        else:
+            events.append(event)
+    return events
 
 
 # -- managed credentials -------------------------------------------------------------------

@@ -3,12 +3,17 @@
 Provider ``primary`` answers 500 to everything; ``backup`` answers from the
 recorded OpenAI fixtures (a user message "break" makes its stream fail after
 one chunk). Usage goes to an in-memory recorder with the ``UsageSink`` shape.
+The stream tests at the end script the upstream body read by read
+(``Upstream``) to see how chunks are batched into messages and how a stream
+ends early.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,15 +162,21 @@ async def test_embeddings(harness: Harness) -> None:
     assert (payer.request_id, payer.byok, operation) == ("req-md", True, "embeddings")
 
 
+def _chunks(messages: Sequence[router_pb2.StreamEvent]) -> list[bytes]:
+    """Every chunk the messages carry, in order."""
+    return [c for m in messages if m.WhichOneof("event") == "chunks" for c in m.chunks.chunks]
+
+
 @pytest.mark.timeout(10)
 async def test_stream_fails_over_then_streams(harness: Harness) -> None:
     events = [
         e async for e in harness.stub.StreamComplete(_request("chat-model", stream=True), timeout=5)
     ]
     kinds = [e.WhichOneof("event") for e in events]
-    assert kinds == ["route"] + ["chunk"] * 5 + ["usage"]
+    assert kinds == ["route", "chunks", "usage"]
     assert (events[0].route.provider, events[0].route.attempts) == ("backup", 2)
-    chunks = [orjson.loads(e.chunk) for e in events[1:-1]]
+    chunks = [orjson.loads(c) for c in _chunks(events)]
+    assert len(chunks) == 5
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hello there!"
     assert events[-1].usage.total_tokens == 22
     [(_, _, route, usage, status)] = harness.recorder.calls
@@ -176,7 +187,7 @@ async def test_stream_fails_over_then_streams(harness: Harness) -> None:
 async def test_stream_forwards_the_usage_chunk_when_asked(harness: Harness) -> None:
     request = _request("chat-model", stream=True, stream_options={"include_usage": True})
     events = [e async for e in harness.stub.StreamComplete(request, timeout=5)]
-    last_chunk = orjson.loads(events[-2].chunk)
+    last_chunk = orjson.loads(_chunks(events)[-1])
     assert last_chunk["choices"] == [] and last_chunk["usage"]["total_tokens"] == 22
 
 
@@ -184,7 +195,9 @@ async def test_stream_forwards_the_usage_chunk_when_asked(harness: Harness) -> N
 async def test_stream_error_after_the_first_chunk_is_in_band(harness: Harness) -> None:
     request = _request("chat-model", stream=True, messages=[{"role": "user", "content": "break"}])
     events = [e async for e in harness.stub.StreamComplete(request, timeout=5)]
-    assert [e.WhichOneof("event") for e in events] == ["route", "chunk", "chunk", "error"]
+    # The error follows the chunks read before it, as a message of its own.
+    assert [e.WhichOneof("event") for e in events] == ["route", "chunks", "error"]
+    assert len(_chunks(events)) == 2
     assert events[-1].error.code == "provider_unavailable"
     [(_, _, _, usage, status)] = harness.recorder.calls
     assert (usage, status) == (None, "error")
@@ -252,23 +265,48 @@ async def test_list_models(harness: Harness) -> None:
     assert models["embed-model"].output_price_per_token == "0"
 
 
-@pytest.mark.timeout(10)
-async def test_cancelled_stream_closes_upstream_and_publishes_nothing(
-    catalog_file: Path, metrics: RouterMetrics
-) -> None:
-    closed = asyncio.Event()
-    sent_first = asyncio.Event()
+# -- batching and ending early, with the upstream body scripted read by read -----------------
 
-    class Endless(httpx.AsyncByteStream):
-        async def __aiter__(self) -> AsyncIterator[bytes]:
-            yield b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
-            sent_first.set()
-            await asyncio.Event().wait()  # the provider never finishes
+#: A recorded stream: five chunks, a usage chunk, ``[DONE]`` (each event ends with a blank line).
+STREAM = (FIXTURES / "stream_plain.sse").read_bytes()
+EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
 
-        async def aclose(self) -> None:
-            closed.set()
 
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Endless()))
+@dataclass
+class Upstream(httpx.AsyncByteStream):
+    """A provider's response body, delivered as ``reads`` (one network read each).
+
+    The first read comes at once, each later one once ``release`` is set; with
+    ``endless`` set, the body then goes on with that event, read after read, until closed.
+    ``reads_done`` counts reads handed out; ``closed`` is set when the router closes it.
+    """
+
+    reads: Sequence[bytes] = (STREAM,)
+    endless: bytes = b""
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    reads_done: int = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for n, data in enumerate(self.reads):
+            if n:
+                await self.release.wait()
+            self.reads_done += 1
+            yield data
+        while self.endless:
+            self.reads_done += 1
+            yield self.endless
+
+    async def aclose(self) -> None:
+        self.closed.set()
+
+
+@contextlib.asynccontextmanager
+async def _router_over(
+    upstream: Upstream, catalog_file: Path, metrics: RouterMetrics
+) -> AsyncIterator[tuple[router_pb2_grpc.RouterStub, Recorder]]:
+    """A real grpc.aio server whose every provider answers ``upstream``, and a client stub."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=upstream))
     live = LiveCatalog(
         catalog_file,
         lambda catalog, *, reuse: build_adapters(catalog, {}, reuse=reuse, transport=transport),
@@ -283,17 +321,98 @@ async def test_cancelled_stream_closes_upstream_and_publishes_nothing(
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = router_pb2_grpc.RouterStub(channel).StreamComplete(
-                _request("chat-model", stream=True), timeout=5
-            )
-            assert (await call.read()).WhichOneof("event") == "route"
-            assert (await call.read()).WhichOneof("event") == "chunk"
-            await sent_first.wait()
-            call.cancel()
-            await asyncio.wait_for(closed.wait(), 5)
-            await asyncio.wait_for(recorder.recorded.wait(), 5)
-        assert [c[4] for c in recorder.calls] == ["cancelled"]
-        assert recorder.calls[0][3] is None
+            yield router_pb2_grpc.RouterStub(channel), recorder
     finally:
         await server.stop(grace=None)
         await live.aclose()
+
+
+async def _settled(count: Callable[[], int], *, within: float = 10.0) -> int:
+    """``count()`` once it has not changed for 0.3 s; fails if it keeps changing for ``within``."""
+    deadline = time.monotonic() + within
+    last, since = count(), time.monotonic()
+    while time.monotonic() - since < 0.3:
+        assert time.monotonic() < deadline, f"still changing after {within} s: {count()}"
+        await asyncio.sleep(0.05)
+        if (now := count()) != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+@pytest.mark.timeout(10)
+async def test_what_one_upstream_read_brings_is_one_message(
+    catalog_file: Path, metrics: RouterMetrics
+) -> None:
+    async with _router_over(Upstream(), catalog_file, metrics) as (stub, _):
+        messages = [m async for m in stub.StreamComplete(_request("chat-model", stream=True))]
+    assert [m.WhichOneof("event") for m in messages] == ["route", "chunks", "usage"]
+    assert [orjson.loads(c)["choices"][0]["delta"].get("content") for c in _chunks(messages)] == [
+        "",
+        "Hello",
+        " there",
+        "!",
+        None,
+    ]
+
+
+@pytest.mark.timeout(10)
+async def test_chunks_of_separate_reads_are_not_held_back(
+    catalog_file: Path, metrics: RouterMetrics
+) -> None:
+    third = STREAM.index(b"data: ", STREAM.index(b'" there"'))  # after " there"
+    upstream = Upstream(reads=(STREAM[:third], STREAM[third:]))
+    async with _router_over(upstream, catalog_file, metrics) as (stub, _):
+        call = stub.StreamComplete(_request("chat-model", stream=True), timeout=5)
+        assert (await asyncio.wait_for(call.read(), 5)).WhichOneof("event") == "route"
+        first = await asyncio.wait_for(call.read(), 5)
+        # The first read's chunks arrived while the upstream had not sent the second read.
+        assert (first.WhichOneof("event"), upstream.reads_done) == ("chunks", 1)
+        assert [orjson.loads(c)["choices"][0]["delta"]["content"] for c in _chunks([first])] == [
+            "",
+            "Hello",
+            " there",
+        ]
+        upstream.release.set()
+        rest = []
+        while (message := await asyncio.wait_for(call.read(), 5)) is not grpc.aio.EOF:
+            rest.append(message)
+    assert [m.WhichOneof("event") for m in rest] == ["chunks", "usage"]
+    assert len(_chunks(rest)) == 2
+
+
+@pytest.mark.timeout(10)
+async def test_cancelled_stream_closes_upstream_and_publishes_nothing(
+    catalog_file: Path, metrics: RouterMetrics
+) -> None:
+    upstream = Upstream(reads=(EVENT, EVENT))  # the second read never comes
+    async with _router_over(upstream, catalog_file, metrics) as (stub, recorder):
+        call = stub.StreamComplete(_request("chat-model", stream=True), timeout=5)
+        assert (await call.read()).WhichOneof("event") == "route"
+        assert (await call.read()).WhichOneof("event") == "chunks"
+        call.cancel()
+        await asyncio.wait_for(upstream.closed.wait(), 5)
+        await asyncio.wait_for(recorder.recorded.wait(), 5)
+    assert [c[4] for c in recorder.calls] == ["cancelled"]
+    assert recorder.calls[0][3] is None
+    assert upstream.reads_done == 1
+
+
+@pytest.mark.timeout(20)
+async def test_a_client_that_stops_reading_stops_the_upstream_reads(
+    catalog_file: Path, metrics: RouterMetrics
+) -> None:
+    big = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"a" * 2000 + b'"}}]}\n\n'
+    upstream = Upstream(reads=(EVENT,), endless=big)
+    upstream.release.set()
+    async with _router_over(upstream, catalog_file, metrics) as (stub, recorder):
+        call = stub.StreamComplete(_request("chat-model", stream=True), timeout=15)
+        assert (await call.read()).WhichOneof("event") == "route"
+        # Nothing more is read: gRPC's flow control (its windows hold some megabytes) holds
+        # the servicer's writes, the bounded queue fills, and the router stops reading the
+        # provider. Unbounded, the pump would never wait and this would not return.
+        await _settled(lambda: upstream.reads_done)
+        assert not upstream.closed.is_set()
+        call.cancel()
+        await asyncio.wait_for(upstream.closed.wait(), 5)
+        await asyncio.wait_for(recorder.recorded.wait(), 5)
+    assert [c[4] for c in recorder.calls] == ["cancelled"]

@@ -10,7 +10,10 @@ Every call carries ``x-request-id`` metadata and the edge's request deadline
 
 ``stream`` is an async generator: closing it (``aclose``, or cancellation of
 the task iterating it) cancels the gRPC call, which the router sees as
-``CancelledError`` and turns into closing the provider stream.
+``CancelledError`` and turns into closing the provider stream. Its chunks come
+as ``chunks`` events, each a ``ChunkBatch`` of the chunks the router had ready
+together; a ``chunk`` event (one chunk, what older routers send) is handed on
+as a batch of one, so callers see one shape.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ class CallContext:
     ``credentials`` are the project's managed keys, opened for this call only,
     each with its custom base URL if any: same rule (``CompleteRequest.credentials``).
     ``budget_lease_id`` is the budget lease the call was admitted under ("" when
-    none applies); the router copies it onto the call's usage event.
+    none applies); the router copies it onto the call's usage event. ``endpoint``
+    is the Gateway API endpoint (slug) the call came through, "" for ``/v1``; it
+    also lands on the usage event (usage by endpoint).
     """
 
     request_id: str
@@ -63,6 +68,7 @@ class CallContext:
     credentials: tuple[ManagedCredential, ...] = field(default=(), repr=False)
     include_generation_context: bool = True
     budget_lease_id: str = ""
+    endpoint: str = ""
 
 
 class Completion(NamedTuple):
@@ -114,6 +120,7 @@ class RouterClient:
             ],
             include_generation_context=ctx.include_generation_context,
             budget_lease_id=ctx.budget_lease_id,
+            endpoint=ctx.endpoint,
         )
 
     async def complete(
@@ -133,7 +140,8 @@ class RouterClient:
     async def stream(
         self, op: router_pb2.Operation.ValueType, model: str, body: bytes, ctx: CallContext
     ) -> AsyncGenerator[router_pb2.StreamEvent, None]:
-        """The call's events in order; raises ``GatewayError`` if the call fails.
+        """The call's events in order, chunks as ``chunks`` batches; raises ``GatewayError``
+        if the call fails.
 
         Close the generator when done with it: that cancels the call if it is
         still running.
@@ -145,6 +153,10 @@ class RouterClient:
         )
         try:
             async for event in call:
+                if event.WhichOneof("event") == "chunk":  # an older router: one per message
+                    event = router_pb2.StreamEvent(
+                        chunks=router_pb2.ChunkBatch(chunks=[event.chunk])
+                    )
                 yield event
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc) from exc

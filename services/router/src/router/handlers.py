@@ -2,16 +2,30 @@
 
 Every ``GatewayError`` that ends a call becomes a gRPC status with the
 ``ErrorDetail`` in the binary trailer ``x-error-detail-bin`` (the edge reads
-it with ``gateway_common.errors.from_detail``). ``StreamComplete`` writes with
-``context.write`` rather than yielding, so a cancelled call always unwinds
-through our code and closes the provider stream at once.
+it with ``gateway_common.errors.from_detail``).
+
+``StreamComplete`` sends what is ready together as one message. The service's
+event generator runs in a pump task that feeds a bounded queue; the servicer
+waits for one event, takes every event already queued with it (in practice
+what one read from the provider produced), and writes each run of consecutive
+chunks as one ``ChunkBatch`` (at most ``_BATCH_BYTES`` each); route, usage and
+error events stay messages of their own, in order. The queue holds at most
+``_QUEUE_EVENTS``, so a slow client stops the pump, and the pump stops reading
+the provider. The servicer writes with ``context.write`` rather than yielding,
+so a cancelled call always unwinds through our code: it cancels the pump, which
+closes the generator and so the provider stream, and waits for that. An
+exception the generator raises reaches the servicer after the events before
+it, and a ``GatewayError`` aborts the call with the trailer as above.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NoReturn
 
@@ -36,6 +50,10 @@ log = logging.getLogger(__name__)
 
 #: Binary trailer that carries the serialized ``ErrorDetail``.
 ERROR_DETAIL_KEY = "x-error-detail-bin"
+#: Stream events the pump may queue ahead of the client (its backpressure bound).
+_QUEUE_EVENTS = 64
+#: A ``ChunkBatch`` is closed once it holds this many bytes (well under gRPC's 4 MiB limit).
+_BATCH_BYTES = 1 << 20
 
 _OPERATIONS: dict[int, Operation] = {
     router_pb2.OPERATION_CHAT_COMPLETIONS: "chat.completions",
@@ -68,13 +86,24 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def StreamComplete(
         self, request: router_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        queue: asyncio.Queue[StreamEvent | _End] = asyncio.Queue(_QUEUE_EVENTS)
+        pump: asyncio.Task[None] | None = None
         try:
             events = self._service.stream(decode(request), deadline=_deadline(context))
-            async with contextlib.aclosing(events):
-                async for event in events:
-                    await context.write(_event_pb(event))
+            pump = asyncio.create_task(_pump(events, queue))
+            end: _End | None = None
+            while end is None:
+                ready, end = await _ready(queue)
+                for message in _messages(ready):
+                    await context.write(message)
+            if end.error is not None:
+                raise end.error
         except GatewayError as err:
             await _abort(context, err)
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()  # the client went away or a write failed: close the stream
+                await asyncio.wait((pump,))
 
     async def ListModels(
         self, request: router_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
@@ -155,12 +184,78 @@ def _usage_pb(usage: Usage) -> types_pb2.Usage:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _End:
+    """The pump's last queue item: the stream ended, by raising ``error`` if it is set."""
+
+    error: Exception | asyncio.CancelledError | None = None
+
+
+async def _pump(
+    events: AsyncGenerator[StreamEvent, None], queue: asyncio.Queue[StreamEvent | _End]
+) -> None:
+    """Queue every event of ``events``, then an ``_End``; ``events`` is closed however it ends.
+
+    Runs as its own task; ``StreamComplete`` cancels it when the call ends early.
+    """
+    try:
+        async with contextlib.aclosing(events):
+            async for event in events:
+                await queue.put(event)
+    except (Exception, asyncio.CancelledError) as exc:
+        task = asyncio.current_task()
+        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+            raise  # cancelled by StreamComplete, which no longer reads the queue
+        # Handed over, so the servicer raises it after writing the events before it.
+        await queue.put(_End(exc))
+    else:
+        await queue.put(_End())
+
+
+def _chunk(event: StreamEvent) -> bytes | None:
+    """The chunk bytes ``event`` carries to the client, or None if it is not a chunk."""
+    if isinstance(event, bytes):
+        return event
+    if isinstance(event, GenerationContext):
+        return event.chunk
+    return None
+
+
+async def _ready(
+    queue: asyncio.Queue[StreamEvent | _End],
+) -> tuple[list[StreamEvent], _End | None]:
+    """The next event and every event queued behind it; the ``_End`` if it was among them."""
+    ready: list[StreamEvent] = []
+    item = await queue.get()
+    while not isinstance(item, _End):
+        ready.append(item)
+        if queue.empty():
+            return ready, None
+        item = queue.get_nowait()
+    return ready, item
+
+
+def _messages(events: Sequence[StreamEvent]) -> Iterator[router_pb2.StreamEvent]:
+    """``events`` as stream messages, in order: each run of consecutive chunks is one batch."""
+    batch: list[bytes] = []
+    size = 0
+    for event in events:
+        chunk = _chunk(event)
+        if batch and (chunk is None or size + len(chunk) > _BATCH_BYTES):
+            yield router_pb2.StreamEvent(chunks=router_pb2.ChunkBatch(chunks=batch))
+            batch, size = [], 0
+        if chunk is None:
+            yield _event_pb(event)
+        else:
+            batch.append(chunk)
+            size += len(chunk)
+    if batch:
+        yield router_pb2.StreamEvent(chunks=router_pb2.ChunkBatch(chunks=batch))
+
+
 def _event_pb(event: StreamEvent) -> router_pb2.StreamEvent:
+    """A stream event that is not a chunk as its message."""
     match event:
-        case bytes():
-            return router_pb2.StreamEvent(chunk=event)
-        case GenerationContext():
-            return router_pb2.StreamEvent(chunk=event.chunk)
         case RouteInfo():
             return router_pb2.StreamEvent(route=_route_pb(event))
         case Usage():

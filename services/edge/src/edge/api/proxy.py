@@ -4,14 +4,18 @@ A thin route (``routes/chat.py``, ``routes/embeddings.py``) authorizes, then
 calls ``Proxy.read`` with its request schema and ``Proxy.forward`` with the
 operation. The body sent to the router is the client's original bytes; the
 parsed model is used only to check the body and to read ``model``/``stream``.
+The Gateway API (``routes/gateway_api.py``) reads with ``read_body`` and
+forwards the chat request its endpoint builds, naming the endpoint.
 
 Streaming (``text/event-stream``): the first router event is awaited before
 any header is sent, so an error before the first token still gets its own
 status code. Then each chunk is framed ``data: <json>\\n\\n``; a good stream
 ends with ``data: [DONE]\\n\\n``; a failure after the first chunk is written
 as ``data: {"error": {...}}\\n\\n`` and the stream ends without ``[DONE]``.
-When the client goes away, the response task is cancelled and the
-``finally`` closes the router stream, which cancels the gRPC call.
+The router sends chunks in batches (what it had ready together, in practice
+one provider read); the frames of a batch go out as one body send. When the
+client goes away, the response task is cancelled and the ``finally`` closes
+the router stream, which cancels the gRPC call.
 
 A route may pass a ``Shaper`` to ``forward`` to rewrite what the client gets
 (the Responses API frames ``event:`` lines, ends without ``[DONE]`` and stores
@@ -48,7 +52,7 @@ usage the router reports, however the request ends (streams: in ``_sse``'s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import Protocol, TypeVar
 
 from fastapi import Request
@@ -96,6 +100,17 @@ def _error_frame(err: GatewayError) -> bytes:
     return b"data: " + body + b"\n\n"
 
 
+async def _shaped(shaper: Shaper, chunks: Iterable[bytes]) -> tuple[bytes, GatewayError | None]:
+    """The frames of ``chunks`` joined, and the ``frame`` failure that stopped them if any."""
+    frames: list[bytes] = []
+    try:
+        for chunk in chunks:
+            frames.append(await shaper.frame(chunk))
+    except GatewayError as err:
+        return b"".join(frames), err
+    return b"".join(frames), None
+
+
 def _provider_key(request: Request) -> str | None:
     """The caller's own provider key from ``X-Provider-Key``, or None; 400 if malformed.
 
@@ -118,9 +133,10 @@ class Shaper(Protocol):
     """Shapes one call's answer for its client; either method may raise ``GatewayError``.
 
     ``body`` gets a unary answer's body and returns what the client receives;
-    ``frame`` turns one stream chunk into its SSE frame; ``done`` is written
-    after a good stream (empty: nothing). A failure in ``body`` becomes the
-    error response, one in ``frame`` the in-band error frame that ends the stream.
+    ``frame`` turns one stream chunk into its SSE frame (chunks of a batch one
+    by one, in order); ``done`` is written after a good stream (empty: nothing).
+    A failure in ``body`` becomes the error response, one in ``frame`` the
+    in-band error frame that ends the stream, after the frames before it.
     """
 
     done: bytes
@@ -157,6 +173,21 @@ class Proxy:
         passthrough ``key``, ``UnknownKey`` (401) unless the body parses and its
         model is a passthrough model.
         """
+        raw = await self.read_body(request)
+        try:
+            parsed = schema.model_validate_json(raw)
+        except ValidationError as exc:
+            if key.provider_key is not None:
+                raise UnknownKey.of(key.provider_key) from None
+            raise validation_error(exc.errors(include_url=False)) from None
+        self._passthrough.confirm(key, parsed.model)
+        return raw, parsed
+
+    async def read_body(self, request: Request) -> bytes:
+        """The raw body, at most ``max_body_bytes`` (``PayloadTooLarge`` otherwise), unparsed.
+
+        For a route that builds the body it forwards (the Gateway API).
+        """
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_body:
             raise self._too_large()
@@ -167,15 +198,7 @@ class Proxy:
             if size > self._max_body:
                 raise self._too_large()
             parts.append(part)
-        raw = b"".join(parts)  # one part (the common case) is returned without a copy
-        try:
-            parsed = schema.model_validate_json(raw)
-        except ValidationError as exc:
-            if key.provider_key is not None:
-                raise UnknownKey.of(key.provider_key) from None
-            raise validation_error(exc.errors(include_url=False)) from None
-        self._passthrough.confirm(key, parsed.model)
-        return raw, parsed
+        return b"".join(parts)  # one part (the common case) is returned without a copy
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -195,11 +218,13 @@ class Proxy:
         shaper: Shaper | None = None,
         max_output_tokens: int | None = None,
         choices: int = 1,
+        endpoint: str = "",
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
 
         ``max_output_tokens`` (the request's completion cap per choice, None when
         unset) and ``choices`` (its ``n``) bound the worst case the budget reserves.
+        ``endpoint`` names the Gateway API endpoint the call came through ("": none).
         """
         started: float = request.state.started_at
         provider_key: str | None
@@ -221,6 +246,7 @@ class Proxy:
             credentials=options.credentials,
             include_generation_context=options.include_generation_context,
             budget_lease_id=ticket.lease_id,
+            endpoint=endpoint,
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:
@@ -285,11 +311,15 @@ class Proxy:
             event = pending if pending is not None else await anext(events, None)
             while event is not None:
                 kind = event.WhichOneof("event")
-                if kind == "chunk":
+                if kind == "chunks" and (chunks := event.chunks.chunks):  # (empty: nothing)
                     if shaper is None:
-                        yield b"data: " + event.chunk + b"\n\n"
+                        yield b"data: " + b"\n\ndata: ".join(chunks) + b"\n\n"
                     else:
-                        yield await shaper.frame(event.chunk)
+                        frames, failure = await _shaped(shaper, chunks)
+                        if failure is not None:
+                            yield frames + _error_frame(failure)
+                            return
+                        yield frames
                 elif kind == "usage":
                     ticket.record(event.usage)
                 elif kind == "error":

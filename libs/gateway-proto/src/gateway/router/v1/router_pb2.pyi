@@ -82,16 +82,24 @@ class CompleteResponse(_message.Message):
     def __init__(self, body: _Optional[bytes] = ..., route: _Optional[_Union[RouteInfo, _Mapping]] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ...) -> None: ...
 
 class StreamEvent(_message.Message):
-    __slots__ = ("route", "chunk", "usage", "error")
+    __slots__ = ("route", "chunk", "usage", "error", "chunks")
     ROUTE_FIELD_NUMBER: _ClassVar[int]
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
     route: RouteInfo
     chunk: bytes
     usage: _types_pb2.Usage
     error: _types_pb2.ErrorDetail
-    def __init__(self, route: _Optional[_Union[RouteInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_types_pb2.ErrorDetail, _Mapping]] = ...) -> None: ...
+    chunks: ChunkBatch
+    def __init__(self, route: _Optional[_Union[RouteInfo, _Mapping]] = ..., chunk: _Optional[bytes] = ..., usage: _Optional[_Union[_types_pb2.Usage, _Mapping]] = ..., error: _Optional[_Union[_types_pb2.ErrorDetail, _Mapping]] = ..., chunks: _Optional[_Union[ChunkBatch, _Mapping]] = ...) -> None: ...
+
+class ChunkBatch(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, chunks: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -62,7 +62,7 @@ class RouterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamComplete(self, request, context):
-        """One streaming call: route info first, then chunks, then the final usage.
+        """One streaming call: route info first, then batches of chunks, then the final usage.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
