@@ -228,6 +228,13 @@ def test_a_key_of_project_b_never_reads_or_uses_project_a(stack: Stack, http: ht
         ("GET", f"/admin/projects/{a.id}/credentials"),
         ("POST", f"/admin/projects/{a.id}/credentials"),
         ("DELETE", f"/admin/projects/{a.id}/credentials/{a.credential['id']}"),
+        ("GET", f"/admin/projects/{a.id}/endpoints"),
+        ("POST", f"/admin/projects/{a.id}/endpoints"),
+        ("GET", f"/admin/projects/{a.id}/endpoints/any"),
+        ("PATCH", f"/admin/projects/{a.id}/endpoints/any"),
+        ("DELETE", f"/admin/projects/{a.id}/endpoints/any"),
+        ("POST", f"/api/{a.id}/any"),
+        ("POST", f"/api/{a.id}/chat/completions"),
     ]
     payload = {"name": "takeover", "scopes": ["admin"], "provider": "fake", "api_key": "sk-evil"}
     for method, path in a_paths:

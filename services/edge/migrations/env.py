@@ -9,6 +9,7 @@ _EDGE_TABLES = {
     models.Project.__tablename__,
     models.ApiKey.__tablename__,
     models.ProviderCredential.__tablename__,
+    models.Endpoint.__tablename__,
 }
 
 # SQLModel.metadata is shared by every service in the process; hand Alembic a

@@ -20,6 +20,7 @@ EDGE_TABLES = {
     models.Project.__tablename__,
     models.ApiKey.__tablename__,
     models.ProviderCredential.__tablename__,
+    models.Endpoint.__tablename__,
 }
 
 
@@ -41,7 +42,7 @@ def _check(url: str) -> None:
             assert {*EDGE_TABLES, "alembic_version_edge"} <= tables
             assert (
                 conn.execute(sa.text("SELECT version_num FROM alembic_version_edge")).scalar()
-                == "0002"
+                == "0003"
             )
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = [d for d in compare_metadata(ctx, _edge_metadata()) if d[0] != "remove_table"]

@@ -15,6 +15,8 @@ Request/reply (core NATS, with deadlines):
                         changed; edges reload that project's sealed credentials
     projects.changed.v1 broadcast {"project_id"}: a project was created, changed or
                         deleted; edges reload its settings (anything else: all projects)
+    endpoints.changed.v1  broadcast {"project_id"}: a project's Gateway API endpoints
+                        changed; edges reload that project's endpoints (anything else: all)
 
     sessions.responses.put.v1     store a Response (reply sent after the commit)
     sessions.responses.get.v1     one stored Response of a project
@@ -46,6 +48,7 @@ __all__ = [
     "BILLING_SPEND_GET",
     "BILLING_USAGE_QUERY",
     "CREDENTIALS_CHANGED",
+    "ENDPOINTS_CHANGED",
     "HEALTH_PREFIX",
     "KEYS_CHANGED",
     "PROJECTS_CHANGED",
@@ -91,6 +94,7 @@ HEALTH_PREFIX = "health"
 KEYS_CHANGED = "keys.changed.v1"
 CREDENTIALS_CHANGED = "credentials.changed.v1"
 PROJECTS_CHANGED = "projects.changed.v1"
+ENDPOINTS_CHANGED = "endpoints.changed.v1"
 
 
 def health_subject(service: str) -> str:

@@ -5,11 +5,12 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
     telemetry -> NATS connection -> DB engine -> key cache (loaded, then kept current
     by keys.changed.v1 and a periodic reload) -> project cache (settings and sealed
     credentials; kept current by credentials.changed.v1 / projects.changed.v1 and the
-    same periodic reload) -> the catalog's copy (``PriceBook``) -> budget gate (prices,
-    leases from billing; releases them on shutdown) and bearer passthrough (which
-    models take a provider key as the bearer) -> gRPC channel to the router ->
-    RouterClient + Proxy, SessionsClient (stored responses, over the same NATS
-    connection) -> ``app.state.edge``
+    same periodic reload) -> endpoint cache (the Gateway API's endpoints and project
+    types; endpoints.changed.v1 / projects.changed.v1, same reload) -> the catalog's
+    copy (``PriceBook``) -> budget gate (prices, leases from billing; releases them
+    on shutdown) and bearer passthrough (which models take a provider key as the
+    bearer) -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
+    (stored responses, over the same NATS connection) -> ``app.state.edge``
 
 Nothing runs at import. Request handling order: ``RequestContextMiddleware``
 (request id, metrics, last-resort 500) -> routing -> dependencies (auth,
@@ -41,6 +42,8 @@ from .budget import BudgetGate, BudgetPolicy
 from .budget_client import BillingClient
 from .config import EdgeSettings
 from .credentials import CredentialCipher
+from .endpoints import EndpointCache
+from .endpointsync import EndpointSync
 from .keysync import KeySync
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
@@ -109,6 +112,16 @@ async def _build_state(
         )
     )
 
+    endpoints = EndpointCache()
+    await stack.enter_async_context(
+        EndpointSync(
+            endpoints,
+            db.make_sessionmaker(engine),
+            nc,
+            interval_s=settings.key_refresh_interval_s,
+        )
+    )
+
     # Raises CatalogError when the catalog cannot be read: no prices, no admission.
     catalog = PriceBook(
         settings.catalog_path,
@@ -127,6 +140,8 @@ async def _build_state(
         engine=engine,
         keys=keys,
         projects=projects,
+        endpoints=endpoints,
+        catalog=catalog,
         router=router,
         sessions=SessionsClient(nc),
         budget=budget,

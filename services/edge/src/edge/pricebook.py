@@ -185,6 +185,10 @@ class PriceBook:
         )
         return Estimate(found.public, operation, amount)
 
+    def knows(self, model: str) -> bool:
+        """Whether the catalog resolves ``model`` (a name, alias or provider-prefixed name)."""
+        return self._current(model).resolve(model) is not None
+
     def passthrough_possible(self) -> bool:
         """Whether any provider of the catalog takes a caller's key as the bearer."""
         return bool(self._file.current().passthrough)

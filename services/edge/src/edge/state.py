@@ -14,8 +14,10 @@ from .api.proxy import Proxy
 from .auth import KeyCache
 from .budget import BudgetGate
 from .config import EdgeSettings
+from .endpoints import EndpointCache
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
+from .pricebook import PriceBook
 from .projects import ProjectCache
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
@@ -33,6 +35,8 @@ class EdgeState:
     engine: AsyncEngine
     keys: KeyCache
     projects: ProjectCache
+    endpoints: EndpointCache
+    catalog: PriceBook
     router: RouterClient
     budget: BudgetGate
     passthrough: Passthrough

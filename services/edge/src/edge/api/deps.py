@@ -11,6 +11,10 @@
     ChatCallDep        the caller of a routed call: as ChatKeyDep, or a pending
     EmbeddingsCallDep  bearer-passthrough principal (``edge.passthrough``) that
     ResponsesCallDep   ``Proxy.read`` confirms or refuses once it knows the model
+    ProjectChatKeyDep  KeyEntry of a valid key of the path's ``{project_id}`` (403
+                       "Token does not belong to this project." otherwise) with the
+                       ``chat`` scope: the Gateway API's caller (seed 001)
+    EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
     SessionsDep        SessionsClient (stored responses)
 
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
@@ -25,8 +29,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..auth import KeyEntry, Scope, UnknownKey, bearer_token, require_scope
+from gateway_common.errors import PermissionDenied
+
+from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
 from ..config import EdgeSettings
+from ..endpoints import EndpointCache
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
 from ..state import EdgeState
@@ -38,6 +45,8 @@ __all__ = [
     "ChatKeyDep",
     "EmbeddingsCallDep",
     "EmbeddingsKeyDep",
+    "EndpointsDep",
+    "ProjectChatKeyDep",
     "ProxyDep",
     "ResponsesCallDep",
     "ResponsesKeyDep",
@@ -73,6 +82,10 @@ async def get_proxy(state: StateDep) -> Proxy:
     return state.proxy
 
 
+async def get_endpoints(state: StateDep) -> EndpointCache:
+    return state.endpoints
+
+
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
     """The caller's key, from ``Authorization: Bearer``; raises ``Unauthenticated``."""
     return state.keys.authenticate(request.headers.get("authorization"))
@@ -94,6 +107,7 @@ SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
+EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]
 
@@ -123,3 +137,18 @@ class _RequireCallScope(_RequireScope):
 ChatCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("chat"))]
 EmbeddingsCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("embeddings"))]
 ResponsesCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("responses"))]
+
+
+async def authenticate_project_chat(project_id: str, key: ApiKeyDep) -> KeyEntry:
+    """The caller's key if it is one of ``project_id``'s and carries ``chat``.
+
+    Seed 001's order: 401 (no, unknown, revoked or expired key), then 403 for a
+    key of another project (before anything about the project is looked up),
+    then 403 for a missing scope.
+    """
+    if key.project_id != project_id:
+        raise PermissionDenied(WRONG_PROJECT, code="wrong_project")
+    return require_scope(key, "chat")
+
+
+ProjectChatKeyDep = Annotated[KeyEntry, Depends(authenticate_project_chat)]

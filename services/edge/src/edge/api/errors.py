@@ -1,6 +1,14 @@
-"""The one place where any failure becomes OpenAI's error object with the right status.
+"""The one place where any failure becomes an error body with the right status, in the shape of
+the API that was called.
 
-    {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+    /v1 (OpenAI)       {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
+    /api and /admin    {"ok": false, "error": "<message>", "code": "<code>"}  (seed 001)
+
+``OkShapedRoute`` is the route class of the ``/api`` and ``/admin`` routers: it
+answers everything raised while handling one of their routes, dependencies
+and body validation included, with ``ok_error_response``; unknown URLs and
+methods under those prefixes get the same shape from the 404/405 handler.
+Everything else takes OpenAI's shape.
 
 Sources and how they map:
 
@@ -9,6 +17,7 @@ Sources and how they map:
     Starlette HTTPException 404       404 "Unknown request URL: <METHOD> <path>. ..." code unknown_url
     Starlette HTTPException 405       405 invalid_request_error, code method_not_allowed
     other HTTPException               its status, type invalid_request_error
+                                      (the three above in seed 001's shape under /api/ and /admin/)
     anything else                     500 api_error with the request id (see ``internal_error``;
                                       caught by ``RequestContextMiddleware``, logged once)
 
@@ -18,24 +27,32 @@ body against ``gateway_common.openai``) into an ``InvalidRequest``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from gateway.common.v1 import types_pb2
 from gateway_common.errors import GatewayError, InvalidRequest
 
 __all__ = [
+    "OK_SHAPED_PREFIXES",
+    "OkShapedRoute",
     "error_bytes",
     "error_response",
     "install_error_handlers",
     "internal_error_bytes",
+    "ok_error_response",
     "validation_error",
 ]
+
+#: Path prefixes whose errors take seed 001's ``{ok: false, error, code}`` shape.
+OK_SHAPED_PREFIXES = ("/api/", "/admin/")
 
 # FastAPI prefixes locations with where the value came from; the client only knows field names.
 _SOURCES = {"body", "query", "path", "header", "cookie"}
@@ -63,20 +80,62 @@ def error_response(err: GatewayError, headers: dict[str, str] | None = None) -> 
         "code": err.code,
     }
     if err.attempts:
-        error["attempts"] = [
-            {
-                "provider": a.provider,
-                "deployment": a.deployment,
-                "status": a.http_status,
-                "code": a.code,
-                "message": a.message,
-            }
-            for a in err.attempts
-        ]
+        error["attempts"] = _attempts(err.attempts)
     body = orjson.dumps({"error": error})
     return Response(
         body, status_code=err.http_status, media_type="application/json", headers=headers
     )
+
+
+def _attempts(attempts: Sequence[types_pb2.AttemptError]) -> list[dict[str, Any]]:
+    return [
+        {
+            "provider": a.provider,
+            "deployment": a.deployment,
+            "status": a.http_status,
+            "code": a.code,
+            "message": a.message,
+        }
+        for a in attempts
+    ]
+
+
+def ok_error_response(err: GatewayError, *, status: int | None = None) -> Response:
+    """Seed 001's ``{"ok": false, "error", "code"}`` for ``err``, with ``err``'s status unless
+    ``status`` is given; after a failover gave up, also ``attempts`` (as on ``/v1``)."""
+    payload: dict[str, Any] = {"ok": False, "error": err.message, "code": err.code}
+    if err.attempts:
+        payload["attempts"] = _attempts(err.attempts)
+    return Response(
+        orjson.dumps(payload),
+        status_code=status or err.http_status,
+        media_type="application/json",
+    )
+
+
+class OkShapedRoute(APIRoute):
+    """An ``APIRoute`` whose failures, dependencies' included, answer in seed 001's shape.
+
+    A subclass may override ``error_response`` to choose other statuses.
+    """
+
+    @staticmethod
+    def error_response(err: GatewayError) -> Response:
+        return ok_error_response(err)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        shape = self.error_response
+
+        async def shaped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except GatewayError as err:
+                return shape(err)
+            except RequestValidationError as exc:
+                return shape(validation_error(exc.errors()))
+
+        return shaped
 
 
 def internal_error_bytes(request_id: str) -> bytes:
@@ -150,7 +209,10 @@ def _unknown_route(request: Request, exc: StarletteHTTPException) -> Response:
         code = "method_not_allowed"
     else:
         message, code = str(exc.detail), None
-    body = error_bytes(message=message, type="invalid_request_error", code=code)
+    if request.url.path.startswith(OK_SHAPED_PREFIXES):
+        body = orjson.dumps({"ok": False, "error": message, "code": code or "http_error"})
+    else:
+        body = error_bytes(message=message, type="invalid_request_error", code=code)
     return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
 
 

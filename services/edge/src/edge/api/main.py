@@ -1,22 +1,24 @@
 """``build_api_router``: every route of the edge, mounted once.
 
-Each route module owns its full path (OpenAI's are versioned under ``/v1``),
-so a matched route's ``path_format`` is the template metrics label by.
+Each route module owns its full path (OpenAI's are versioned under ``/v1``,
+seed 001's Gateway API is under ``/api``), so a matched route's ``path_format``
+is the template metrics label by.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import admin, chat, embeddings, health, models, responses
+from .routes import admin, chat, embeddings, gateway_api, health, models, responses
 
 __all__ = ["build_api_router"]
 
 
 def build_api_router() -> APIRouter:
-    """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``."""
+    """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``,
+    the Gateway API under ``/api``, the admin API under ``/admin``."""
     root = APIRouter()
-    for module in (health, chat, embeddings, models, responses):
+    for module in (health, chat, embeddings, models, responses, gateway_api):
         root.include_router(module.router)
     root.include_router(admin.router)
     return root

@@ -1,15 +1,21 @@
-"""Edge persistence: ``projects``, ``api_keys``, ``provider_credentials`` and their repositories.
+"""Edge persistence: ``projects``, ``api_keys``, ``provider_credentials``, ``endpoints`` and
+their repositories.
 
-``repo`` holds projects and keys; ``credentials_repo`` the sealed provider credentials.
+``repo`` holds projects and keys; ``credentials_repo`` the sealed provider credentials;
+``endpoints_repo`` the Gateway API endpoints.
 """
 
 from pathlib import Path
 
-from . import credentials_repo, repo
+from . import credentials_repo, endpoints_repo, repo
 from .models import (
     ApiKey,
     ApiKeyCreate,
     ApiKeyPublic,
+    Endpoint,
+    EndpointCreate,
+    EndpointPublic,
+    EndpointUpdate,
     Project,
     ProjectPublic,
     ProjectType,
@@ -21,12 +27,17 @@ __all__ = [
     "ApiKey",
     "ApiKeyCreate",
     "ApiKeyPublic",
+    "Endpoint",
+    "EndpointCreate",
+    "EndpointPublic",
+    "EndpointUpdate",
     "Project",
     "ProjectPublic",
     "ProjectType",
     "ProviderCredential",
     "ProviderCredentialPublic",
     "credentials_repo",
+    "endpoints_repo",
     "migrations_dir",
     "repo",
 ]

@@ -1,4 +1,5 @@
-"""Edge tables: ``projects``, ``api_keys``, ``provider_credentials`` (Base / Create / table / Public).
+"""Edge tables: ``projects``, ``api_keys``, ``provider_credentials``, ``endpoints``
+(Base / Create / table / Public).
 
 An API key is never stored: only ``key_hash``, the HMAC-SHA256 of the full
 key under ``GATEWAY_SECRET_KEY`` (hex), and ``prefix``, its first 12
@@ -7,24 +8,41 @@ AES-256-GCM (``edge.credentials``): ``ciphertext`` (nonce + ciphertext + tag)
 and the ``key_id`` of the key that sealed it, next to a ``fingerprint`` and
 the last four characters for display. ``Public`` models are what an API may
 show; they leave hashes and ciphertexts out.
+
+An endpoint is a project's named preset of the Gateway API (seed 001,
+``POST /api/{project}/{slug}``): a catalog model, an optional system prompt
+and generation parameters. ``EndpointCreate`` / ``EndpointUpdate`` check
+what can be checked without the catalog (slug shape, parameter names and
+types); the admin route checks the model against the catalog.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import model_validator
-from sqlalchemy import JSON, DateTime, LargeBinary, UniqueConstraint
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from sqlalchemy import JSON, DateTime, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from gateway_common.openai import ResponseFormat
+
 __all__ = [
+    "ENDPOINT_PARAMS",
     "PREFIX_LEN",
+    "SLUG_PATTERN",
     "ApiKey",
     "ApiKeyBase",
     "ApiKeyCreate",
     "ApiKeyPublic",
+    "Endpoint",
+    "EndpointBase",
+    "EndpointCreate",
+    "EndpointPublic",
+    "EndpointUpdate",
     "Project",
     "ProjectBase",
     "ProjectPublic",
@@ -167,5 +185,142 @@ class ProviderCredentialPublic(_UtcTimes):
     key_id: str
     fingerprint: str
     last4: str
+    created_at: datetime
+    updated_at: datetime
+
+
+#: An endpoint slug: lower-case letters, digits and '-', starting with a letter or digit.
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+_SLUG = re.compile(SLUG_PATTERN)
+
+
+class _Params(BaseModel):
+    """The generation parameters an endpoint may fix, typed as OpenAI types them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_completion_tokens: int | None = Field(default=None, gt=0)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    response_format: ResponseFormat | None = None
+    reasoning_effort: str | None = Field(default=None, min_length=1, max_length=50)
+
+
+#: The keys ``params`` may hold: generation parameters only (no model, messages, tools, n ...).
+ENDPOINT_PARAMS: tuple[str, ...] = tuple(_Params.model_fields)
+
+
+def _check_slug(value: str | None) -> str | None:
+    if value is not None and not _SLUG.fullmatch(value):
+        raise PydanticCustomError(
+            "slug_shape", "must be 1-64 lower-case letters, digits or '-', not starting with '-'"
+        )
+    return value
+
+
+def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``value`` with its null entries dropped; an unknown key or a wrong type names the key."""
+    if value is None:
+        return None
+    for key in value:
+        if key not in _Params.model_fields:
+            raise PydanticCustomError(
+                "unknown_param",
+                "'{key}' is not an endpoint parameter; allowed: {allowed}",
+                {"key": key, "allowed": ", ".join(ENDPOINT_PARAMS)},
+            )
+    try:
+        parsed = _Params.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise PydanticCustomError(
+            "param_value",
+            "'{key}': {msg}",
+            {"key": ".".join(str(p) for p in first["loc"]), "msg": first["msg"]},
+        ) from None
+    return parsed.model_dump(mode="json", exclude_none=True)
+
+
+class EndpointBase(SQLModel):
+    """What an operator chooses about an endpoint."""
+
+    slug: str = Field(max_length=64, description="Name in the URL, unique per project.")
+    description: str | None = Field(default=None, max_length=1000)
+    model: str = Field(max_length=200, description="Catalog model name or alias it calls.")
+    system_prompt: str | None = Field(
+        default=None, sa_type=Text, description="Sent as the first (system) message, if set."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        sa_type=JSON,
+        description="Generation parameters sent with every call (see ENDPOINT_PARAMS).",
+    )
+    streaming_enabled: bool = Field(
+        default=False, description='Whether a call\'s "stream": true is honoured.'
+    )
+    active: bool = Field(default=True, description="An inactive endpoint answers 404.")
+
+
+class EndpointCreate(EndpointBase):
+    """``POST /admin/projects/{id}/endpoints`` (and the input of ``endpoints_repo``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)  # type: ignore[assignment]
+
+    model: str = Field(min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+
+    _slug = field_validator("slug")(_check_slug)
+    _params = field_validator("params")(_check_params)
+
+
+class EndpointUpdate(SQLModel):
+    """``PATCH /admin/projects/{id}/endpoints/{slug}``: fields left out keep their value;
+    ``params`` is replaced whole; ``description`` / ``system_prompt`` null clear them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)  # type: ignore[assignment]
+
+    slug: str | None = Field(default=None, max_length=64)
+    description: str | None = Field(default=None, max_length=1000)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    system_prompt: str | None = Field(default=None, max_length=100_000)
+    params: dict[str, Any] | None = None
+    streaming_enabled: bool | None = None
+    active: bool | None = None
+
+    _slug = field_validator("slug")(_check_slug)
+    _params = field_validator("params")(_check_params)
+
+    @model_validator(mode="after")
+    def _not_null(self) -> EndpointUpdate:
+        for name in ("slug", "model", "params", "streaming_enabled", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise PydanticCustomError("not_null", "'{name}' cannot be null", {"name": name})
+        return self
+
+
+class Endpoint(EndpointBase, table=True):
+    """Row of ``endpoints``."""
+
+    __tablename__ = "endpoints"
+    __table_args__ = (UniqueConstraint("project_id", "slug", name="uq_endpoints_project_slug"),)
+
+    id: str = Field(default_factory=_uuid, primary_key=True, max_length=36)
+    project_id: str = Field(
+        foreign_key="projects.id", ondelete="CASCADE", index=True, max_length=36
+    )
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))
+
+
+class EndpointPublic(_UtcTimes, EndpointBase):
+    """An endpoint as APIs show it."""
+
+    id: str
+    project_id: str
     created_at: datetime
     updated_at: datetime

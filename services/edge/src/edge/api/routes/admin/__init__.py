@@ -1,5 +1,5 @@
-"""The admin API under ``/admin``: projects, their API keys and managed provider credentials,
-and (``billing``) their budgets, credits, spend and usage.
+"""The admin API under ``/admin``: projects, their API keys, managed provider credentials and
+Gateway API endpoints, and (``billing``) their budgets, credits, spend and usage.
 
 Who may call, the error shape and how key changes reach every edge: see ``base``.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import billing, credentials, keys, projects
+from . import billing, credentials, endpoints, keys, projects
 
 __all__ = ["router"]
 
@@ -16,4 +16,5 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 router.include_router(projects.router)
 router.include_router(keys.router)
 router.include_router(credentials.router)
+router.include_router(endpoints.router)
 router.include_router(billing.router)

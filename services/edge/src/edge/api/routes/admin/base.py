@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Depends, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from nats.errors import Error as NatsError
 from pydantic import BaseModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,6 +43,7 @@ from starlette.responses import Response
 from gateway_common import db, subjects
 from gateway_common.errors import GatewayError, NotFound, PermissionDenied
 
+from .... import endpointsync
 from ....auth import WRONG_PROJECT, bearer_token, require_scope
 from ....credentials import CredentialCipher
 from ....keysync import entry_for
@@ -52,7 +51,7 @@ from ....projectsync import refresh
 from ....state import EdgeState
 from ....store import ApiKey, Project, repo
 from ...deps import StateDep
-from ...errors import validation_error
+from ...errors import OkShapedRoute, ok_error_response
 
 __all__ = [
     "ERROR_RESPONSES",
@@ -69,6 +68,7 @@ __all__ = [
     "announce_project_deleted",
     "cipher",
     "load_project",
+    "publish",
 ]
 
 log = logging.getLogger(__name__)
@@ -98,25 +98,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def admin_error(err: GatewayError) -> Response:
     """The ``{ok: false, error, code}`` response for ``err``."""
-    body = orjson.dumps({"ok": False, "error": err.message, "code": err.code})
-    return Response(body, status_code=err.http_status, media_type="application/json")
+    return ok_error_response(err)
 
 
-class AdminRoute(APIRoute):
+class AdminRoute(OkShapedRoute):
     """An ``APIRoute`` whose failures, dependencies' included, answer in ``AdminErrorBody``."""
-
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-        handler = super().get_route_handler()
-
-        async def shaped(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except GatewayError as err:
-                return admin_error(err)
-            except RequestValidationError as exc:
-                return admin_error(validation_error(exc.errors()))
-
-        return shaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +193,10 @@ def cipher(state: EdgeState) -> CredentialCipher:
     )
 
 
-async def _publish(
+async def publish(
     state: EdgeState, payload: dict[str, str], subject: str = subjects.KEYS_CHANGED
 ) -> None:
+    """Tell every edge about a committed change (best effort: see the module docstring)."""
     try:
         await state.nats.publish(subject, orjson.dumps(payload))
         await state.nats.flush(timeout=_ANNOUNCE_TIMEOUT_S)
@@ -223,14 +210,14 @@ async def announce_key(state: EdgeState, key_id: str, row: ApiKey | None) -> Non
         state.keys.remove(key_id)
     else:
         state.keys.put(row.key_hash, entry_for(row))
-    await _publish(state, {"key_id": key_id})
+    await publish(state, {"key_id": key_id})
 
 
 async def announce_project_deleted(state: EdgeState, project_id: str, key_ids: list[str]) -> None:
     """Drop a deleted project's keys here, then make every edge reload all keys."""
     for key_id in key_ids:
         state.keys.remove(key_id)
-    await _publish(state, {"project_id": project_id})
+    await publish(state, {"project_id": project_id})
 
 
 async def announce_project(
@@ -241,7 +228,9 @@ async def announce_project(
     ``project_id`` None (a change across projects, e.g. rewrap): every edge reloads all.
     """
     if project_id is None:
-        await _publish(state, {}, subject)
+        await publish(state, {}, subject)
         return
     await refresh(state.projects, session, project_id)
-    await _publish(state, {"project_id": project_id}, subject)
+    if subject == subjects.PROJECTS_CHANGED:  # a project's type is part of the endpoint cache
+        await endpointsync.refresh(state.endpoints, session, project_id)
+    await publish(state, {"project_id": project_id}, subject)

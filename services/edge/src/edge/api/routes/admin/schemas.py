@@ -9,11 +9,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ....auth import Scope
-from ....store import ApiKeyPublic, ProjectPublic, ProjectType, ProviderCredentialPublic
+from ....store import (
+    ApiKeyPublic,
+    EndpointPublic,
+    ProjectPublic,
+    ProjectType,
+    ProviderCredentialPublic,
+)
 
 __all__ = [
     "CredentialCreate",
     "CredentialList",
+    "EndpointList",
     "KeyCreate",
     "KeyCreated",
     "KeyList",
@@ -127,3 +134,10 @@ class RewrapResult(BaseModel):
     rewrapped: int = Field(description="Credentials re-sealed under it.")
     unchanged: int = Field(description="Credentials already sealed under it.")
     unreadable: list[str] = Field(description="Ids no configured secret opens (left as they were).")
+
+
+class EndpointList(BaseModel):
+    """``GET /admin/projects/{id}/endpoints`` (bodies of create and update: ``store.EndpointCreate``,
+    ``store.EndpointUpdate``)."""
+
+    data: list[EndpointPublic]
