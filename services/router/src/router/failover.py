@@ -96,6 +96,8 @@ class RouteInfo:
     model: str
     provider_model: str
     upstream_ms: float
+    publish_ms: float = 0.0
+    """A unary call's usage publish and JetStream ack (``RouterService.complete``)."""
 
 
 class _Lease:

@@ -71,6 +71,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
     async def Complete(
         self, request: router_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> router_pb2.CompleteResponse:
+        started = time.perf_counter()
         try:
             completion, info = await self._service.complete(
                 decode(request), deadline=_deadline(context)
@@ -79,13 +80,14 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             await _abort(context, err)
         return router_pb2.CompleteResponse(
             body=completion.body,
-            route=_route_pb(info),
+            route=_route_pb(info, started),
             usage=_usage_pb(completion.usage) if completion.usage else None,
         )
 
     async def StreamComplete(
         self, request: router_pb2.CompleteRequest, context: grpc.aio.ServicerContext
     ) -> None:
+        started = time.perf_counter()
         queue: asyncio.Queue[StreamEvent | _End] = asyncio.Queue(_QUEUE_EVENTS)
         pump: asyncio.Task[None] | None = None
         try:
@@ -94,7 +96,7 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
             end: _End | None = None
             while end is None:
                 ready, end = await _ready(queue)
-                for message in _messages(ready):
+                for message in _messages(ready, started):
                     await context.write(message)
             if end.error is not None:
                 raise end.error
@@ -163,7 +165,8 @@ async def _abort(context: grpc.aio.ServicerContext, err: GatewayError) -> NoRetu
     raise AssertionError("unreachable: context.abort raises")
 
 
-def _route_pb(info: RouteInfo) -> router_pb2.RouteInfo:
+def _route_pb(info: RouteInfo, started: float) -> router_pb2.RouteInfo:
+    """``info`` as sent now, for a call that reached the servicer at ``started``."""
     return router_pb2.RouteInfo(
         provider=info.provider,
         deployment=info.deployment,
@@ -171,6 +174,8 @@ def _route_pb(info: RouteInfo) -> router_pb2.RouteInfo:
         model=info.model,
         provider_model=info.provider_model,
         upstream_ms=info.upstream_ms,
+        router_ms=(time.perf_counter() - started) * 1000,
+        publish_ms=info.publish_ms,
     )
 
 
@@ -235,8 +240,11 @@ async def _ready(
     return ready, item
 
 
-def _messages(events: Sequence[StreamEvent]) -> Iterator[router_pb2.StreamEvent]:
-    """``events`` as stream messages, in order: each run of consecutive chunks is one batch."""
+def _messages(events: Sequence[StreamEvent], started: float) -> Iterator[router_pb2.StreamEvent]:
+    """``events`` as stream messages, in order: each run of consecutive chunks is one batch.
+
+    ``started``: when the call reached the servicer (the route event's ``router_ms``).
+    """
     batch: list[bytes] = []
     size = 0
     for event in events:
@@ -245,7 +253,7 @@ def _messages(events: Sequence[StreamEvent]) -> Iterator[router_pb2.StreamEvent]
             yield router_pb2.StreamEvent(chunks=router_pb2.ChunkBatch(chunks=batch))
             batch, size = [], 0
         if chunk is None:
-            yield _event_pb(event)
+            yield _event_pb(event, started)
         else:
             batch.append(chunk)
             size += len(chunk)
@@ -253,11 +261,11 @@ def _messages(events: Sequence[StreamEvent]) -> Iterator[router_pb2.StreamEvent]
         yield router_pb2.StreamEvent(chunks=router_pb2.ChunkBatch(chunks=batch))
 
 
-def _event_pb(event: StreamEvent) -> router_pb2.StreamEvent:
+def _event_pb(event: StreamEvent, started: float) -> router_pb2.StreamEvent:
     """A stream event that is not a chunk as its message."""
     match event:
         case RouteInfo():
-            return router_pb2.StreamEvent(route=_route_pb(event))
+            return router_pb2.StreamEvent(route=_route_pb(event, started))
         case Usage():
             return router_pb2.StreamEvent(usage=_usage_pb(event))
         case GatewayError():

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -158,7 +159,9 @@ class RouterService:
             completion, info = await self._failover.call(
                 route, call.provider_request(), invoke, deadline=deadline, keys=call.keys(route)
             )
+        publishing = time.perf_counter()
         event = await self._usage.record(call.payer, call.operation, info, completion.usage)
+        info = replace(info, publish_ms=(time.perf_counter() - publishing) * 1000)
         if call.operation == "responses":
             completion = responses.to_completion(completion, call.body)
         if call.generation_context:

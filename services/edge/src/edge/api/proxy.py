@@ -24,7 +24,8 @@ out exactly as the router sent them.
 
 Both kinds of response carry ``x-switchyard-provider``, ``-deployment``,
 ``-attempts`` and ``-overhead-ms`` (time to the router's answer, or to the
-first stream event, minus the router's reported upstream time).
+first stream event, minus the router's reported upstream time), and a
+``Server-Timing`` header splitting that time by hop (``server_timing``).
 
 BYOK: an ``X-Provider-Key`` header is the caller's own provider key. It is
 checked for shape (one token of visible ASCII, at most ``MAX_PROVIDER_KEY``
@@ -78,7 +79,7 @@ from ..projects import CallOptions, ProjectCache
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 
-__all__ = ["Proxy", "Shaper"]
+__all__ = ["Proxy", "Shaper", "server_timing"]
 
 #: The body of a routed endpoint; each names its ``model``.
 M = TypeVar("M", ChatCompletionRequest, EmbeddingRequest, ResponsesRequest)
@@ -290,13 +291,15 @@ class Proxy:
     def _route_headers(
         self, route: router_pb2.RouteInfo, started: float, operation: str
     ) -> dict[str, str]:
-        overhead = time.perf_counter() - started - route.upstream_ms / 1000
-        self._metrics.observe_overhead(operation=operation, seconds=overhead)
+        total_ms = (time.perf_counter() - started) * 1000
+        overhead_ms = total_ms - route.upstream_ms
+        self._metrics.observe_overhead(operation=operation, seconds=overhead_ms / 1000)
         return {
             "x-switchyard-provider": route.provider,
             "x-switchyard-deployment": route.deployment,
             "x-switchyard-attempts": str(route.attempts),
-            "x-switchyard-overhead-ms": f"{max(overhead, 0.0) * 1000:.3f}",
+            "x-switchyard-overhead-ms": f"{max(overhead_ms, 0.0):.3f}",
+            "server-timing": server_timing(route, total_ms),
         }
 
     @staticmethod
@@ -335,3 +338,23 @@ class Proxy:
         finally:
             ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()
+
+
+def server_timing(route: router_pb2.RouteInfo, total_ms: float) -> str:
+    """The ``Server-Timing`` header: where the time to the answer (or to a stream's first
+    event) went, hop by hop, in milliseconds; the four parts add up to that time.
+
+    ``edge``: this process (ASGI, auth, checks, budget, gRPC client) and the gRPC round trip,
+    ``router``: the router's own work (routing, adapters, failover bookkeeping, pricing),
+    ``publish``: the usage event's publish and JetStream ack before a unary answer,
+    ``upstream``: waiting on the provider, failed attempts included.
+    """
+    if route.router_ms <= 0:  # a router that does not report its time
+        return f"upstream;dur={route.upstream_ms:.3f}"
+    router_own = route.router_ms - route.upstream_ms - route.publish_ms
+    return (
+        f"edge;dur={max(total_ms - route.router_ms, 0.0):.3f}, "
+        f"router;dur={max(router_own, 0.0):.3f}, "
+        f"publish;dur={route.publish_ms:.3f}, "
+        f"upstream;dur={route.upstream_ms:.3f}"
+    )

@@ -56,20 +56,24 @@ class ProviderCredential(_message.Message):
     def __init__(self, provider: _Optional[str] = ..., api_key: _Optional[str] = ..., base_url: _Optional[str] = ...) -> None: ...
 
 class RouteInfo(_message.Message):
-    __slots__ = ("provider", "deployment", "attempts", "model", "provider_model", "upstream_ms")
+    __slots__ = ("provider", "deployment", "attempts", "model", "provider_model", "upstream_ms", "router_ms", "publish_ms")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_MODEL_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_MS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_MS_FIELD_NUMBER: _ClassVar[int]
     provider: str
     deployment: str
     attempts: int
     model: str
     provider_model: str
     upstream_ms: float
-    def __init__(self, provider: _Optional[str] = ..., deployment: _Optional[str] = ..., attempts: _Optional[int] = ..., model: _Optional[str] = ..., provider_model: _Optional[str] = ..., upstream_ms: _Optional[float] = ...) -> None: ...
+    router_ms: float
+    publish_ms: float
+    def __init__(self, provider: _Optional[str] = ..., deployment: _Optional[str] = ..., attempts: _Optional[int] = ..., model: _Optional[str] = ..., provider_model: _Optional[str] = ..., upstream_ms: _Optional[float] = ..., router_ms: _Optional[float] = ..., publish_ms: _Optional[float] = ...) -> None: ...
 
 class CompleteResponse(_message.Message):
     __slots__ = ("body", "route", "usage")
