@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.bench.hops import Hops, parse_timing, render_hops
 from devtools.bench.layout import BenchLayout, render
 from devtools.bench.load import LoadError, Scenario, WrkResult, chat_body, parse_wrk_output, run_wrk
 from devtools.bench.procstats import TreeMonitor, TreeUsage, process_tree
@@ -173,3 +174,16 @@ def test_the_nginx_upstream_serves_both_bodies_under_wrk(tmp_path: Path) -> None
     assert result.requests > 100
     assert result.errors == 0
     assert not Path(f"/proc/{pid}").exists()
+
+
+def test_per_hop_timings_parse_the_header_and_render_what_is_left_over() -> None:
+    header = "edge;dur=0.800, router;dur=1.100, publish;dur=0.300, upstream;dur=0.500"
+    parts = parse_timing(header)
+    assert parts == {"edge": 0.8, "router": 1.1, "publish": 0.3, "upstream": 0.5}
+    hops = Hops(stream=False, requests=300, client_ms=3.5, direct_ms=0.2, parts=parts)
+    assert hops.rest_ms == pytest.approx(0.8)
+    (row,) = [line for line in render_hops([hops]) if line.startswith("| chat")]
+    assert (
+        row == "| chat c=1 (300 requests) | 3.50 | 0.20 | 3.30 | 0.80 | 1.10 | 0.30 | 0.50 | 0.80 |"
+    )
+    assert render_hops([]) == []

@@ -30,6 +30,7 @@ from types import FrameType
 
 from devtools.stack import StackError
 
+from .hops import Hops, probe_hops
 from .layout import REPO_ROOT, BenchLayout
 from .litellm import LiteLLM, ensure_litellm, litellm_version
 from .load import LoadError, Scenario, WrkResult, chat_body, run_wrk
@@ -77,6 +78,12 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--scenarios", type=_csv(("chat", "stream")), default=["chat", "stream"])
     parser.add_argument("--only", type=_csv(TARGETS), default=list(TARGETS), help="targets to run")
     parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--hop-requests",
+        type=int,
+        default=300,
+        help="sequential requests per scenario for the per-hop timings (300; 0: none)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy Switchyard under load")
     parser.add_argument(
         "--profile-services",
@@ -180,6 +187,7 @@ def _run(opts: argparse.Namespace) -> int:
     version: str | None = None
     ledger_line = ""
     profiles = ""
+    hops: list[Hops] = []
     with Nginx(layout) as nginx:
         if "direct" in opts.only:
             runner.measure(nginx)
@@ -202,6 +210,19 @@ def _run(opts: argparse.Namespace) -> int:
                 layout, upstream_url=nginx.base_url, api_key=runner.api_key
             ) as switchyard:
                 runner.measure(switchyard)
+                if opts.hop_requests > 0:
+                    _log.info("per-hop timings: %d sequential requests each", opts.hop_requests)
+                    hops = [
+                        probe_hops(
+                            switchyard,
+                            nginx,
+                            api_key=runner.api_key,
+                            stream=kind == "stream",
+                            requests=opts.hop_requests,
+                        )
+                        for kind in opts.scenarios
+                    ]
+                    runner.requests["switchyard"] += len(hops) * (opts.hop_requests + 20)
                 if opts.profile:
                     profiles = runner.profile(switchyard)
                 wait_idle(switchyard.process_roots(), max_s=_SETTLE_MAX_S)
@@ -217,7 +238,7 @@ def _run(opts: argparse.Namespace) -> int:
         f"--scenarios {','.join(opts.scenarios)} --only {','.join(opts.only)} "
         f"--litellm-workers {opts.litellm_workers}`; medians of {opts.rounds} round(s).{ledger_line}"
     )
-    report = render_report(runner.results, machine=machine, settings=settings)
+    report = render_report(runner.results, machine=machine, settings=settings, hops=hops)
     sys.stdout.write(report + "\n")
     if profiles:
         (layout.scratch("profiles") / "summary.txt").write_text(profiles + "\n")

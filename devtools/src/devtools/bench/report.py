@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .hops import Hops, render_hops
 from .load import Scenario, WrkResult
 from .procstats import TreeUsage
 
@@ -238,8 +239,11 @@ def _targets(results: Results) -> list[str]:
     return _table(["target (issue 7)", "measured", ""], rows)
 
 
-def render_report(results: Results, *, machine: Sequence[str], settings: str) -> str:
-    """The Markdown section: figures, ratios, targets, Switchyard's breakdown, the machine."""
+def render_report(
+    results: Results, *, machine: Sequence[str], settings: str, hops: Sequence[Hops] = ()
+) -> str:
+    """The Markdown section: figures, ratios, targets, per-hop timings, Switchyard's
+    breakdown per process, the machine."""
     lines = [f"Run: {settings}", "", *_results_table(results)]
     for title, body in (
         (
@@ -248,6 +252,11 @@ def render_report(results: Results, *, machine: Sequence[str], settings: str) ->
         ),
         ("Added p50 over direct at 1 connection, ms:", _added_latency(results)),
         ("Targets:", _targets(results)),
+        (
+            "Where Switchyard's added time goes at one connection (`Server-Timing` of each "
+            "answer; medians, ms; `devtools/bench/hops.py`):",
+            render_hops(hops),
+        ),
         (
             "Switchyard per process (CPU ms per request, medians; peak RSS; how long the trees stayed busy after the load stopped, i.e. billing catching up):",
             _breakdown(results),
