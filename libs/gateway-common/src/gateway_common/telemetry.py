@@ -1,8 +1,10 @@
 """Logging, tracing and the request-id context shared by every service.
 
 ``setup`` is called once by a service's ``main``: it configures structured
-logging and an OpenTelemetry tracer provider (exporting over OTLP when an
-endpoint is configured). ``request_id`` is a context variable that gRPC
+logging and, when an OTLP endpoint is configured, an OpenTelemetry tracer
+provider exporting to it. Without an endpoint no provider is installed, so
+spans are OpenTelemetry's no-op ones and cost nothing per request (FastAPI's
+HTTP spans are skipped altogether). ``request_id`` is a context variable that gRPC
 interceptors and HTTP middleware set, and that log records carry.
 """
 
@@ -29,8 +31,9 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def setup(*, service: str, log_level: str, otel_endpoint: str | None) -> TracerProvider:
-    """Configure logging and tracing for this process; returns the tracer provider."""
+def setup(*, service: str, log_level: str, otel_endpoint: str | None) -> TracerProvider | None:
+    """Configure logging and tracing for this process; returns the tracer provider installed
+    (``None``: no endpoint, no tracing)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_RequestIdFilter())
     handler.setFormatter(
@@ -46,15 +49,17 @@ def setup(*, service: str, log_level: str, otel_endpoint: str | None) -> TracerP
     if isinstance(current, TracerProvider):
         # The global provider can be set once per process; tests build several apps.
         return current
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
-    if otel_endpoint:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    if not otel_endpoint:
+        return None
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otel_endpoint)))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otel_endpoint)))
     trace.set_tracer_provider(provider)
     return provider
 
 
-def shutdown(provider: TracerProvider) -> None:
-    """Flush and stop trace export."""
-    provider.shutdown()
+def shutdown(provider: TracerProvider | None) -> None:
+    """Flush and stop trace export (nothing to do without a provider)."""
+    if provider is not None:
+        provider.shutdown()

@@ -181,7 +181,8 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        # HTTP spans only, on the tracer provider telemetry.setup installs; Prometheus
+        # HTTP spans only, on the tracer provider telemetry.setup installs (none without an
+        # OTLP endpoint: then FastAPI skips its tracing middleware work); Prometheus
         # covers metrics and the middleware logs errors, so FastAPI need not.
         telemetry={
             "metrics": False,
