@@ -283,7 +283,7 @@ def test_a_budget_refusal_is_422(stack: Stack, http: httpx.Client) -> None:
 
 def test_a_failed_failover_is_502_with_its_attempts(stack: Stack, http: httpx.Client) -> None:
     tenant = Tenant(http, stack)
-    tenant.endpoint("doomed", model="fo-all-down")
+    tenant.endpoint("doomed", model="fo-api-down")
     body = _assert_error(tenant.call("doomed", {"message": "hi"}), 502, "all_providers_failed")
     assert body["attempts"], body
     assert {a["provider"] for a in body["attempts"]} <= {"fo-503", "fo-reset"}
