@@ -17,7 +17,9 @@ that change is applied, never after it. A failed reload keeps serving the
 previous copy and is retried at the next wake-up.
 
 Subclasses say what a full and a targeted reload read (``reload``,
-``reload_ids``); this class owns the scheduling.
+``reload_ids``); this class owns the scheduling. ``ProjectTableSync`` is the
+common case of a copy with one view per project, built from the project's
+row and its rows of one table.
 """
 
 from __future__ import annotations
@@ -27,19 +29,27 @@ import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Generic, Protocol, Self, TypeVar
 
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-__all__ = ["TableSync"]
+from .store import Project, repo
+
+__all__ = ["ProjectCopy", "ProjectTableSync", "TableSync"]
 
 log = logging.getLogger(__name__)
+
+V = TypeVar("V")
+V_contra = TypeVar("V_contra", contravariant=True)
 
 
 class TableSync(ABC):
@@ -118,3 +128,79 @@ class TableSync(ABC):
         if self._nc.is_connected:
             for sub in self._subs:
                 await sub.unsubscribe()
+
+
+class ProjectCopy(Protocol[V_contra]):
+    """An in-memory copy with one view per project id."""
+
+    def replace(self, views: Mapping[str, V_contra]) -> None: ...
+
+    def put(self, project_id: str, view: V_contra) -> None: ...
+
+    def remove(self, project_id: str) -> None: ...
+
+
+class _ProjectRow(Protocol):
+    @property
+    def project_id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_ProjectRow)
+
+
+class ProjectTableSync(TableSync, Generic[R, V]):
+    """Keeps a ``ProjectCopy`` equal to ``projects`` and one table whose rows belong to a
+    project; ``{"project_id": ...}`` messages reload that project (two indexed queries).
+
+    Subclasses say which rows (``rows``) and how a project's view is built
+    (``view``). ``refresh`` re-reads one project into a copy: the admin routes
+    call it after a write, so their own edge is current at once.
+    """
+
+    id_field = "project_id"
+
+    def __init__(
+        self,
+        copy: ProjectCopy[V],
+        sessions: async_sessionmaker[AsyncSession],
+        nc: Client,
+        *,
+        interval_s: float,
+    ) -> None:
+        super().__init__(nc, interval_s=interval_s)
+        self._copy = copy
+        self._sessions = sessions
+
+    @staticmethod
+    @abstractmethod
+    async def rows(session: AsyncSession, project_id: str | None) -> Sequence[R]:
+        """The table's rows of ``project_id``, or of every project when it is ``None``."""
+
+    @staticmethod
+    @abstractmethod
+    def view(project: Project, rows: Sequence[R]) -> V:
+        """The copy's entry for ``project`` and its ``rows``."""
+
+    @classmethod
+    async def refresh(cls, copy: ProjectCopy[V], session: AsyncSession, project_id: str) -> None:
+        """Re-read one project into ``copy`` (dropped if the project is gone)."""
+        project = await repo.get_project(session=session, project_id=project_id)
+        if project is None:
+            copy.remove(project_id)
+            return
+        copy.put(project_id, cls.view(project, await cls.rows(session, project_id)))
+
+    async def reload(self) -> None:
+        async with self._sessions() as session:
+            projects = await repo.list_projects(session=session)
+            rows = await self.rows(session, None)
+        by_project: defaultdict[str, list[R]] = defaultdict(list)
+        for row in rows:
+            by_project[row.project_id].append(row)
+        self._copy.replace({p.id: self.view(p, by_project[p.id]) for p in projects})
+        log.debug("%s: %d projects, %d rows", self.name, len(projects), len(rows))
+
+    async def reload_ids(self, ids: set[str]) -> None:
+        async with self._sessions() as session:
+            for project_id in ids:
+                await self.refresh(self._copy, session, project_id)

@@ -43,11 +43,11 @@ from starlette.responses import Response
 from gateway_common import db, subjects
 from gateway_common.errors import GatewayError, NotFound, PermissionDenied
 
-from .... import endpointsync
 from ....auth import WRONG_PROJECT, bearer_token, require_scope
 from ....credentials import CredentialCipher
+from ....endpointsync import EndpointSync
 from ....keysync import entry_for
-from ....projectsync import refresh
+from ....projectsync import ProjectSync
 from ....state import EdgeState
 from ....store import ApiKey, Project, repo
 from ...deps import StateDep
@@ -230,7 +230,7 @@ async def announce_project(
     if project_id is None:
         await publish(state, {}, subject)
         return
-    await refresh(state.projects, session, project_id)
+    await ProjectSync.refresh(state.projects, session, project_id)
     if subject == subjects.PROJECTS_CHANGED:  # a project's type is part of the endpoint cache
-        await endpointsync.refresh(state.endpoints, session, project_id)
+        await EndpointSync.refresh(state.endpoints, session, project_id)
     await publish(state, {"project_id": project_id}, subject)

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from gateway_common import subjects
 from gateway_common.errors import InvalidRequest, NotFound
 
-from .... import endpointsync
+from ....endpointsync import EndpointSync
 from ....state import EdgeState
 from ....store import Endpoint, EndpointCreate, EndpointPublic, EndpointUpdate, endpoints_repo
 from .base import (
@@ -77,7 +77,7 @@ async def _load(
 
 async def _announce(state: EdgeState, session: AsyncSession, project_id: str) -> None:
     """Apply a committed change of the project's endpoints here, then tell every edge."""
-    await endpointsync.refresh(state.endpoints, session, project_id)
+    await EndpointSync.refresh(state.endpoints, session, project_id)
     await publish(state, {"project_id": project_id}, subjects.ENDPOINTS_CHANGED)
 
 
