@@ -16,19 +16,25 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
 
 from edge import EdgeSettings, create_app
 from edge.store import migrations_dir
-from gateway.router.v1 import router_pb2_grpc
 from gateway_common import db
-from gateway_common.grpc import add_health, set_serving
 from gateway_common.testing import service_process
 
 from .billing_process import ROOT, billing_answers
-from .support import SECRET, Edge, RouterServer, ScriptedRouter, free_port, seed_keys, wait_for_port
+from .support import (
+    SECRET,
+    Edge,
+    RouterServer,
+    ScriptedRouter,
+    free_port,
+    seed_keys,
+    serve_router,
+    wait_for_port,
+)
 
 NATS_BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "nats-server"
 
@@ -66,17 +72,8 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 async def router() -> AsyncIterator[RouterServer]:
     """A grpc.aio server on a free port speaking the router contract (scripted)."""
-    server = grpc.aio.server()
-    servicer = ScriptedRouter()
-    router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
-    health_servicer = add_health(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await set_serving(health_servicer)
-    try:
-        yield RouterServer(servicer, health_servicer, f"127.0.0.1:{port}")
-    finally:
-        await server.stop(grace=None)
+    async with serve_router(ScriptedRouter()) as server:
+        yield server
 
 
 @pytest.fixture

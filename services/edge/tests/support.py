@@ -25,6 +25,7 @@ from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common import db
 from gateway_common.errors import GatewayError, to_detail
+from gateway_common.grpc import add_health, set_serving
 
 SECRET = "test-secret-key"
 
@@ -199,3 +200,18 @@ class Edge:
     app: FastAPI
     client: httpx.AsyncClient
     key_ids: dict[str, str]
+
+
+@contextlib.asynccontextmanager
+async def serve_router(servicer: ScriptedRouter) -> AsyncIterator[RouterServer]:
+    """``servicer`` on a grpc.aio server on a free loopback port, health SERVING."""
+    server = grpc.aio.server()
+    router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
+    health_servicer = add_health(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    await set_serving(health_servicer)
+    try:
+        yield RouterServer(servicer, health_servicer, f"127.0.0.1:{port}")
+    finally:
+        await server.stop(grace=None)

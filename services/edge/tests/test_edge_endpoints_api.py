@@ -18,7 +18,7 @@ from edge import EdgeSettings, create_app
 from edge.api.routes.gateway_api import GatewayApiRoute, _answer
 from edge.store import EndpointCreate, endpoints_repo, repo
 from gateway.common.v1 import types_pb2
-from gateway.router.v1 import router_pb2, router_pb2_grpc
+from gateway.router.v1 import router_pb2
 from gateway_common import billing_api as wire
 from gateway_common import db, subjects
 from gateway_common.errors import (
@@ -30,7 +30,6 @@ from gateway_common.errors import (
     ProviderUnavailable,
     ServiceUnavailable,
 )
-from gateway_common.grpc import add_health, set_serving
 from gateway_common.telemetry import REQUEST_ID
 
 from .support import (
@@ -43,6 +42,7 @@ from .support import (
     chunk_event,
     route_event,
     seed_keys,
+    serve_router,
     usage_event,
 )
 
@@ -91,17 +91,8 @@ class CompletionRouter(ScriptedRouter):
 
 @pytest.fixture
 async def router() -> AsyncIterator[RouterServer]:
-    server = grpc.aio.server()
-    servicer = CompletionRouter()
-    router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
-    health_servicer = add_health(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await set_serving(health_servicer)
-    try:
-        yield RouterServer(servicer, health_servicer, f"127.0.0.1:{port}")
-    finally:
-        await server.stop(grace=None)
+    async with serve_router(CompletionRouter()) as server:
+        yield server
 
 
 @pytest.fixture

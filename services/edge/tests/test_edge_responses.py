@@ -21,13 +21,21 @@ import pytest
 from nats.aio.client import Client
 
 from edge.sessions_client import SessionsClient
-from gateway.router.v1 import router_pb2, router_pb2_grpc
+from gateway.router.v1 import router_pb2
 from gateway_common import subjects
 from gateway_common.errors import ServiceUnavailable
-from gateway_common.grpc import add_health, set_serving
 from gateway_common.testing import health_reply, service_process, wait_for
 
-from .support import Edge, RouterServer, ScriptedRouter, auth, batch_event, route_event, usage_event
+from .support import (
+    Edge,
+    RouterServer,
+    ScriptedRouter,
+    auth,
+    batch_event,
+    route_event,
+    serve_router,
+    usage_event,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,17 +78,8 @@ class ResponsesRouter(ScriptedRouter):
 
 @pytest.fixture
 async def router() -> AsyncIterator[RouterServer]:
-    server = grpc.aio.server()
-    servicer = ResponsesRouter()
-    router_pb2_grpc.add_RouterServicer_to_server(servicer, server)
-    health_servicer = add_health(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    await set_serving(health_servicer)
-    try:
-        yield RouterServer(servicer, health_servicer, f"127.0.0.1:{port}")
-    finally:
-        await server.stop(grace=None)
+    async with serve_router(ResponsesRouter()) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
