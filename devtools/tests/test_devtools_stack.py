@@ -86,6 +86,8 @@ def test_nats_and_fake_provider_start_and_stop_cleanly(tmp_path: Path) -> None:
     with stack:
         children = stack.children
         assert list(children) == ["nats", "fakeprovider"]
+        environ = Path(f"/proc/{children['nats'].pid}/environ").read_bytes().split(b"\0")
+        assert b"GOMEMLIMIT=64MiB" in environ  # the Go heap's soft limit (StackConfig)
         monitor = f"http://127.0.0.1:{stack.config.ports.nats_monitor}"
         assert httpx.get(f"{monitor}/healthz?js-enabled-only=true").status_code == 200
         assert httpx.get(f"{stack.fake_provider_url}/v1/models").status_code == 200

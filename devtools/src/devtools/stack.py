@@ -104,10 +104,15 @@ class StackConfig:
     """``GATEWAY_ADMIN_TOKEN``."""
     edge_host: str = "127.0.0.1"
     """``GATEWAY_HOST``; the other processes always bind 127.0.0.1."""
+    nats_memory_limit: str = "64MiB"
+    """``GOMEMLIMIT`` of the embedded nats-server: its Go heap's soft limit. Without one,
+    Go lets the heap grow to twice what is live before collecting, and returns memory
+    to the OS lazily, so the server's RSS wanders between about 60 and 100 MiB under
+    steady load while its live heap stays near 15 (docs/benchmarks.md, Soak)."""
     services: tuple[str, ...] = SERVICES
     """Which services to run (in ``SERVICES`` order); ``()`` runs only NATS and the fake."""
     extra_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    """Extra variables per process name (``"nats"`` excluded), applied last."""
+    """Extra variables per process name, applied last."""
     ready_timeout_s: float = 60.0
     migrate_timeout_s: float = 120.0
     stop_grace_s: float = 10.0
@@ -348,6 +353,8 @@ class Stack:
                 env.pop(key, None)
             else:
                 env[key] = value
+        if name == "nats":
+            env["GOMEMLIMIT"] = config.nats_memory_limit
         env.update(config.extra_env.get(name, {}))
         return env
 

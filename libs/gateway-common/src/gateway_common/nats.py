@@ -22,20 +22,40 @@ from nats.js.errors import NotFoundError
 
 from . import subjects
 
-__all__ = ["STREAMS", "connect", "ensure_streams", "serve_health"]
+__all__ = [
+    "STREAMS",
+    "TRANSCRIPTS_MAX_AGE_S",
+    "USAGE_MAX_AGE_S",
+    "connect",
+    "ensure_streams",
+    "serve_health",
+]
 
 log = logging.getLogger(__name__)
 
+_DAY_S = 86_400.0
+
+#: How long a usage event stays in its stream. Billing reads it within seconds, so
+#: this is the horizon of ``billing reconcile`` and the longest billing may be down
+#: without losing events. Size the NATS volume for it: about 0.5 KB per request.
+USAGE_MAX_AGE_S = 7 * _DAY_S
+#: Transcripts carry user content: kept only as long as sessions may be down.
+TRANSCRIPTS_MAX_AGE_S = 3 * _DAY_S
+
 #: Every JetStream stream the gateway uses, declared by whoever starts first.
+#: Retention is by age only: a size or count limit would drop events billing has not
+#: read yet (or refuse new ones) the moment traffic outgrows it.
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
         name=subjects.USAGE_STREAM,
         subjects=subjects.USAGE_SUBJECTS,
+        max_age=USAGE_MAX_AGE_S,
         duplicate_window=120.0,  # seconds: a re-publish with the same Nats-Msg-Id is dropped
     ),
     StreamConfig(
         name=subjects.TRANSCRIPTS_STREAM,
         subjects=subjects.TRANSCRIPTS_SUBJECTS,
+        max_age=TRANSCRIPTS_MAX_AGE_S,
         duplicate_window=120.0,
     ),
 )
