@@ -75,7 +75,7 @@ test-integration: install node-deps ## Integration tests: real nats-server, serv
 	$(PY) -m pytest -q tests/integration
 
 .PHONY: test
-test: proto-check lint test-unit test-integration ## Everything CI runs
+test: proto-check lint typecheck test-unit test-integration ## Everything CI runs
 
 .PHONY: bench-deps
 bench-deps: ## Install the benchmark's system tools (nginx-light, wrk) when missing (root, Debian)

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 Capability = Literal["chat", "responses", "embeddings", "tools", "vision", "streaming"]
+_DEFAULT_CAPABILITIES: tuple[Capability, ...] = ("chat", "streaming")
 
 
 class CatalogError(ValueError):
@@ -224,7 +225,7 @@ class ModelEntry(_Strict):
     )
     context_window: int = Field(default=0, ge=0)
     max_output_tokens: int = Field(default=0, ge=0)
-    capabilities: list[Capability] = Field(default_factory=lambda: ["chat", "streaming"])
+    capabilities: list[Capability] = Field(default_factory=lambda: list(_DEFAULT_CAPABILITIES))
     owned_by: str = Field(default="switchyard")
 
     @model_validator(mode="after")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, text
+from sqlalchemy import MetaData, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -85,7 +85,7 @@ def migrate(*, url: str, migrations_dir: Path, service: str) -> None:
     command.upgrade(cfg, "head")
 
 
-def run_alembic_env(target_metadata: object) -> None:
+def run_alembic_env(target_metadata: MetaData) -> None:
     """Body of every service's ``migrations/env.py`` (online mode, sync driver).
 
     Uses the URL and version table that ``migrate`` put on the Alembic config.

@@ -235,8 +235,8 @@ class AllProvidersFailed(ProviderError):
             self.http_status = 504
             self.grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
-    @property  # type: ignore[override]
-    def retryable(self) -> bool:
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
         return any(err.retryable for err in self.errors.values())
 
 

@@ -89,6 +89,7 @@ async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0)
 async def ensure_streams(js: JetStreamContext) -> None:
     """Create or update every stream in ``STREAMS`` (idempotent)."""
     for config in STREAMS:
+        assert config.name is not None  # every entry of STREAMS is named
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -73,7 +73,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ANNOUNCE_TIMEOUT_S = 1.0
+_ANNOUNCE_TIMEOUT_S = 1
 
 
 class AdminErrorBody(BaseModel):

@@ -19,6 +19,7 @@ hang. Money is a decimal string in and out.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -86,7 +87,7 @@ async def _budget_view(
         project_id=project_id,
         api_key_id=key_id,
         period=report.period,
-        spent=spent or 0,
+        spent=spent or Decimal(0),
         budget=budget,
     )
 
@@ -210,11 +211,13 @@ async def get_usage(
     """Usage and cost grouped by key, model, day (UTC) or endpoint."""
     await _load_project(session, caller.principal, project_id)
     now = datetime.now(UTC)
-    query = wire.UsageQuery(
-        project_id=project_id,
-        group_by=group_by,
-        start=range_start(start, now),
-        end=range_end(end, now),
+    query = wire.UsageQuery.model_validate(
+        {
+            "project_id": project_id,
+            "group_by": group_by,
+            "from": range_start(start, now),
+            "to": range_end(end, now),
+        }
     )
     if query.end <= query.start:
         raise InvalidRequest("'to' must be after 'from'.", param="to", code="invalid_range")
