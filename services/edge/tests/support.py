@@ -16,18 +16,25 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import httpx
+import nats
+import orjson
 from fastapi import FastAPI
 from grpc_health.v1 import health, health_pb2
 
+from edge import EdgeSettings
 from edge.auth import ALL_SCOPES, hash_api_key
 from edge.store import ApiKeyCreate, repo
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
+from gateway_common import billing_api as wire
 from gateway_common import db
 from gateway_common.errors import GatewayError, to_detail
 from gateway_common.grpc import add_health, set_serving
 
 SECRET = "test-secret-key"
+ADMIN_TOKEN = "test-admin-token-0123456789"
+#: The operator's ``Authorization`` header for the admin API.
+OPERATOR = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 #: Keys seeded into every test database: name -> (key, scopes, expires_at, revoked).
 KEYS = {
@@ -41,6 +48,33 @@ KEYS = {
 def auth(name: str = "all") -> dict[str, str]:
     """Authorization header for one of ``KEYS``."""
     return {"authorization": f"Bearer {KEYS[name][0]}"}
+
+
+def admin_settings(
+    nats_url: str, db_url: str, router: RouterServer, **overrides: object
+) -> EdgeSettings:
+    """Settings of an edge whose admin API answers ``OPERATOR``; ``overrides`` win."""
+    fields: dict[str, object] = {
+        "nats_url": nats_url,
+        "database_url": db_url,
+        "router_addr": router.addr,
+        "secret_key": SECRET,
+        "admin_token": ADMIN_TOKEN,
+        "request_timeout_s": 10,
+    }
+    return EdgeSettings(**(fields | overrides))
+
+
+async def billing_request(
+    nats_url: str, subject: str, message: wire.BudgetSet | wire.CreditsTopUp
+) -> None:
+    """Send one of billing's admin requests over NATS; its reply must be ``ok``."""
+    nc = await nats.connect(nats_url)
+    try:
+        reply = orjson.loads((await nc.request(subject, message.to_bytes(), timeout=5)).data)
+    finally:
+        await nc.close()
+    assert reply["status"] == "ok", reply
 
 
 def free_port() -> int:

@@ -6,24 +6,23 @@ import pytest
 
 from edge import EdgeSettings
 
-from .support import KEYS, SECRET, Edge, RouterServer, auth, eventually
+from .support import (
+    ADMIN_TOKEN,
+    KEYS,
+    OPERATOR,
+    Edge,
+    RouterServer,
+    admin_settings,
+    auth,
+    eventually,
+)
 
 pytestmark = pytest.mark.timeout(30)
-
-ADMIN_TOKEN = "test-admin-token-0123456789"
-OPERATOR = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
 def settings(nats_url: str, db_url: str, router: RouterServer) -> EdgeSettings:
-    return EdgeSettings(
-        nats_url=nats_url,
-        database_url=db_url,
-        router_addr=router.addr,
-        secret_key=SECRET,
-        admin_token=ADMIN_TOKEN,
-        request_timeout_s=10,
-    )
+    return admin_settings(nats_url, db_url, router)
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -10,27 +10,17 @@ from edge.credentials import CredentialCipher, CredentialUnreadable, SealedCrede
 from edge.store import ProviderCredential, credentials_repo
 from gateway_common import db
 
-from .support import SECRET, Edge, RouterServer, auth
+from .support import OPERATOR, SECRET, Edge, RouterServer, admin_settings, auth
 
 pytestmark = pytest.mark.timeout(30)
 
-ADMIN_TOKEN = "test-admin-token-credentials"
-OPERATOR = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 OLD_SECRET = "the-retired-secret"
 PROVIDER_KEY = "sk-proj-PLAINTEXT-provider-key-7f3a"
 
 
 @pytest.fixture
 def settings(nats_url: str, db_url: str, router: RouterServer) -> EdgeSettings:
-    return EdgeSettings(
-        nats_url=nats_url,
-        database_url=db_url,
-        router_addr=router.addr,
-        secret_key=SECRET,
-        previous_secret_keys=f" , {OLD_SECRET}",
-        admin_token=ADMIN_TOKEN,
-        request_timeout_s=10,
-    )
+    return admin_settings(nats_url, db_url, router, previous_secret_keys=f" , {OLD_SECRET}")
 
 
 # -- the cipher ---------------------------------------------------------------------------------

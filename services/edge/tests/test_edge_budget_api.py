@@ -21,7 +21,16 @@ from gateway.router.v1 import router_pb2
 from gateway_common import billing_api as wire
 from gateway_common import subjects
 
-from .support import KEYS, RouterServer, auth, chunk_event, eventually, route_event, seed_keys
+from .support import (
+    KEYS,
+    RouterServer,
+    auth,
+    billing_request,
+    chunk_event,
+    eventually,
+    route_event,
+    seed_keys,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,17 +40,6 @@ BODY = orjson.dumps(
 #: config/catalog.yaml's mock-chat: input 0.00000015, output 0.0000006 per token.
 IN, OUT = Decimal("0.00000015"), Decimal("0.0000006")
 WORST = IN * len(BODY) + OUT * 10
-
-
-async def billing_request(
-    nats_url: str, subject: str, message: wire.BudgetSet | wire.CreditsTopUp
-) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        reply = orjson.loads((await nc.request(subject, message.to_bytes(), timeout=5)).data)
-    finally:
-        await nc.close()
-    assert reply["status"] == "ok", reply
 
 
 async def test_a_budget_too_small_is_refused_as_openai_does(

@@ -15,24 +15,14 @@ from edge.endpoints import EndpointCache, EndpointView, ProjectEndpoints
 from edge.store import Endpoint, EndpointCreate, endpoints_repo
 from gateway_common import db, subjects
 
-from .support import SECRET, Edge, RouterServer, auth, eventually
+from .support import OPERATOR, Edge, RouterServer, admin_settings, auth, eventually
 
 pytestmark = pytest.mark.timeout(30)
-
-ADMIN_TOKEN = "test-admin-token-endpoints-0123"
-OPERATOR = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture
 def settings(nats_url: str, db_url: str, router: RouterServer) -> EdgeSettings:
-    return EdgeSettings(
-        nats_url=nats_url,
-        database_url=db_url,
-        router_addr=router.addr,
-        secret_key=SECRET,
-        admin_token=ADMIN_TOKEN,
-        request_timeout_s=10,
-    )
+    return admin_settings(nats_url, db_url, router)
 
 
 def project_id(edge: Edge) -> str:

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import grpc
 import httpx
-import nats
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -33,12 +32,14 @@ from gateway_common.errors import (
 from gateway_common.telemetry import REQUEST_ID
 
 from .support import (
-    SECRET,
+    OPERATOR,
     Edge,
     RouterServer,
     ScriptedRouter,
     abort,
+    admin_settings,
     auth,
+    billing_request,
     chunk_event,
     route_event,
     seed_keys,
@@ -48,8 +49,6 @@ from .support import (
 
 pytestmark = pytest.mark.timeout(30)
 
-ADMIN_TOKEN = "test-admin-token-gateway-api-01"
-OPERATOR = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 WRONG_PROJECT = "Token does not belong to this project."
 
 
@@ -97,15 +96,8 @@ async def router() -> AsyncIterator[RouterServer]:
 
 @pytest.fixture
 def settings(nats_url: str, db_url: str, router: RouterServer) -> EdgeSettings:
-    return EdgeSettings(
-        nats_url=nats_url,
-        database_url=db_url,
-        router_addr=router.addr,
-        secret_key=SECRET,
-        admin_token=ADMIN_TOKEN,
-        request_timeout_s=10,
-        max_body_bytes=64 * 1024,
-        budget_refusal_ttl_s=0.0,
+    return admin_settings(
+        nats_url, db_url, router, max_body_bytes=64 * 1024, budget_refusal_ttl_s=0.0
     )
 
 
@@ -492,23 +484,12 @@ async def test_a_failed_failover_is_502_with_every_attempt(
     ]
 
 
-async def _billing(
-    nats_url: str, subject: str, message: wire.BudgetSet | wire.CreditsTopUp
-) -> None:
-    nc = await nats.connect(nats_url)
-    try:
-        reply = orjson.loads((await nc.request(subject, message.to_bytes(), timeout=5)).data)
-    finally:
-        await nc.close()
-    assert reply["status"] == "ok", reply
-
-
 async def test_a_budget_refusal_is_422_with_the_budget_message(
     edge: Edge, router: RouterServer, settings: EdgeSettings
 ) -> None:
     pid = project_id(edge)
     await endpoint(edge, pid, params={"max_tokens": 10})
-    await _billing(
+    await billing_request(
         settings.nats_url,
         subjects.BILLING_BUDGET_SET,
         wire.BudgetSet(project_id=pid, limit=Decimal("0.000000001")),
@@ -521,7 +502,7 @@ async def test_a_budget_refusal_is_422_with_the_budget_message(
         assert "monthly budget" in body["error"]
         assert len(router.servicer.calls) == 0
     finally:
-        await _billing(
+        await billing_request(
             settings.nats_url,
             subjects.BILLING_BUDGET_SET,
             wire.BudgetSet(project_id=pid, limit=None),
