@@ -87,12 +87,13 @@ async def _build_state(
 
     engine = db.create_engine(settings.resolved_database_url())
     stack.push_async_callback(engine.dispose)
+    sessionmaker = db.make_sessionmaker(engine)
 
     keys = KeyCache(settings.secret_key.get_secret_value().encode())
     await stack.enter_async_context(
         KeySync(
             keys,
-            db.make_sessionmaker(engine),
+            sessionmaker,
             nc,
             interval_s=settings.key_refresh_interval_s,
         )
@@ -106,7 +107,7 @@ async def _build_state(
     await stack.enter_async_context(
         ProjectSync(
             projects,
-            db.make_sessionmaker(engine),
+            sessionmaker,
             nc,
             interval_s=settings.key_refresh_interval_s,
         )
@@ -116,7 +117,7 @@ async def _build_state(
     await stack.enter_async_context(
         EndpointSync(
             endpoints,
-            db.make_sessionmaker(engine),
+            sessionmaker,
             nc,
             interval_s=settings.key_refresh_interval_s,
         )
