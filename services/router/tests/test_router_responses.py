@@ -188,7 +188,7 @@ def test_a_chat_completion_becomes_a_response_object() -> None:
     )
     assert body["usage"] == {
         "input_tokens": 19,
-        "input_tokens_details": {"cached_tokens": 4},
+        "input_tokens_details": {"cached_tokens": 4, "cache_write_tokens": 0},
         "output_tokens": 10,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 29,

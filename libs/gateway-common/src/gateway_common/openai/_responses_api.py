@@ -192,7 +192,10 @@ OutputItem = Annotated[OutputMessage | FunctionToolCall, Field(discriminator="ty
 
 
 class InputTokensDetails(BaseModel):
+    """``cache_write_tokens`` is 0: the chat usage a Response is built from does not say."""
+
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 class OutputTokensDetails(BaseModel):
