@@ -313,6 +313,44 @@ def _forwarded(chunks: list[StreamChunk]) -> list[bytes]:
     return [chunk.data for chunk in chunks if chunk.data is not None]
 
 
+def _steps(payloads: list[bytes]) -> list[str]:
+    """What each chunk gives the client, runs of one kind merged: the chunk sequence of a
+    stream independent of how finely a provider splits its text and arguments.
+
+    ``role``, ``text``, ``tool`` (a delta's fields, in that order), ``finish:<reason>``,
+    and ``usage`` for the ``choices: []`` chunk.
+    """
+    steps: list[str] = []
+    for payload in payloads:
+        obj = orjson.loads(payload)
+        kinds: list[str] = [] if obj["choices"] else ["usage"]
+        for choice in obj["choices"]:
+            delta = choice["delta"]
+            kinds += ["role"] if "role" in delta else []
+            kinds += ["text"] if delta.get("content") or delta.get("refusal") else []
+            kinds += ["tool"] if delta.get("tool_calls") else []
+            kinds += [f"finish:{choice['finish_reason']}"] if choice["finish_reason"] else []
+        steps += [kind for kind in kinds if not steps or steps[-1] != kind]
+    return steps
+
+
+def _as_openai_sends(payloads: list[bytes], *, include_usage: bool) -> list[dict[str, Any]]:
+    """A passthrough provider's chunks as OpenAI sends them to a client that asked
+    ``include_usage`` or not: a chunk with neither choices nor usage (Azure's
+    ``prompt_filter_results``) never, the usage chunk and the ``usage`` key only if asked."""
+    sent: list[dict[str, Any]] = []
+    for payload in payloads:
+        obj = orjson.loads(payload)
+        if not obj.get("choices"):
+            if include_usage and obj.get("usage"):
+                sent.append(obj)
+            continue
+        if not include_usage:
+            obj.pop("usage", None)
+        sent.append(obj)
+    return sent
+
+
 def _usage_of(wire: dict[str, Any]) -> Usage:
     return Usage(
         prompt_tokens=wire["prompt_tokens"],
@@ -432,8 +470,10 @@ async def test_stream_plain(case: Case, include_usage: bool) -> None:
     forwarded = _forwarded(chunks)
     assert _assembled(forwarded) == _assembled(_sse_payloads(CANONICAL / "stream_plain.sse"))
     if case.passthrough:
-        expected = _sse_payloads(fixture)
-        assert forwarded == (expected if include_usage else expected[:-1])
+        expected = _as_openai_sends(_sse_payloads(fixture), include_usage=include_usage)
+        assert [orjson.loads(data) for data in forwarded] == expected
+        if include_usage:  # then every forwarded chunk is the provider's bytes
+            assert all(data in fixture.read_bytes() for data in forwarded)
     usages = [c.usage for c in chunks if c.usage is not None]
     assert usages == [Usage(prompt_tokens=19, completion_tokens=3, total_tokens=22)]
     last = orjson.loads(forwarded[-1])
@@ -460,7 +500,8 @@ async def test_stream_tool_calls(case: Case, fixture: str, needs: str) -> None:
     forwarded = _forwarded(chunks)
     assert _assembled(forwarded) == _assembled(_sse_payloads(CANONICAL / fixture))
     if case.passthrough:
-        assert forwarded == _sse_payloads(case.fixture(fixture))[:-1]
+        expected = _as_openai_sends(_sse_payloads(case.fixture(fixture)), include_usage=False)
+        assert [orjson.loads(data) for data in forwarded] == expected
     assert sum(c.usage is not None for c in chunks) == 1
 
 
@@ -473,8 +514,8 @@ async def test_stream_text_and_tool_call_in_one_chunk(case: Case) -> None:
         chunks = await _collect(adapter, _chat(stream=True))
     finally:
         await adapter.aclose()
-    first = _forwarded(chunks)[0]
-    delta = orjson.loads(first)["choices"][0]["delta"]
+    deltas = [orjson.loads(data)["choices"][0]["delta"] for data in _forwarded(chunks)]
+    delta = next(delta for delta in deltas if delta.get("tool_calls"))
     assert delta["content"] == "Let me check."
     assert delta["tool_calls"][0]["function"]["name"] == "lookup"
 
@@ -523,8 +564,67 @@ async def test_stream_strips_usage_from_a_chunk_with_choices(case: Case) -> None
 
 
 @pytest.mark.timeout(10)
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize(
+    ("fixture", "needs"),
+    [
+        ("stream_plain.sse", ""),
+        ("stream_usage_cached.sse", ""),
+        ("stream_tool_call.sse", "tools"),
+        ("stream_parallel_tool_calls.sse", "parallel_tool_calls"),
+        ("stream_text_and_tool_call.sse", "tools"),
+    ],
+)
+async def test_stream_sends_the_chunks_openai_sends(
+    case: Case, fixture: str, needs: str, include_usage: bool
+) -> None:
+    """The client's chunk sequence is OpenAI's for its request, whatever the provider sent.
+
+    Every chunk has a choice, except one last ``choices: []`` usage chunk if and only
+    if the client asked for ``include_usage`` (and then every other chunk has
+    ``"usage": null``; otherwise no chunk has a ``usage`` key); a choice starts with
+    its role and finishes in a chunk of its own with an empty delta; ``final`` marks
+    exactly the finishing chunks and the usage chunk (the ones the router may hold).
+    """
+    if not (case.streaming and (not needs or getattr(case, needs))):
+        pytest.skip(f"adapter does not stream {needs or 'chat'}")
+    adapter = case.build(httpx.MockTransport(Replay(case.fixture(fixture))))
+    options = {"stream_options": {"include_usage": True}} if include_usage else {}
+    try:
+        chunks = await _collect(adapter, _chat(stream=True, **options))
+    finally:
+        await adapter.aclose()
+    forwarded = [c for c in chunks if c.data is not None]
+    objs = [orjson.loads(c.data or b"") for c in forwarded]
+
+    canonical = _steps(_sse_payloads(CANONICAL / fixture))
+    assert _steps([c.data or b"" for c in forwarded]) == (
+        canonical if include_usage else canonical[:-1]
+    )
+    assert [obj["choices"] == [] for obj in objs] == [False] * (len(objs) - 1) + [include_usage]
+    if include_usage:
+        assert objs[-1]["usage"]["total_tokens"] > 0
+        assert all("usage" in obj and obj["usage"] is None for obj in objs[:-1])
+    else:
+        assert not any("usage" in obj for obj in objs)
+    started: set[int] = set()
+    for obj in objs:
+        for choice in obj["choices"]:
+            if choice["index"] not in started:
+                started.add(choice["index"])
+                assert choice["delta"]["role"] == "assistant"
+            if choice["finish_reason"] is not None:
+                assert choice["delta"] == {}
+    assert [c.final for c in forwarded] == [
+        obj["choices"] == [] or any(ch["finish_reason"] for ch in obj["choices"]) for obj in objs
+    ]
+    unasked = [c for c in chunks if c.data is None and c.usage is not None]
+    assert all(c.final for c in unasked) and len(unasked) == (not include_usage)
+
+
+@pytest.mark.timeout(10)
 async def test_stream_mid_stream_error(case: Case) -> None:
-    """The fixture delivers two chunks' worth of events, then the provider's error event."""
+    """The fixture delivers the role and some text, then the provider's error event."""
     if not case.streaming:
         pytest.skip("adapter does not stream")
     replay = Replay(case.fixture("stream_mid_error.sse"))
@@ -536,7 +636,7 @@ async def test_stream_mid_stream_error(case: Case) -> None:
                 seen.append(chunk)
     finally:
         await adapter.aclose()
-    assert len(seen) == 2
+    assert _steps(_forwarded(seen)) == ["role", "text"]
     assert _assembled(_forwarded(seen))["content"] == "Partial"
     assert replay.bodies[0].closed
 

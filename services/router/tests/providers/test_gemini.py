@@ -282,7 +282,7 @@ def test_stream_numbers_tool_calls_across_events_and_skips_thoughts() -> None:
     chunks = [chunk for event in events for chunk in translator.feed(event)]
     choices = [orjson.loads(c.data or b"")["choices"][0] for c in chunks]
     assert [c["delta"] for c in choices] == [
-        {"role": "assistant"},
+        {"role": "assistant", "content": ""},
         {
             "tool_calls": [
                 {
@@ -303,8 +303,10 @@ def test_stream_numbers_tool_calls_across_events_and_skips_thoughts() -> None:
                 }
             ]
         },
+        {},  # the finish reason comes in a chunk of its own, as OpenAI sends it
     ]
-    assert choices[-1]["finish_reason"] == "tool_calls"
+    assert [c["finish_reason"] for c in choices] == [None, None, None, "tool_calls"]
+    assert [c.final for c in chunks] == [False, False, False, True]
     last = translator.finish()
     assert last is not None and last.data is None
     assert last.usage == Usage(
@@ -317,7 +319,43 @@ def test_stream_with_two_candidates() -> None:
     chunks = translator.feed(
         _event(_candidate([{"text": "a"}], "STOP"), _candidate([{"text": "b"}], "STOP", 1))
     )
-    assert [orjson.loads(c.data or b"")["choices"][0]["index"] for c in chunks] == [0, 1]
+    choices = [orjson.loads(c.data or b"")["choices"][0] for c in chunks]
+    assert [(c["index"], c["delta"], c["finish_reason"]) for c in choices] == [
+        (0, {"role": "assistant", "content": ""}, None),
+        (0, {"content": "a"}, None),
+        (0, {}, "stop"),
+        (1, {"role": "assistant", "content": ""}, None),
+        (1, {"content": "b"}, None),
+        (1, {}, "stop"),
+    ]
+    assert [c.final for c in chunks] == [False, False, True, False, False, True]
+
+
+def test_a_first_tool_call_carries_the_role_and_null_content() -> None:
+    translator = StreamTranslator("g", forward_usage=False, created=3)
+    [call, finish] = translator.feed(
+        _event(_candidate([{"functionCall": {"name": "a", "args": {}}}], "STOP"))
+    )
+    delta = orjson.loads(call.data or b"")["choices"][0]["delta"]
+    assert (delta["role"], delta["content"], len(delta["tool_calls"])) == ("assistant", None, 1)
+    assert orjson.loads(finish.data or b"")["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "tool_calls",
+    }
+
+
+def test_a_blocked_prompt_streams_a_role_chunk_then_a_content_filter_finish() -> None:
+    translator = StreamTranslator("g", forward_usage=False, created=3)
+    blocked = ServerSentEvent("", b'{"promptFeedback": {"blockReason": "SAFETY"}}')
+    chunks = translator.feed(blocked)
+    choices = [orjson.loads(c.data or b"")["choices"][0] for c in chunks]
+    assert [(c["delta"], c["finish_reason"]) for c in choices] == [
+        ({"role": "assistant", "content": ""}, None),
+        ({}, "content_filter"),
+    ]
+    assert translator.finish() is None
 
 
 def test_stream_error_event_and_cut_stream_fail() -> None:

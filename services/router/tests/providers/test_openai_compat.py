@@ -33,9 +33,51 @@ def test_to_provider_rewrites_model_and_never_mutates_the_body() -> None:
 
 
 def test_parse_chunk_passes_bytes_through() -> None:
-    data = b'{"choices":[{"delta":{"content":"hi"}}],"usage":null}'
-    chunk = parse_chunk(data, "p", forward_usage=False)
-    assert chunk.data is data and chunk.usage is None
+    data = b'{"choices":[{"delta":{"content":"hi"},"finish_reason":null}],"usage":null}'
+    chunk = parse_chunk(data, "p", forward_usage=True)
+    assert chunk.data is data and chunk.usage is None and not chunk.final
+    plain = b'{"choices":[{"delta":{"content":"hi"}}]}'
+    assert parse_chunk(plain, "p", forward_usage=False).data is plain
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (
+            b'{"id":"c","choices":[{"delta":{}}],"usage":null}',
+            b'{"id":"c","choices":[{"delta":{}}]}',
+        ),
+        (
+            b'{"id": "c", "usage": null, "choices": [{"delta": {}}]}',
+            b'{"id":"c","choices":[{"delta":{}}]}',
+        ),
+    ],
+)
+def test_parse_chunk_drops_a_null_usage_the_client_did_not_ask_for(
+    data: bytes, expected: bytes
+) -> None:
+    """OpenAI's chunks carry ``"usage": null`` only for ``include_usage``."""
+    assert parse_chunk(data, "p", forward_usage=False).data == expected
+
+
+def test_parse_chunk_marks_final_chunks() -> None:
+    finish = b'{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{},"finish_reason":"stop"}]}'
+    usage = b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}'
+    assert parse_chunk(finish, "p", forward_usage=False).final
+    assert parse_chunk(usage, "p", forward_usage=True).final
+    content = (
+        b'{"choices":[{"delta":{"content":"a"},"finish_reason":null}],"usage":{"prompt_tokens":1}}'
+    )
+    early = parse_chunk(content, "p", forward_usage=True)  # vLLM's continuous usage stats
+    assert early.usage is not None and not early.final
+
+
+def test_parse_chunk_drops_a_chunk_with_no_choices_and_no_usage() -> None:
+    """Azure's first chunk (``prompt_filter_results``) is one OpenAI never sends."""
+    filters = b'{"choices":[],"id":"","prompt_filter_results":[{"prompt_index":0}]}'
+    for forward_usage in (False, True):
+        chunk = parse_chunk(filters, "p", forward_usage=forward_usage)
+        assert chunk.data is None and chunk.usage is None
 
 
 def test_parse_chunk_reads_reasoning_and_responses_usage() -> None:

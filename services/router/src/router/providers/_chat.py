@@ -271,9 +271,15 @@ def completion_json(
 
 
 class ChunkWriter:
-    """Writes the ``chat.completion.chunk`` objects of one stream (same id, time, model)."""
+    """Writes the ``chat.completion.chunk`` objects of one stream (same id, time, model).
 
-    __slots__ = ("_head", "forward_usage")
+    The chunks are OpenAI's for the client's request: with ``forward_usage``
+    (the client asked for ``stream_options.include_usage``) each one has
+    ``"usage": null`` and the stream ends with the usage chunk (``"choices": []``);
+    without it no chunk has a ``usage`` key and the usage chunk is not forwarded.
+    """
+
+    __slots__ = ("_head", "_tail", "forward_usage")
 
     def __init__(self, *, id: str, created: int, model: str, forward_usage: bool) -> None:
         self._head = {
@@ -282,18 +288,24 @@ class ChunkWriter:
             "created": created,
             "model": model,
         }
+        self._tail: dict[str, Any] = {"usage": None} if forward_usage else {}
         self.forward_usage = forward_usage
 
     def delta(
         self, delta: dict[str, Any], *, index: int = 0, finish_reason: str | None = None
     ) -> StreamChunk:
-        """One chunk with one choice's delta."""
+        """One chunk with one choice's delta; a ``finish_reason`` makes it ``final``.
+
+        OpenAI finishes a choice with a chunk of its own whose delta is empty:
+        callers pass a ``finish_reason`` only with ``delta={}``.
+        """
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return StreamChunk(orjson.dumps({**self._head, "choices": [choice]}))
+        data = orjson.dumps({**self._head, "choices": [choice], **self._tail})
+        return StreamChunk(data, final=finish_reason is not None)
 
     def usage(self, usage: Usage) -> StreamChunk:
         """The final usage-only chunk; forwarded only when the client asked for usage."""
         if not self.forward_usage:
-            return StreamChunk(None, usage)
+            return StreamChunk(None, usage, final=True)
         data = orjson.dumps({**self._head, "choices": [], "usage": usage_json(usage)})
-        return StreamChunk(data, usage)
+        return StreamChunk(data, usage, final=True)

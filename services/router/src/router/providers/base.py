@@ -108,12 +108,18 @@ class StreamChunk:
     """One event of a streamed call.
 
     ``data`` is one OpenAI ``chat.completion.chunk`` JSON object to forward to
-    the client, or ``None`` when the event only carried usage the client did
-    not ask for. ``usage`` is set on the event that reported it.
+    the client, or ``None`` when the event carried nothing OpenAI would send it
+    (usage it did not ask for). ``usage`` is set on the event that reported it.
+    ``final`` marks an end-of-stream chunk: a choice finishes in it (a non-null
+    ``finish_reason``) or it is the usage chunk (usage and no choices). The
+    router holds back only such chunks (one carries ``generation_context``, see
+    ``router.generation``); the translating adapters finish a choice with an
+    empty delta, as OpenAI does, so what is held is never content.
     """
 
     data: bytes | None
     usage: Usage | None = None
+    final: bool = False
 
 
 class ProviderAdapter(Protocol):

@@ -270,13 +270,16 @@ def from_provider(content: bytes, provider: str, *, created: int) -> Completion:
 class StreamTranslator:
     """Turns the events of one Gemini stream into chat.completion chunks, in order.
 
-    Every event is a partial GenerateContentResponse: ``feed`` returns one
-    chunk per candidate it carries (the first for each candidate also sets the
-    role; text and tool calls of one event share a chunk). Gemini has no end
-    event: ``finish`` is called at the end of the body and returns the
-    usage-only chunk from the last ``usageMetadata``, or raises
-    ``ProviderUnavailable`` if no candidate ever finished (a cut stream). An
-    event carrying ``error`` raises ``ProviderUnavailable``.
+    Every event is a partial GenerateContentResponse: ``feed`` returns the
+    chunks of each candidate it carries, in OpenAI's order (``_candidate``): a
+    candidate's first text comes after a role chunk of its own (a first tool
+    call carries the role itself, content null), text and tool calls of one
+    event share a chunk, and a finish reason comes in a chunk of its own with
+    an empty delta, as OpenAI sends it. Gemini has no end event: ``finish`` is
+    called at the end of the body and returns the usage-only chunk from the
+    last ``usageMetadata``, or raises ``ProviderUnavailable`` if no candidate
+    ever finished (a cut stream). An event carrying ``error`` raises
+    ``ProviderUnavailable``.
     """
 
     __slots__ = (
@@ -316,10 +319,15 @@ class StreamTranslator:
             self._usage = event.usage_metadata.to_usage()
         if not event.candidates and event.prompt_feedback and event.prompt_feedback.block_reason:
             self._finished = True
-            delta = {"role": "assistant", "content": ""}
-            return [self._writer.delta(delta, finish_reason="content_filter")]
-        chunks = (self._candidate(self._writer, candidate) for candidate in event.candidates)
-        return [chunk for chunk in chunks if chunk is not None]
+            return [
+                self._writer.delta({"role": "assistant", "content": ""}),
+                self._writer.delta({}, finish_reason="content_filter"),
+            ]
+        return [
+            chunk
+            for candidate in event.candidates
+            for chunk in self._candidate(self._writer, candidate)
+        ]
 
     def finish(self) -> StreamChunk | None:
         """The usage-only chunk at the end of the body (``None`` if Gemini reported no usage)."""
@@ -329,25 +337,32 @@ class StreamTranslator:
             )
         return self._writer.usage(self._usage) if self._usage is not None else None
 
-    def _candidate(self, writer: ChunkWriter, candidate: Candidate) -> StreamChunk | None:
+    def _candidate(self, writer: ChunkWriter, candidate: Candidate) -> list[StreamChunk]:
         index = candidate.index
+        chunks: list[StreamChunk] = []
         delta: dict[str, Any] = {}
+        text, calls = candidate.text, candidate.calls
         if index not in self._tools:
             self._tools[index] = 0
-            delta["role"] = "assistant"
-        if text := candidate.text:
+            if text or not calls:
+                chunks.append(writer.delta({"role": "assistant", "content": ""}, index=index))
+            else:
+                delta = {"role": "assistant", "content": None}
+        if text:
             delta["content"] = text
-        if calls := candidate.calls:
+        if calls:
             first = self._tools[index]
             delta["tool_calls"] = [
                 {"index": n, **part.tool_call(n)} for n, part in enumerate(calls, start=first)
             ]
             self._tools[index] = first + len(calls)
+        if delta:  # none: e.g. only a thought summary, nothing the client sees
+            chunks.append(writer.delta(delta, index=index))
         finish = _finish_reason(candidate.finish_reason, called=self._tools[index] > 0)
-        if not delta and finish is None:
-            return None  # e.g. only a thought summary: nothing the client sees
-        self._finished = self._finished or finish is not None
-        return writer.delta(delta, index=index, finish_reason=finish)
+        if finish is not None:
+            self._finished = True
+            chunks.append(writer.delta({}, index=index, finish_reason=finish))
+        return chunks
 
 
 def _map_error(response: httpx.Response, provider: str) -> GatewayError:

@@ -190,25 +190,45 @@ def from_provider(content: bytes, provider: str) -> Completion:
     return Completion(body=content, usage=_usage(json_object(content, provider).get("usage")))
 
 
+#: How OpenAI ends a chunk that reports no usage yet (``stream_options.include_usage``).
+_NULL_USAGE_TAIL = b',"usage":null}'
+
+
+def _finishes(choices: list[Any]) -> bool:
+    return any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
 def parse_chunk(data: bytes, provider: str, *, forward_usage: bool) -> StreamChunk:
-    """Read one SSE data payload of a chat stream.
+    """Read one SSE data payload of a chat stream: what the client gets of it, its usage.
 
     A chunk carrying an ``error`` raises ``ProviderUnavailable``. Usage is
-    reported on the chunk that carries it; when the client did not ask for it
-    (``forward_usage`` false) a usage-only chunk is not forwarded and usage is
-    stripped from a chunk that also has choices.
+    reported on the chunk that carries it; ``final`` is set on a chunk in
+    which a choice finishes and on the usage chunk. The client gets the chunks
+    OpenAI sends for its request: when it did not ask for usage
+    (``forward_usage`` false) the usage-only chunk is not forwarded and the
+    ``usage`` key (null, or usage beside choices) is removed from the others;
+    a chunk with neither choices nor usage (Azure's first one, its
+    ``prompt_filter_results``) is never forwarded, since a client that reads
+    ``choices[0]`` fails on it. A chunk is re-serialized only when its usage
+    key is not OpenAI's trailing ``"usage":null``, which is cut off as bytes.
     """
     obj = json_object(data, provider)
     if (error := obj.get("error")) is not None:
         detail = error.get("message") if isinstance(error, dict) else error
         raise ProviderUnavailable(f"Provider `{provider}` failed mid-stream: {detail}")
     usage = _usage(obj.get("usage"))
-    if usage is None or forward_usage:
-        return StreamChunk(data, usage)
-    if not obj.get("choices"):
-        return StreamChunk(None, usage)
+    choices = obj.get("choices")
+    if not choices or not isinstance(choices, list):
+        if usage is None:
+            return StreamChunk(None)
+        return StreamChunk(data if forward_usage else None, usage, final=True)
+    final = _finishes(choices)
+    if forward_usage or "usage" not in obj:
+        return StreamChunk(data, usage, final=final)
+    if data.endswith(_NULL_USAGE_TAIL):
+        return StreamChunk(data[: -len(_NULL_USAGE_TAIL)] + b"}", usage, final=final)
     del obj["usage"]
-    return StreamChunk(orjson.dumps(obj), usage)
+    return StreamChunk(orjson.dumps(obj), usage, final=final)
 
 
 def _map_error(response: httpx.Response, provider: str) -> GatewayError:
