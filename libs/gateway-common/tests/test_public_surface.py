@@ -29,6 +29,7 @@ def test_exported_modules_are_pinned() -> None:
         "pricing",
         "responses_store",
         "runtime",
+        "sessions_history",
         "settings",
         "subjects",
         "telemetry",

@@ -18,6 +18,7 @@ Modules (import them by name; this package re-exports nothing heavy):
     openai      typed OpenAI wire models used where a body must be read
     responses_store  request/reply payloads between the edge and sessions for stored Responses
     billing_api      request/reply payloads of billing: budget leases, budgets, credits, reports
+    sessions_history request/reply payloads between the edge and sessions for session history
 """
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "pricing",
     "responses_store",
     "runtime",
+    "sessions_history",
     "settings",
     "subjects",
     "telemetry",

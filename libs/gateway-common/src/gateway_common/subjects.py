@@ -23,6 +23,11 @@ Request/reply (core NATS, with deadlines):
     sessions.responses.delete.v1  delete one stored Response of a project
                                   (payloads: gateway_common.responses_store; queue group
                                   "sessions", so replicas share the work)
+    sessions.history.open.v1      start or resume a conversation session, read its turns
+    sessions.history.append.v1    append turns to a session (reply sent after the commit)
+    sessions.history.get.v1       the turns of one session of a project and scope
+                                  (payloads: gateway_common.sessions_history; queue
+                                  group "sessions")
 
     billing.budget.lease.v1       grant a budget lease to an edge (admission without a DB trip)
     billing.budget.release.v1     close a lease, reporting what was spent under it
@@ -50,6 +55,9 @@ __all__ = [
     "CREDENTIALS_CHANGED",
     "ENDPOINTS_CHANGED",
     "HEALTH_PREFIX",
+    "HISTORY_APPEND",
+    "HISTORY_GET",
+    "HISTORY_OPEN",
     "KEYS_CHANGED",
     "PROJECTS_CHANGED",
     "RESPONSES_DELETE",
@@ -88,6 +96,9 @@ SESSIONS_DURABLE = "sessions-history"
 RESPONSES_PUT = "sessions.responses.put.v1"
 RESPONSES_GET = "sessions.responses.get.v1"
 RESPONSES_DELETE = "sessions.responses.delete.v1"
+HISTORY_OPEN = "sessions.history.open.v1"
+HISTORY_APPEND = "sessions.history.append.v1"
+HISTORY_GET = "sessions.history.get.v1"
 SESSIONS_QUEUE = "sessions"
 
 HEALTH_PREFIX = "health"
