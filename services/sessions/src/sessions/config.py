@@ -29,8 +29,27 @@ class SessionsSettings(BaseServiceSettings):
         default=86_400,
         gt=0,
         description=(
-            "SESSIONS_HISTORY_TTL_S: time to live of conversation history and stored responses, "
-            "in seconds (default 24 h; OpenAI keeps stored responses 30 days = 2592000): rows "
-            "get expires_at = created_at + this, are invisible to reads after it and purged."
+            "SESSIONS_HISTORY_TTL_S: time to live, in seconds, of stored responses (default 24 h; "
+            "OpenAI keeps stored responses 30 days = 2592000): rows get expires_at = created_at "
+            "+ this, are invisible to reads after it and purged. Also the idle time to live of a "
+            "conversation session whose caller names none (ttl_seconds)."
+        ),
+    )
+    history_tombstone_s: int = Field(
+        default=7 * 86_400,
+        ge=0,
+        description=(
+            "SESSIONS_HISTORY_TOMBSTONE_S: how long an expired session's id keeps answering "
+            "'expired' (so the edge starts afresh) before it is forgotten and answers "
+            "'not_found' (default 7 days). Its turns are deleted at expiry; the tombstone "
+            "holds ids and times only."
+        ),
+    )
+    reaper_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "SESSIONS_REAPER_INTERVAL_S: seconds between passes of the reaper that deletes "
+            "expired stored responses and expired sessions' turns (reads already ignore them)."
         ),
     )

@@ -1,14 +1,19 @@
 """Sessions' composition root: ``run(settings, stop)`` and the process entry point.
 
-``run`` serves the stored-responses request/reply subjects (``handlers``)
-and purges expired stored responses every ``PURGE_INTERVAL_S``.
+``run`` serves the stored-responses and the session-history request/reply
+subjects (``handlers``, ``history``; both ``responder.Responder``s) and runs
+the reaper every ``SESSIONS_REAPER_INTERVAL_S``: it purges expired stored
+responses, then reaps session history in bounded passes (at most
+``REAP_BATCH`` rows per stage and ``REAP_MAX_PASSES`` passes per run, so one
+run never holds the database for long; what is left waits for the next run).
 
 The durable consumer ``sessions-history`` on TRANSCRIPTS is declared at start
 so transcript events published from now on are retained for it. Nothing
-pulls from it yet: there is no transcript event model in
-``gateway_common.events`` to parse. TODO(sessions issue): define the
-``session.turn.appended.v1`` payload, then run ``runtime.pull_loop`` with a
-handler that stores turns keyed by ``event_id`` (ack after commit).
+pulls from it yet: the edge appends history over request/reply
+(``HISTORY_APPEND``, idempotent by request id), which lets it see its own
+writes on the next request. TODO(sessions issue): define the
+``session.turn.appended.v1`` payload for channels' transcripts, then run
+``runtime.pull_loop`` with a handler that appends them (ack after commit).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,20 +33,24 @@ from gateway_common import runtime, subjects
 
 from .config import SessionsSettings
 from .handlers import ResponsesResponder
+from .history import HistoryResponder
+from .store import history as history_store
 from .store import repo
 
-__all__ = ["MIGRATIONS_DIR", "PURGE_INTERVAL_S", "main", "run"]
+__all__ = ["MIGRATIONS_DIR", "REAP_BATCH", "REAP_MAX_PASSES", "main", "reap_once", "run"]
 
 log = logging.getLogger(__name__)
 
 #: services/sessions/migrations (the package lives in services/sessions/src/sessions).
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
-#: How often expired stored responses are deleted (reads already ignore them).
-PURGE_INTERVAL_S = 300.0
+#: Rows each stage of one history reaper pass deletes or marks at most.
+REAP_BATCH = 1000
+#: History reaper passes per run at most (each its own transaction).
+REAP_MAX_PASSES = 20
 
 
 async def run(settings: SessionsSettings, stop: asyncio.Event) -> None:
-    """Serve health and stored responses, hold the transcript consumer, until ``stop`` is set."""
+    """Serve health, stored responses and session history, reap, until ``stop`` is set."""
     async with runtime.open_runtime(
         settings, service="sessions", migrations_dir=MIGRATIONS_DIR
     ) as rt:
@@ -50,27 +60,66 @@ async def run(settings: SessionsSettings, stop: asyncio.Event) -> None:
             durable=subjects.SESSIONS_DURABLE,
             filter_subject=subjects.SESSION_TURN_APPENDED,
         )
-        responder = ResponsesResponder(rt.sessions, ttl_s=settings.history_ttl_s)
-        await responder.start(rt.nc)
+        responders = [
+            ResponsesResponder(rt.sessions, ttl_s=settings.history_ttl_s),
+            HistoryResponder(rt.sessions, default_ttl_s=settings.history_ttl_s),
+        ]
         try:
-            await _purge_until(stop, rt.sessions)
+            for responder in responders:
+                await responder.start(rt.nc)
+            await _reap_until(stop, rt.sessions, settings)
         finally:
-            await responder.aclose()
+            for responder in responders:
+                await responder.aclose()
 
 
-async def _purge_until(stop: asyncio.Event, sessions: async_sessionmaker[AsyncSession]) -> None:
+async def _reap_until(
+    stop: asyncio.Event, sessions: async_sessionmaker[AsyncSession], settings: SessionsSettings
+) -> None:
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PURGE_INTERVAL_S)
+            await asyncio.wait_for(stop.wait(), settings.reaper_interval_s)
             return
         try:
-            async with sessions() as session:
-                purged = await repo.purge_expired(session=session)
+            await reap_once(sessions, tombstone_s=settings.history_tombstone_s)
         except SQLAlchemyError as exc:
-            log.warning("purging expired stored responses failed: %s", exc)
-            continue
-        if purged:
-            log.info("purged %d expired stored responses", purged)
+            log.warning("sessions reaper run failed, retrying next interval: %s", exc)
+
+
+async def reap_once(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    tombstone_s: float,
+    now: datetime | None = None,
+) -> history_store.ReapCounts:
+    """One reaper run: purge expired stored responses, then up to ``REAP_MAX_PASSES``
+    bounded history passes; returns the history totals."""
+    moment = now or datetime.now(UTC)
+    async with sessions() as session:
+        purged = await repo.purge_expired(session=session, now=moment)
+    if purged:
+        log.info("purged %d expired stored responses", purged)
+    turns = reaped = deleted = 0
+    for _ in range(REAP_MAX_PASSES):
+        async with sessions() as session:
+            counts = await history_store.reap_history(
+                session=session, now=moment, tombstone_s=tombstone_s, batch=REAP_BATCH
+            )
+        turns, reaped, deleted = (
+            turns + counts.turns,
+            reaped + counts.reaped,
+            deleted + counts.deleted,
+        )
+        if not counts.full:
+            break
+    if turns or reaped or deleted:
+        log.info(
+            "session history reaped: %d turns deleted, %d sessions expired, %d forgotten",
+            turns,
+            reaped,
+            deleted,
+        )
+    return history_store.ReapCounts(turns=turns, reaped=reaped, deleted=deleted, full=counts.full)
 
 
 def main(argv: Sequence[str]) -> int:

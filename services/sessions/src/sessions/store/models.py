@@ -1,15 +1,20 @@
 """Sessions' tables (SQLModel), on their own ``MetaData`` so Alembic sees only these.
 
-    session_turns       one row per appended turn of a conversation; ``event_id`` unique
-                        (the transcript event's id: redelivery is harmless); read in
-                        ``seq`` order per (project, session)
+    sessions            one conversation session (seed 001's ``session_id``): its project and
+                        scope (the Gateway API endpoint id, later a channel's or gateway's),
+                        ``ttl_seconds``, ``expires_at`` = ``last_active_at`` + ttl, the next
+                        turn's ``seq``; ``reaped`` once the reaper deleted its turns (the row
+                        stays a while so the id still answers ``expired``)
+    session_turns       the turns of a session, unique and read in ``(session_id, seq)``
+                        order; ``request_id`` is the append's idempotency key
     stored_responses    Responses API results kept for ``previous_response_id`` chains:
                         the whole input the model saw, its output, and the Response object
                         as returned; read by (id, project_id) only
 
-Every row carries ``expires_at`` (default: created_at + SESSIONS_HISTORY_TTL_S).
-JSON columns are JSONB on PostgreSQL. Expired rows are invisible to reads and
-purged periodically (``repo.purge_expired``).
+Stored responses carry ``expires_at`` (created_at + SESSIONS_HISTORY_TTL_S), are
+invisible to reads after it and purged periodically (``repo.purge_expired``);
+sessions expire by their own ``expires_at`` (``history`` has the life cycle).
+JSON columns are JSONB on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -17,12 +22,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, MetaData
+from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, MetaData, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-__all__ = ["METADATA", "SessionTurn", "SessionsModel", "StoredResponse"]
+__all__ = ["METADATA", "HistorySession", "SessionTurn", "SessionsModel", "StoredResponse"]
 
 METADATA = MetaData(
     naming_convention={
@@ -42,21 +47,39 @@ class SessionsModel(SQLModel, registry=registry(metadata=METADATA)):
     """Base of sessions' table models: binds them to ``METADATA``."""
 
 
+class HistorySession(SessionsModel, table=True):
+    """A conversation session; its id is the ``session_id`` clients pass (a UUID string)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index(None, "reaped", "expires_at"),)
+
+    id: str = Field(primary_key=True)
+    project_id: str
+    scope: str
+    ttl_seconds: int
+    next_seq: int = Field(sa_type=BigInteger, description="seq of the next appended turn.")
+    reaped: bool = False
+    created_at: datetime = Field(sa_type=TIMESTAMP)
+    last_active_at: datetime = Field(sa_type=TIMESTAMP)
+    expires_at: datetime = Field(sa_type=TIMESTAMP)
+
+
 class SessionTurn(SessionsModel, table=True):
-    """One turn (a message, or a tool call/result) of a conversation."""
+    """One turn (a message) of a session, ``seq`` its position (0 first, no reuse)."""
 
     __tablename__ = "session_turns"
-    __table_args__ = (Index(None, "project_id", "session_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq"),
+        Index(None, "session_id", "request_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=ID_TYPE)
-    event_id: str = Field(unique=True)
-    project_id: str
-    session_id: str
-    seq: int
+    session_id: str = Field(foreign_key="sessions.id", ondelete="CASCADE")
+    seq: int = Field(sa_type=BigInteger)
+    request_id: str
     role: str
     content: Any = Field(sa_type=JSON_TYPE, nullable=False)
     created_at: datetime = Field(sa_type=TIMESTAMP)
-    expires_at: datetime = Field(sa_type=TIMESTAMP)
 
 
 class StoredResponse(SessionsModel, table=True):
