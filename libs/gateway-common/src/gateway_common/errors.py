@@ -140,12 +140,21 @@ class ModelNotFound(NotFound):
 
 
 class RateLimited(GatewayError):
-    """A rate limit, quota or budget refused the request (429)."""
+    """A rate limit, quota or budget refused the request (429).
+
+    ``retry_after`` is the whole number of seconds after which the same request would
+    be admitted again (the edge sends it as ``Retry-After``); ``None`` when waiting
+    cannot help (a request larger than the limit itself) or nobody knows.
+    """
 
     http_status = 429
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
     code = "rate_limit_exceeded"
     error_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
 
 
 class BudgetExceeded(RateLimited):

@@ -3,14 +3,16 @@
 ``connect`` opens one connection per process (built in ``main``, closed by
 its exit stack). ``ensure_streams`` declares the streams idempotently: it
 creates a missing stream and updates an existing one to the declared config,
-so any service may call it at start-up in any order.
+so any service may call it at start-up in any order. The rate limiter's counter
+streams (``RATELIMIT_STREAMS``) are declared the same way, by the edge only
+(``ensure_streams(js, RATELIMIT_STREAMS)``): they need nats-server 2.12 or newer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import nats
 import orjson
@@ -23,6 +25,9 @@ from nats.js.errors import NotFoundError
 from . import subjects
 
 __all__ = [
+    "RATELIMIT_DAY_MAX_AGE_S",
+    "RATELIMIT_MINUTE_MAX_AGE_S",
+    "RATELIMIT_STREAMS",
     "STREAMS",
     "TRANSCRIPTS_MAX_AGE_S",
     "USAGE_MAX_AGE_S",
@@ -60,6 +65,35 @@ STREAMS: tuple[StreamConfig, ...] = (
     ),
 )
 
+#: A window's counter is only read while its window lasts; it is kept a little longer
+#: so a late correction (token settle) still lands, then aged out by the server.
+RATELIMIT_MINUTE_MAX_AGE_S = 180.0
+RATELIMIT_DAY_MAX_AGE_S = _DAY_S + 3_600.0
+
+#: The rate limiter's counters (``edge.pipeline.ratelimit_store``): JetStream counter
+#: streams (ADR-49; ``Nats-Incr`` adds atomically and answers the new total), one
+#: subject per (scope, kind, window), only its latest total kept. Message TTLs are
+#: not allowed on counter streams, hence one stream per window length, each aged out
+#: by ``max_age``. File storage: a day's counts survive a nats-server restart.
+RATELIMIT_STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(
+        name=subjects.RATELIMIT_MINUTE_STREAM,
+        subjects=[f"{subjects.RATELIMIT_MINUTE_PREFIX}.>"],
+        max_age=RATELIMIT_MINUTE_MAX_AGE_S,
+        max_msgs_per_subject=1,
+        allow_msg_counter=True,
+        allow_direct=True,
+    ),
+    StreamConfig(
+        name=subjects.RATELIMIT_DAY_STREAM,
+        subjects=[f"{subjects.RATELIMIT_DAY_PREFIX}.>"],
+        max_age=RATELIMIT_DAY_MAX_AGE_S,
+        max_msgs_per_subject=1,
+        allow_msg_counter=True,
+        allow_direct=True,
+    ),
+)
+
 
 async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0) -> Client:
     """Connect to NATS; the first connect must succeed within ``first_connect_timeout_s``.
@@ -86,10 +120,10 @@ async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0)
         ) from exc
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create or update every stream in ``STREAMS`` (idempotent)."""
-    for config in STREAMS:
-        assert config.name is not None  # every entry of STREAMS is named
+async def ensure_streams(js: JetStreamContext, streams: Sequence[StreamConfig] = STREAMS) -> None:
+    """Create or update every stream in ``streams`` (default ``STREAMS``; idempotent)."""
+    for config in streams:
+        assert config.name is not None  # every declared stream is named
         try:
             await js.stream_info(config.name)
         except NotFoundError:

@@ -7,6 +7,13 @@ re-publishes within its duplicate window):
     stream USAGE        subjects usage.>        durable consumer "billing-ledger"
     stream TRANSCRIPTS  subjects session.>      durable consumer "sessions-history"
 
+Rate-limit counters (JetStream counter streams, ``allow_msg_counter``: each
+``Nats-Incr`` publish is one atomic add answered with the new total; one subject
+per scope, kind and clock-aligned window; no consumers):
+
+    stream RATELIMIT_MINUTE  subjects ratelimit.minute.>  (kept 3 min)
+    stream RATELIMIT_DAY     subjects ratelimit.day.>     (kept 25 h)
+
 Request/reply (core NATS, with deadlines):
 
     health.<service>    each service answers {"service", "status"}
@@ -60,6 +67,10 @@ __all__ = [
     "HISTORY_OPEN",
     "KEYS_CHANGED",
     "PROJECTS_CHANGED",
+    "RATELIMIT_DAY_PREFIX",
+    "RATELIMIT_DAY_STREAM",
+    "RATELIMIT_MINUTE_PREFIX",
+    "RATELIMIT_MINUTE_STREAM",
     "RESPONSES_DELETE",
     "RESPONSES_GET",
     "RESPONSES_PUT",
@@ -87,6 +98,11 @@ BILLING_SPEND_GET = "billing.spend.get.v1"
 BILLING_USAGE_QUERY = "billing.usage.query.v1"
 BILLING_REQUEST_GET = "billing.request.get.v1"
 BILLING_QUEUE = "billing"
+
+RATELIMIT_MINUTE_STREAM = "RATELIMIT_MINUTE"
+RATELIMIT_MINUTE_PREFIX = "ratelimit.minute"
+RATELIMIT_DAY_STREAM = "RATELIMIT_DAY"
+RATELIMIT_DAY_PREFIX = "ratelimit.day"
 
 TRANSCRIPTS_STREAM = "TRANSCRIPTS"
 TRANSCRIPTS_SUBJECTS = ["session.>"]
