@@ -5,6 +5,10 @@ switchyard_http_request_duration_seconds{route}         histogram (whole respons
 switchyard_gateway_overhead_seconds{operation}          histogram: time the gateway
     adds to a routed call = time to response (or first stream event) minus the
     router's reported upstream time
+switchyard_edge_ratelimited_total{scope_kind,window}    counter: requests a rate limit
+    refused (scope_kind key|project|endpoint|other, window minute|day)
+switchyard_edge_ratelimit_unavailable_total{kind}       counter: limits (requests|tokens)
+    that could not be checked because the counters (NATS) did not answer in time
 """
 
 from __future__ import annotations
@@ -42,6 +46,18 @@ class EdgeMetrics:
             buckets=_OVERHEAD_BUCKETS,
             registry=self.registry,
         )
+        self._ratelimited = Counter(
+            "switchyard_edge_ratelimited",
+            "Requests refused by a rate limit, by the refusing limit's scope kind and window.",
+            ("scope_kind", "window"),
+            registry=self.registry,
+        )
+        self._ratelimit_unavailable = Counter(
+            "switchyard_edge_ratelimit_unavailable",
+            "Rate limits left unchecked because their counters did not answer, by kind.",
+            ("kind",),
+            registry=self.registry,
+        )
 
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
@@ -51,6 +67,14 @@ class EdgeMetrics:
     def observe_overhead(self, *, operation: str, seconds: float) -> None:
         """Record the gateway's own share of one routed call."""
         self._overhead.labels(operation).observe(max(seconds, 0.0))
+
+    def count_ratelimited(self, *, scope_kind: str, window: str) -> None:
+        """Count one request refused by a rate limit (labels are bounded by the caller)."""
+        self._ratelimited.labels(scope_kind, window).inc()
+
+    def count_ratelimit_unavailable(self, *, kind: str) -> None:
+        """Count one limit of ``kind`` that could not be checked (fail open or closed)."""
+        self._ratelimit_unavailable.labels(kind).inc()
 
     def render(self) -> bytes:
         """Prometheus text format of every collector."""
