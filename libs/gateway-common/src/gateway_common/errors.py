@@ -2,7 +2,9 @@
 
     GatewayError                       500  INTERNAL            not retryable
     ├── InvalidRequest                 400  INVALID_ARGUMENT
-    │   └── PayloadTooLarge            413  INVALID_ARGUMENT
+    │   ├── PayloadTooLarge            413  INVALID_ARGUMENT
+    │   ├── GuardrailBlocked           422  INVALID_ARGUMENT    code "guardrail_blocked" (seed 001)
+    │   └── InputSchemaInvalid         422  INVALID_ARGUMENT    code "input_schema_invalid" (seed 001)
     ├── Unauthenticated                401  UNAUTHENTICATED
     ├── PermissionDenied               403  PERMISSION_DENIED
     │   └── CreditsExhausted           403  PERMISSION_DENIED   type "insufficient_quota" (seed 003)
@@ -15,6 +17,7 @@
         ├── ProviderTimeout            504  DEADLINE_EXCEEDED   retryable
         ├── ProviderUnavailable        502  UNAVAILABLE         retryable (connect errors, 429, 5xx)
         ├── ProviderRejected           502  FAILED_PRECONDITION not retryable (provider said 4xx)
+        ├── OutputSchemaInvalid        502  UNAVAILABLE         the model's content failed the output schema
         └── AllProvidersFailed         502  UNAVAILABLE         retryable if any child was
                                        (429 / 504 when every attempt was rate limited / timed out)
 
@@ -41,9 +44,12 @@ __all__ = [
     "BudgetExceeded",
     "CreditsExhausted",
     "GatewayError",
+    "GuardrailBlocked",
+    "InputSchemaInvalid",
     "InvalidRequest",
     "ModelNotFound",
     "NotFound",
+    "OutputSchemaInvalid",
     "PayloadTooLarge",
     "PermissionDenied",
     "ProviderError",
@@ -104,6 +110,55 @@ class PayloadTooLarge(InvalidRequest):
 
     http_status = 413
     code = "payload_too_large"
+
+
+class GuardrailBlocked(InvalidRequest):
+    """A guardrail of the endpoint refused the call's input or the model's output (422).
+
+    ``guardrail`` is the guardrail's name (its configured ``name``, else its type),
+    ``guardrail_type`` its type, ``direction`` ``"input"`` or ``"output"`` and
+    ``reason`` ``"matched"`` (the guardrail found what it looks for) or ``"timeout"``
+    (its check ran out of time, which blocks too). The message names the guardrail and
+    never quotes the text that fired it. 422 is seed 001's status on the Gateway API;
+    the type is ``invalid_request_error``, as OpenAI's own content refusals, so an
+    OpenAI-shaped surface can answer it with status 400.
+    """
+
+    http_status = 422
+    code = "guardrail_blocked"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        guardrail: str,
+        guardrail_type: str,
+        direction: str,
+        reason: str = "matched",
+        **kw: object,
+    ) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.guardrail = guardrail
+        self.guardrail_type = guardrail_type
+        self.direction = direction
+        self.reason = reason
+
+
+class InputSchemaInvalid(InvalidRequest):
+    """The call's ``variables`` do not satisfy the endpoint's ``input_schema`` (422).
+
+    ``path`` is where the validator failed, JSON-path style (``$.address.zip``,
+    ``$`` for the whole object), ``reason`` the validator's message; ``param`` is
+    the same place in the request (``variables.address.zip``).
+    """
+
+    http_status = 422
+    code = "input_schema_invalid"
+
+    def __init__(self, message: str, *, path: str, reason: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.path = path
+        self.reason = reason
 
 
 class Unauthenticated(GatewayError):
@@ -213,6 +268,21 @@ class ProviderRejected(ProviderError):
 
     grpc_code = grpc.StatusCode.FAILED_PRECONDITION
     code = "provider_rejected"
+
+
+class OutputSchemaInvalid(ProviderError):
+    """The model's content is not JSON, or not JSON the endpoint's ``output_schema`` accepts (502).
+
+    ``path`` (``$`` when the content is not JSON at all) and ``reason`` as on
+    ``InputSchemaInvalid``. Not retryable: the gateway does not call the model again.
+    """
+
+    code = "output_schema_invalid"
+
+    def __init__(self, message: str, *, path: str, reason: str, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.path = path
+        self.reason = reason
 
 
 class AllProvidersFailed(ProviderError):
