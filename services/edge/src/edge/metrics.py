@@ -9,6 +9,9 @@ switchyard_edge_ratelimited_total{scope_kind,window}    counter: requests a rate
     refused (scope_kind key|project|endpoint|other, window minute|day)
 switchyard_edge_ratelimit_unavailable_total{kind}       counter: limits (requests|tokens)
     that could not be checked because the counters (NATS) did not answer in time
+switchyard_edge_guardrail_triggered_total{guardrail_type,direction,action}  counter:
+    guardrails that fired (type max_length|blocked_terms|regex|pii, direction
+    input|output, action block|redact|timeout); the configured names stay out of labels
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class EdgeMetrics:
             ("kind",),
             registry=self.registry,
         )
+        self._guardrail_triggered = Counter(
+            "switchyard_edge_guardrail_triggered",
+            "Guardrails that blocked or redacted, by guardrail type, direction and action.",
+            ("guardrail_type", "direction", "action"),
+            registry=self.registry,
+        )
 
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
@@ -75,6 +84,10 @@ class EdgeMetrics:
     def count_ratelimit_unavailable(self, *, kind: str) -> None:
         """Count one limit of ``kind`` that could not be checked (fail open or closed)."""
         self._ratelimit_unavailable.labels(kind).inc()
+
+    def count_guardrail(self, *, guardrail_type: str, direction: str, action: str) -> None:
+        """Count one guardrail that fired (labels bounded: ``edge.pipeline.guardrails``)."""
+        self._guardrail_triggered.labels(guardrail_type, direction, action).inc()
 
     def render(self) -> bytes:
         """Prometheus text format of every collector."""
