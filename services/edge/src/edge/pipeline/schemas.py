@@ -31,7 +31,10 @@ Safety: no reference is ever fetched (an empty ``referencing.Registry`` instead 
 jsonschema's default, which would download remote ``$ref`` URLs); ``pattern`` and
 ``patternProperties`` run on the ``regex`` package with a time bound of
 ``PATTERN_TIMEOUT_S`` for one validation (a pattern that runs out fails the
-instance, with that reason); an instance nested too deeply fails, never a 500.
+instance, with that reason), and every pattern passed the save-time probes
+(jsonschema's own ``additionalProperties`` / ``unevaluatedProperties`` matching of
+``patternProperties`` keys still runs ``re``, unbounded, on those probed patterns);
+an instance nested too deeply fails, never a 500.
 """
 
 from __future__ import annotations
