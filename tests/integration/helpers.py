@@ -125,8 +125,16 @@ def without_generation_context(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "generation_context"}
 
 
-def without_generation_chunk(data: list[str]) -> list[str]:
-    """SSE payloads minus the gateway's one added chunk (its line items, last before [DONE])."""
-    added = [d for d in data if '"generation_context"' in d]
-    assert len(added) == 1 and data[-2] == added[0], "one line-items chunk, right before [DONE]"
-    return data[:-2] + data[-1:]
+def without_stream_generation_context(data: list[str]) -> list[str]:
+    """SSE payloads with the gateway's line items taken off the stream's last chunk.
+
+    The gateway adds no chunk: ``generation_context`` rides on the last one the
+    client gets anyway (the usage chunk, else the last finishing one), right
+    before [DONE], and on no other. The chunk is re-serialized compactly by orjson,
+    as the fake provider writes its chunks.
+    """
+    carriers = [i for i, d in enumerate(data) if '"generation_context"' in d]
+    assert carriers == [len(data) - 2] and data[-1] == "[DONE]", "line items on the last chunk"
+    last = orjson.loads(data[-2])
+    del last["generation_context"]
+    return [*data[:-2], orjson.dumps(last).decode(), data[-1]]

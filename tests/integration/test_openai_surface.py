@@ -28,8 +28,8 @@ from tests.integration.helpers import (
     ledger_entry,
     poll,
     sse_data,
-    without_generation_chunk,
     without_generation_context,
+    without_stream_generation_context,
 )
 
 pytestmark = pytest.mark.integration
@@ -164,7 +164,7 @@ def test_streamed_tool_calls_keep_ids_names_and_argument_deltas(
     with httpx.stream("POST", f"{fake_provider_url}{CHAT}", json=body, timeout=20) as direct:
         from_provider = sse_data(direct.iter_lines())
     # every delta, in order, byte for byte
-    assert without_generation_chunk(through_gateway) == from_provider
+    assert without_stream_generation_context(through_gateway) == from_provider
 
     calls: dict[tuple[int, int], dict[str, str]] = {}
     for chunk in openai_client.chat.completions.create(**body):  # type: ignore[call-overload]

@@ -128,9 +128,9 @@ def test_generation_context_is_the_ledger_and_the_managed_key_reaches_the_provid
         kinds = [event.WhichOneof("event") for event in replies]
         assert kinds[0] == "route" and kinds[-2:] == ["chunks", "usage"]
         chunks = [c for e in replies if e.WhichOneof("event") == "chunks" for c in e.chunks.chunks]
-        context_chunk = _exact(chunks[-1])
+        context_chunk = _exact(chunks[-1])  # the finishing chunk (no include_usage asked)
         assert context_chunk["object"] == "chat.completion.chunk"
-        assert context_chunk["choices"] == []
+        assert context_chunk["choices"][0]["finish_reason"] == "stop"
         assert all(b"generation_context" not in c for c in chunks[:-1])
         context = context_chunk["generation_context"]
     else:

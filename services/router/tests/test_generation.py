@@ -176,26 +176,16 @@ def test_with_context_refuses_a_body_that_is_not_an_object(body: bytes) -> None:
         with_context(body, b"{}")
 
 
-def test_stream_chunk_carries_the_streams_id_and_no_choices() -> None:
-    first = b'{"id":"chatcmpl-s","object":"chat.completion.chunk","created":17,"model":"m-1",'
-    first += b'"choices":[{"index":0,"delta":{"role":"assistant"}}]}'
+def test_a_stream_chunk_carries_it_last_and_keeps_the_rest() -> None:
+    last = b'{"id":"chatcmpl-s","object":"chat.completion.chunk","created":17,"model":"m-1",'
+    last += b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
     context = context_json(PRICES, _event(prompt_tokens=2, completion_tokens=1))
 
-    event = GenerationContext.for_stream(context, first, "chat")
+    event = GenerationContext.on_chunk(context, last)
 
+    assert event.chunk is not None
     chunk = orjson.loads(event.chunk)
-    assert chunk == {
-        "id": "chatcmpl-s",
-        "object": "chat.completion.chunk",
-        "created": 17,
-        "model": "m-1",
-        "choices": [],
-        "generation_context": orjson.loads(context),
-    }
+    assert list(chunk) == ["id", "object", "created", "model", "choices", "generation_context"]
+    assert chunk["generation_context"] == orjson.loads(context)
+    assert chunk["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop"}]
     assert event.value == context
-
-
-def test_stream_chunk_without_a_first_chunk_falls_back_to_the_model() -> None:
-    chunk = orjson.loads(GenerationContext.for_stream(b"{}", None, "chat").chunk)
-    assert (chunk["model"], chunk["choices"], chunk["generation_context"]) == ("chat", [], {})
-    assert isinstance(chunk["created"], int)

@@ -418,28 +418,25 @@ async def test_embeddings_and_responses_carry_it_too(harness: Harness) -> None:
 
 
 @pytest.mark.timeout(10)
-async def test_chat_stream_sends_a_context_chunk_right_before_the_usage_event(
+async def test_a_chat_stream_carries_it_on_its_finish_chunk_and_adds_none(
     harness: Harness,
 ) -> None:
+    """Without include_usage the client gets the provider's chunks, and no ``choices: []`` one."""
+    plain = await _stream(harness, _request(body=_stream_body("multi")))
     events = await _stream(
         harness, _request(body=_stream_body("multi"), include_generation_context=True)
     )
 
     kinds = [e.WhichOneof("event") for e in events]
-    assert kinds == ["route"] + ["chunk"] * 4 + ["usage"]
-    [event] = harness.recorder.events
-    assert _exact(events[-2].chunk) == {
-        "id": "chatcmpl-s1",
-        "object": "chat.completion.chunk",
-        "created": 1700000000,
-        "model": "upstream-model",
-        "choices": [],
-        "generation_context": {
-            "generated_usage": _ledger_items(harness, event),
-            "runned_functions": [],
-        },
-    }
-    assert all(b"generation_context" not in e.chunk for e in events[:-2])
+    assert kinds == ["route"] + ["chunk"] * 3 + ["usage"]
+    assert [e.chunk for e in events[1:-2]] == [e.chunk for e in plain[1:-2]]
+    last = _exact(events[-2].chunk)
+    context = last.pop("generation_context")
+    assert last == _exact(plain[-2].chunk)
+    assert last["choices"][0]["delta"] == {} and last["choices"][0]["finish_reason"] == "stop"
+    event = harness.recorder.events[-1]
+    assert context == {"generated_usage": _ledger_items(harness, event), "runned_functions": []}
+    assert all(orjson.loads(e.chunk)["choices"] for e in events if e.WhichOneof("event") == "chunk")
 
 
 @pytest.mark.timeout(10)
@@ -454,6 +451,8 @@ async def test_the_usage_chunk_the_client_asked_for_carries_it_last(harness: Har
     assert last["choices"] == [] and last["usage"]["prompt_tokens"] == 100
     assert last["generation_context"]["generated_usage"] == _ledger_items(harness, event)
     assert orjson.loads(events[-3].chunk)["choices"][0]["finish_reason"] == "stop"
+    chunks = [orjson.loads(e.chunk) for e in events if e.WhichOneof("event") == "chunk"]
+    assert [c["choices"] == [] for c in chunks] == [False, False, False, True]
 
 
 @pytest.mark.timeout(10)
@@ -463,14 +462,14 @@ async def test_a_usage_chunk_that_is_not_the_last_keeps_its_place(harness: Harne
     events = await _stream(harness, _request(body=body, include_generation_context=True))
 
     chunks = [orjson.loads(e.chunk) for e in events if e.WhichOneof("event") == "chunk"]
-    assert [c["choices"][0]["delta"] for c in chunks[:3]] == [
+    assert [c["choices"][0]["delta"] for c in chunks] == [
         {"role": "assistant", "content": ""},
         {"content": "Hi"},
         {},
     ]
     assert chunks[1]["usage"]["prompt_tokens"] == 100
-    assert chunks[-1]["choices"] == [] and "generation_context" in chunks[-1]
-    assert len(chunks) == 4
+    assert "generation_context" not in chunks[1]  # content with usage is not held back
+    assert "generation_context" in chunks[-1] and chunks[-1]["choices"][0]["finish_reason"]
 
 
 @pytest.mark.timeout(10)

@@ -19,23 +19,31 @@ none either.
 Where it goes (``router.service``):
 
     unary chat, responses, embeddings   a top-level key of the JSON body
-    chat stream                         a key of the last chunk, before the final
-                                        ``Usage`` event (the edge writes it just before
-                                        [DONE]): the chunk that carried the usage the
-                                        client asked for (held back until the event is
-                                        published), else one extra
-                                        ``chat.completion.chunk`` with ``"choices": []``
+    chat stream                         a key of the stream's last chunk, one the client
+                                        gets anyway, before the final ``Usage`` event (the
+                                        edge writes it just before [DONE]): the usage chunk
+                                        (``"choices": []``) when the client asked for
+                                        ``stream_options.include_usage``, else the last
+                                        chunk in which a choice finishes (seed 002's: a
+                                        ``finish_reason`` and an empty delta)
     responses stream                    a key of ``response.completed``'s ``response``
 
+A chat stream holds back only ``final`` chunks (``StreamChunk.final``: a
+choice finishes in it, or it is the usage chunk), each until the next chunk
+arrives and the last until the usage event is published; every other chunk
+goes out at once, so the time to the first token is unchanged.
+A provider stream with no final chunk at all gets no ``generation_context``:
+the gateway adds no chunk OpenAI would not send (a ``"choices": []`` chunk
+the client did not ask for breaks clients that read ``choices[0]``).
+
 Only a call that asks pays for it: the unary body is parsed and re-serialized
-once, a stream's first chunk is parsed once; otherwise bodies and chunks pass
+once, a stream's last chunk likewise; otherwise bodies and chunks pass
 through as bytes.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,35 +96,15 @@ class GenerationContext:
     """A stream event, just before the final ``Usage``: the stream's ``generation_context``.
 
     ``value`` is the object (JSON bytes); ``chunk`` the last
-    ``chat.completion.chunk`` of the stream, which carries it to a chat client.
+    ``chat.completion.chunk`` of a chat stream, which carries it to the client.
+    A Responses stream's has no chunk (``None``): its translator puts ``value``
+    on ``response.completed`` and never passes the event on.
     """
 
     value: bytes
-    chunk: bytes
+    chunk: bytes | None
 
     @classmethod
     def on_chunk(cls, value: bytes, chunk: bytes) -> GenerationContext:
-        """Carried by ``chunk``, a provider chunk held back to go last (the usage chunk)."""
+        """Carried by ``chunk``, the provider chunk held back to go last."""
         return cls(value, with_context(chunk, value))
-
-    @classmethod
-    def for_stream(cls, value: bytes, first: bytes | None, model: str) -> GenerationContext:
-        """Carried by a chunk of its own (``choices: []``) with the id, created and model of
-        ``first``, the stream's first forwarded chunk."""
-        head: Any = None
-        if first is not None:
-            try:
-                head = orjson.loads(first)
-            except orjson.JSONDecodeError:
-                head = None
-        if not isinstance(head, dict):
-            head = {}
-        chunk: dict[str, Any] = {
-            "id": head.get("id") or "",
-            "object": "chat.completion.chunk",
-            "created": head.get("created") or int(time.time()),
-            "model": head.get("model") or model,
-            "choices": [],
-            "generation_context": orjson.Fragment(value),
-        }
-        return cls(value, orjson.dumps(chunk))

@@ -4,12 +4,18 @@
 
 ``complete`` answers a unary call once its usage event is acknowledged.
 ``stream`` yields, in order: the ``RouteInfo`` (once the first chunk has
-arrived), each chunk's JSON bytes, a ``GenerationContext`` when the call asked
-for one (``router.generation``; a chat stream's chunk that carried usage is
-held back to carry it), then the final ``Usage``; a failure after
+arrived), each chunk's JSON bytes (exactly the chunks OpenAI sends for the
+client's request: the adapters see to that), a ``GenerationContext`` when the
+call asked for one (``router.generation``: on a chat stream it is the last
+chunk itself, carrying the key), then the final ``Usage``; a failure after
 the first chunk is yielded as a ``GatewayError`` and ends the stream. Errors
 before the first chunk are raised. Each call holds a catalog lease for as
 long as it uses a provider.
+
+With ``generation_context`` a chat stream holds back each ``final`` chunk
+(a choice's finish, the usage chunk) until the next chunk arrives, so the
+last one can wait for the usage event and carry the context; every other
+chunk goes out at once.
 
 Provider keys. A call with the caller's own key (BYOK) is narrowed to one
 provider (``Route.one_provider``) and presents that key there only; any other
@@ -193,10 +199,9 @@ class RouterService:
             )
             info = committed.info
             usage: Usage | None = None
-            # With generation_context, the chunk that carried usage goes out last, carrying it
-            # too (the client's final chunk, as in seed 002); a later chunk releases it.
+            # With generation_context, a final chunk waits for the next one; the last one
+            # carries the context (the client's last chunk, as in seed 002's stream).
             hold = call.generation_context and call.operation == "chat.completions"
-            first: bytes | None = None
             held: bytes | None = None
             try:
                 async with contextlib.aclosing(committed) as chunks:
@@ -205,11 +210,10 @@ class RouterService:
                         usage = chunk.usage or usage
                         if chunk.data is None:
                             continue
-                        first = first or chunk.data
                         if held is not None:
                             yield held
                             held = None
-                        if hold and chunk.usage is not None:
+                        if hold and chunk.final:
                             held = chunk.data
                         else:
                             yield chunk.data
@@ -232,8 +236,10 @@ class RouterService:
             context = context_json(table.prices, event)
             if held is not None:
                 yield GenerationContext.on_chunk(context, held)
-            else:
-                yield GenerationContext.for_stream(context, first, info.model)
+            elif call.operation == "responses":
+                yield GenerationContext(context, None)
+            else:  # a provider stream without a final chunk: none OpenAI would send carries it
+                log.info("stream on %s had no final chunk for generation_context", info.deployment)
         yield usage or Usage()
 
     async def _record_quietly(
