@@ -206,14 +206,14 @@ async def test_a_project_admin_key_manages_its_own_endpoints_only(edge: Edge) ->
         (
             {"slug": "ok", "model": "mock-chat", "params": {"temperature": "hot"}},
             400,
-            "invalid_value",
-            "'temperature'",
+            "invalid_type",
+            "'params.temperature'",
         ),
         (
             {"slug": "ok", "model": "mock-chat", "params": {"max_tokens": 0}},
             400,
-            "invalid_value",
-            "'max_tokens'",
+            "integer_below_min_value",
+            "'params.max_tokens'",
         ),
         ({"slug": "ok", "model": "mock-chat", "owner": "x"}, 400, "invalid_value", "'owner'"),
         ({"slug": "ok", "model": "mock-chat", "active": "yes"}, 400, None, "'active'"),

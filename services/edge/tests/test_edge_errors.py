@@ -35,7 +35,7 @@ USER = {"role": "user", "content": "hi"}
         ({"messages": [USER]}, "Missing required parameter: 'model'.", "model"),
         (
             {"model": "m", "messages": "hi"},
-            "Invalid type for 'messages': Input should be a valid array.",
+            "Invalid type for 'messages': expected an array, but got a string instead.",
             "messages",
         ),
         (
@@ -50,7 +50,7 @@ USER = {"role": "user", "content": "hi"}
         ),
         (
             {"model": 5, "messages": [USER]},
-            "Invalid type for 'model': Input should be a valid string.",
+            "Invalid type for 'model': expected a string, but got an integer instead.",
             "model",
         ),
         (
@@ -60,7 +60,7 @@ USER = {"role": "user", "content": "hi"}
         ),
         (
             {"model": "m", "messages": [{"role": "user", "content": 5}]},
-            "Invalid type for 'messages[0].content': expected a string, an array of content parts, or null.",
+            "Invalid type for 'messages[0].content': expected a string, an array of content parts, or null, but got an integer instead.",
             "messages[0].content",
         ),
         (
@@ -70,7 +70,7 @@ USER = {"role": "user", "content": "hi"}
         ),
         (
             {"model": "m", "messages": [USER], "stream": "yes"},
-            "Invalid type for 'stream': Input should be a valid boolean.",
+            "Invalid type for 'stream': expected a boolean, but got a string instead.",
             "stream",
         ),
         ([1, 2], "Invalid request body: Input should be an object.", None),

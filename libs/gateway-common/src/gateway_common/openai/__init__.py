@@ -13,8 +13,23 @@ shapes the gateway itself produces.
     responses   Model, ModelList, ModelPricing, ErrorObject, ErrorResponse,
                 Response (OutputItem and its kinds, ResponseUsage), InputItemList,
                 ResponseDeleted
+    bounds      Temperature, TopP, Penalty, TokenLimit, MaxOutputTokens, ChoiceCount,
+                TopLogprobs, LogitBias, Dimensions: OpenAI's parameter ranges as field
+                types, for the models above and anything else that stores such a
+                parameter (the Gateway API's endpoint params)
 """
 
+from ._bounds import (
+    ChoiceCount,
+    Dimensions,
+    LogitBias,
+    MaxOutputTokens,
+    Penalty,
+    Temperature,
+    TokenLimit,
+    TopLogprobs,
+    TopP,
+)
 from ._chat import (
     ChatCompletionRequest,
     ChatMessage,
@@ -49,7 +64,9 @@ from ._responses_api import (
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessage",
+    "ChoiceCount",
     "ContentPart",
+    "Dimensions",
     "EmbeddingRequest",
     "ErrorObject",
     "ErrorResponse",
@@ -61,6 +78,8 @@ __all__ = [
     "InputItem",
     "InputItemList",
     "InputMessage",
+    "LogitBias",
+    "MaxOutputTokens",
     "Model",
     "ModelList",
     "ModelPricing",
@@ -69,6 +88,7 @@ __all__ = [
     "OutputMessage",
     "OutputRefusal",
     "OutputText",
+    "Penalty",
     "Response",
     "ResponseDeleted",
     "ResponseFormat",
@@ -76,5 +96,9 @@ __all__ = [
     "ResponsesRequest",
     "Role",
     "StreamOptions",
+    "Temperature",
+    "TokenLimit",
     "ToolDefinition",
+    "TopLogprobs",
+    "TopP",
 ]

@@ -3,11 +3,13 @@
 The envelope (``model``, ``messages`` with role and content shape, the
 streaming switches) is typed and required. OpenAI's documented parameters are
 typed too, all optional and nullable, so a wrong JSON type is a 400 naming the
-field instead of an upstream surprise; their *ranges* are left to the provider
-(they differ between providers). Types are strict: ``"0.5"`` is not a number,
-though ``1`` is a float. Anything else, including fields OpenAI adds later, is
-kept as an extra field and reaches the provider untouched (the gateway
-forwards the original bytes anyway).
+field instead of an upstream surprise, and the parameters OpenAI bounds carry
+OpenAI's ranges (``_bounds``: ``temperature`` 0..2, ``max_tokens`` >= 1, ``n``
+1..128, ...), so an out-of-range value is a 400 before any provider sees it.
+Types are strict: ``"0.5"`` is not a number, though ``1`` is a float.
+Anything else, including fields OpenAI adds later, is kept as an extra field
+and reaches the provider untouched (the gateway forwards the original bytes
+anyway).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
+
+from ._bounds import ChoiceCount, LogitBias, Penalty, Temperature, TokenLimit, TopLogprobs, TopP
 
 __all__ = [
     "ChatCompletionRequest",
@@ -99,18 +103,18 @@ class ChatCompletionRequest(_Open):
     stream: bool = Field(default=False, description="Answer as server-sent events.")
     stream_options: StreamOptions | None = None
 
-    temperature: float | None = None
-    top_p: float | None = None
-    n: int | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    n: ChoiceCount | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logit_bias: dict[str, float] | None = None
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: LogitBias | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: TopLogprobs | None = None
     user: str | None = None
     metadata: dict[str, Any] | None = None
     tools: list[ToolDefinition] | None = None

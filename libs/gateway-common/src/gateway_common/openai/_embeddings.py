@@ -7,13 +7,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ._bounds import Dimensions
+
 __all__ = ["EmbeddingRequest"]
 
 
 class EmbeddingRequest(BaseModel):
     """An embeddings request: one input or a batch (strings or token arrays).
 
-    Unknown fields are kept (``extra="allow"``) and passed through.
+    Unknown fields are kept (``extra="allow"``) and passed through;
+    ``dimensions``, when given, is a strict integer >= 1 (OpenAI's minimum).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -23,7 +26,7 @@ class EmbeddingRequest(BaseModel):
         description="Text, a batch of texts, a token array, or a batch of token arrays."
     )
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, gt=0)
+    dimensions: Dimensions | None = None
 
     @field_validator("input", mode="before")
     @classmethod

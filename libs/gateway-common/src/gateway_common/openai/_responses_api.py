@@ -2,7 +2,9 @@
 
 Requests are checked, not rebuilt: the typed fields are the ones the gateway
 acts on (``model``, ``input``, ``instructions``, ``previous_response_id``,
-``store``, ``metadata``, ``stream``); sampling parameters, tools, ``text`` and
+``store``, ``metadata``, ``stream``) and the ones OpenAI bounds
+(``temperature`` 0..2, ``top_p`` 0..1, ``max_output_tokens`` >= 16,
+``top_logprobs`` 0..20; see ``_bounds``); tools, ``text``, ``reasoning`` and
 anything OpenAI adds later stay as extra fields. An input item is typed by its
 ``type`` (a message may omit it and give only ``role``):
 
@@ -22,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 from pydantic_core import PydanticCustomError
+
+from ._bounds import MaxOutputTokens, Temperature, TopLogprobs, TopP
 
 __all__ = [
     "FunctionCallItem",
@@ -140,6 +144,10 @@ class ResponsesRequest(_Open):
         default=None, max_length=16, description="Up to 16 string pairs, echoed and stored."
     )
     stream: bool = Field(default=False, strict=True, description="Answer as server-sent events.")
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_output_tokens: MaxOutputTokens | None = None
+    top_logprobs: TopLogprobs | None = None
 
     @field_validator("input", mode="before")
     @classmethod

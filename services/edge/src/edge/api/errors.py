@@ -22,12 +22,17 @@ Sources and how they map:
                                       caught by ``RequestContextMiddleware``, logged once)
 
 ``validation_error`` turns pydantic errors (from FastAPI or from parsing a
-body against ``gateway_common.openai``) into an ``InvalidRequest``.
+body against ``gateway_common.openai``) into an ``InvalidRequest`` worded as
+OpenAI words it: a wrong JSON type is ``invalid_type`` ("expected an integer,
+but got a string"), a value out of a field's ``ge``/``le`` range is
+``integer_below_min_value`` / ``decimal_above_max_value`` / ... naming the
+bound and the value; ``param`` is the field's path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -153,10 +158,14 @@ def internal_error_bytes(request_id: str) -> bytes:
 def _is_field(segment: str | int) -> bool:
     if isinstance(segment, int):
         return True
-    return not (segment in _TYPE_TAGS or "[" in segment or "-" in segment or segment[:1].isupper())
+    # Union branch tags ("str", "list[ContentPart]", "function-after[...]"), discriminator
+    # tags (class names) and keys of free-form maps (a logit_bias token id) name no field.
+    return segment.isidentifier() and segment not in _TYPE_TAGS and not segment[:1].isupper()
 
 
 def _param(loc: Sequence[str | int]) -> str:
+    if "[key]" in loc:  # a bad key of a map: the param is the map, the key goes in the message
+        loc = loc[: loc.index("[key]") - 1]
     path = ""
     for i, segment in enumerate(loc):
         if i == 0 and segment in _SOURCES:
@@ -167,12 +176,118 @@ def _param(loc: Sequence[str | int]) -> str:
     return path
 
 
+#: A pydantic type error -> the JSON type it expected, in OpenAI's words.
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a decimal",
+    "float_parsing": "a decimal",
+    "decimal_type": "a decimal",
+    "decimal_parsing": "a decimal",
+    "string_type": "a string",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "list_type": "an array",
+    "tuple_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+#: A pydantic bound error -> (its context key, OpenAI's wording, operator, code suffix).
+_BOUNDS = {
+    "greater_than_equal": ("ge", "below minimum value", ">=", "below_min_value"),
+    "greater_than": ("gt", "below minimum value", ">", "below_min_value"),
+    "less_than_equal": ("le", "above maximum value", "<=", "above_max_value"),
+    "less_than": ("lt", "above maximum value", "<", "above_max_value"),
+}
+_MAX_ECHO = 64
+
+
+def _json_kind(value: object) -> str | None:
+    """What a JSON value is, as OpenAI says it ("a string", "an integer", "null", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float | Decimal):
+        return "a decimal"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return None
+
+
+def _number(value: object) -> str:
+    """A bound or an input as a client would write it: ``2`` for 2.0, ``2.5``, ``-100``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    text = str(value)
+    return text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "..."
+
+
+def _type_error(param: str, errors: Sequence[Any]) -> InvalidRequest:
+    """OpenAI's "Invalid type for 'p': expected X, but got Y instead." for ``errors`` of one
+    field (several when it is a union: each branch's expected type is named)."""
+    expected: list[str] = []
+    for e in errors:
+        # A custom type error's message is its expectation ("expected a string or ...").
+        name = _EXPECTED.get(e["type"]) or e["msg"].removeprefix("expected ")
+        if name not in expected:
+            expected.append(name)
+    got = _json_kind(errors[0]["input"])
+    tail = f", but got {got} instead" if got else ""
+    return InvalidRequest(
+        f"Invalid type for '{param}': expected {' or '.join(expected)}{tail}.",
+        param=param,
+        code="invalid_type",
+    )
+
+
+def _bound_error(param: str, err: Any) -> InvalidRequest:
+    """OpenAI's "Invalid 'p': integer below minimum value. Expected a value >= 1, but got -5
+    instead." (``integer_below_min_value``; "decimal" for a number field)."""
+    key, words, op, suffix = _BOUNDS[err["type"]]
+    bound, value = err["ctx"][key], err["input"]
+    integer = isinstance(bound, int) and not isinstance(value, float | Decimal)
+    kind = "integer" if integer else "decimal"
+    return InvalidRequest(
+        f"Invalid '{param}': {kind} {words}. "
+        f"Expected a value {op} {_number(bound)}, but got {_number(value)} instead.",
+        param=param,
+        code=f"{kind}_{suffix}",
+    )
+
+
+def _is_type_error(err: Any) -> bool:
+    return err["type"] in _EXPECTED or (
+        err["type"].endswith("_type") and err["msg"].startswith("expected ")
+    )
+
+
 def validation_error(errors: Sequence[Any]) -> InvalidRequest:
     """One ``InvalidRequest`` for a list of pydantic error dicts, naming the first bad field.
 
     When one field failed several union branches, the most specific error
     (deepest location) wins, so a bad content part is named rather than
-    "expected a string".
+    "expected a string". ``param`` is the field's path (``max_tokens``,
+    ``messages[0].content``; a map's own path for a bad key or value of it,
+    ``logit_bias``), and the message and code are OpenAI's:
+
+        missing field          Missing required parameter: 'p'.            missing_required_parameter
+        wrong JSON type        Invalid type for 'p': expected an integer,  invalid_type
+                               but got a string instead.
+        out of range           Invalid 'p': integer below minimum value.   integer_below_min_value,
+                               Expected a value >= 1, but got -5 instead.  decimal_above_max_value, ...
+        bad key of a map       Invalid key in 'p': <key>. <why>.           invalid_value
+        anything else          Invalid value for 'p': <pydantic's words>.  invalid_value
     """
     first = errors[0]
     if first["type"] == "json_invalid":
@@ -191,6 +306,18 @@ def validation_error(errors: Sequence[Any]) -> InvalidRequest:
             param=param,
             code="missing_required_parameter",
         )
+    if err["type"] in _BOUNDS and "ctx" in err:
+        return _bound_error(param, err)
+    if "[key]" in err["loc"]:
+        key = _number(err["loc"][err["loc"].index("[key]") - 1])
+        return InvalidRequest(
+            f"Invalid key in '{param}': {key}. {err['msg']}.", param=param, code="invalid_value"
+        )
+    if _is_type_error(err):
+        branches = [e for e in errors if _param(e["loc"]) == param]
+        if all(_is_type_error(e) for e in branches):
+            return _type_error(param, branches)
+        return _type_error(param, [err])
     kind = "type" if err["type"].endswith("_type") else "value"
     return InvalidRequest(
         f"Invalid {kind} for '{param}': {err['msg']}.", param=param, code=f"invalid_{kind}"

@@ -12,8 +12,8 @@ show; they leave hashes and ciphertexts out.
 An endpoint is a project's named preset of the Gateway API (seed 001,
 ``POST /api/{project}/{slug}``): a catalog model, an optional system prompt
 and generation parameters. ``EndpointCreate`` / ``EndpointUpdate`` check
-what can be checked without the catalog (slug shape, parameter names and
-types); the admin route checks the model against the catalog.
+what can be checked without the catalog (slug shape, parameter names, types
+and OpenAI's ranges); the admin route checks the model against the catalog.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, DateTime, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from gateway_common.openai import ResponseFormat
+from gateway_common.openai import Penalty, ResponseFormat, Temperature, TokenLimit, TopP
 
 __all__ = [
     "ENDPOINT_PARAMS",
@@ -195,16 +195,16 @@ _SLUG = re.compile(SLUG_PATTERN)
 
 
 class _Params(BaseModel):
-    """The generation parameters an endpoint may fix, typed as OpenAI types them."""
+    """The generation parameters an endpoint may fix, typed and bounded as OpenAI does."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = Field(default=None, gt=0)
-    max_completion_tokens: int | None = Field(default=None, gt=0)
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     response_format: ResponseFormat | None = None
@@ -224,7 +224,11 @@ def _check_slug(value: str | None) -> str | None:
 
 
 def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``value`` with its null entries dropped; an unknown key or a wrong type names the key."""
+    """``value`` with its null entries dropped; an unknown key names the key.
+
+    A wrong type or an out-of-range value raises ``_Params``' own errors, which
+    pydantic nests under ``params`` (``params.temperature``, ...).
+    """
     if value is None:
         return None
     for key in value:
@@ -234,16 +238,7 @@ def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
                 "'{key}' is not an endpoint parameter; allowed: {allowed}",
                 {"key": key, "allowed": ", ".join(ENDPOINT_PARAMS)},
             )
-    try:
-        parsed = _Params.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise PydanticCustomError(
-            "param_value",
-            "'{key}': {msg}",
-            {"key": ".".join(str(p) for p in first["loc"]), "msg": first["msg"]},
-        ) from None
-    return parsed.model_dump(mode="json", exclude_none=True)
+    return _Params.model_validate(value).model_dump(mode="json", exclude_none=True)
 
 
 class EndpointBase(SQLModel):

@@ -44,13 +44,8 @@ async def create_response(
         stream=body.stream,
         key=key,
         shaper=chains.ChainRecorder(turn, sessions),
-        max_output_tokens=_int_or_none((body.model_extra or {}).get("max_output_tokens")),
+        max_output_tokens=body.max_output_tokens,
     )
-
-
-def _int_or_none(value: object) -> int | None:
-    """An integer field of the untyped part of the body; anything else counts as unset."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @router.get("/responses/{response_id}", response_class=Response, response_model=None)
