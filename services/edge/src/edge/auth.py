@@ -35,6 +35,8 @@ from typing import Final, Literal
 
 from gateway_common.errors import PermissionDenied, Unauthenticated
 
+from .pipeline.ratelimit import RateLimits
+
 __all__ = [
     "ALL_SCOPES",
     "KEY_PREFIX",
@@ -93,6 +95,10 @@ class KeyEntry:
     expires_at: datetime | None = None
     revoked: bool = False
     provider_key: str | None = field(default=None, repr=False, compare=False)
+    #: The key's own rate limits (None: none).
+    rate_limits: RateLimits | None = None
+    #: The models this key may call (None: every model).
+    allowed_models: frozenset[str] | None = None
 
     @property
     def passthrough(self) -> bool:

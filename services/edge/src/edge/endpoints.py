@@ -3,7 +3,8 @@
 Per project the edge keeps a ``ProjectEndpoints``: the project's type (the
 Gateway API serves ``ai_gateway`` projects only) and its endpoints by slug,
 each an ``EndpointView`` with what a call needs (model, system prompt,
-parameters, streaming switch, active flag). A call looks up
+parameters, streaming switch, active flag, and seed 001's pipeline settings
+with their guardrails and schemas already compiled). A call looks up
 ``(project_id, slug)`` in a dict: no database round trip per request.
 
 ``EndpointSync`` (``endpointsync``) fills the cache and keeps it current;
@@ -18,10 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
 import orjson
+
+from .pipeline.guardrails import Guardrails
+from .pipeline.ratelimit import RateLimits
+from .pipeline.schemas import CompiledSchema
 
 __all__ = ["EndpointCache", "EndpointView", "ProjectEndpoints"]
 
@@ -37,6 +43,17 @@ class EndpointView:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     streaming_enabled: bool = False
     active: bool = True
+    #: Seed 001's pipeline settings, compiled once when the endpoint changes.
+    prompt_template: str | None = None
+    input_schema: CompiledSchema | None = None
+    output_schema: CompiledSchema | None = None
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    max_request_tokens: int | None = None
+    monthly_budget: Decimal | None = None
+    rate_limits: RateLimits | None = None
+    fallbacks: tuple[str, ...] = ()
+    sessions_enabled: bool = False
+    session_ttl_seconds: int = 86400
 
     @property
     def max_output_tokens(self) -> int | None:

@@ -17,6 +17,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway_common import subjects
 
 from .endpoints import EndpointView, ProjectEndpoints
+from .pipeline.guardrails import compile_guardrails
+from .pipeline.ratelimit import RateLimits
+from .pipeline.schemas import compile_schema
 from .store import Endpoint, Project, endpoints_repo
 from .tablesync import ProjectTableSync
 
@@ -24,7 +27,11 @@ __all__ = ["EndpointSync", "view_of"]
 
 
 def view_of(row: Endpoint) -> EndpointView:
-    """The cache entry of an ``endpoints`` row."""
+    """The cache entry of an ``endpoints`` row, its guardrails and schemas compiled.
+
+    A row was checked when it was saved, so compiling it again does not fail; if it
+    does all the same (a row written by hand), ``InvalidRequest`` names the field.
+    """
     return EndpointView(
         endpoint_id=row.id,
         slug=row.slug,
@@ -33,6 +40,20 @@ def view_of(row: Endpoint) -> EndpointView:
         params=MappingProxyType(dict(row.params or {})),
         streaming_enabled=row.streaming_enabled,
         active=row.active,
+        prompt_template=row.prompt_template,
+        input_schema=None
+        if row.input_schema is None
+        else compile_schema(row.input_schema, "input_schema"),
+        output_schema=None
+        if row.output_schema is None
+        else compile_schema(row.output_schema, "output_schema"),
+        guardrails=compile_guardrails(row.guardrails or None),
+        max_request_tokens=row.max_request_tokens,
+        monthly_budget=row.monthly_budget,
+        rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
+        fallbacks=tuple(row.fallbacks or ()),
+        sessions_enabled=row.sessions_enabled,
+        session_ttl_seconds=row.session_ttl_seconds,
     )
 
 

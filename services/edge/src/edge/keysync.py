@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway_common import subjects
 
 from .auth import KeyCache, KeyEntry
+from .pipeline.ratelimit import RateLimits
 from .store import ApiKey, repo
 from .tablesync import TableSync
 
@@ -41,6 +42,8 @@ def entry_for(row: ApiKey) -> KeyEntry:
         scopes=frozenset(row.scopes),
         expires_at=_utc(row.expires_at),
         revoked=row.revoked_at is not None,
+        rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
+        allowed_models=None if row.allowed_models is None else frozenset(row.allowed_models),
     )
 
 

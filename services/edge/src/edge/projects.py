@@ -28,6 +28,7 @@ from typing import Any, Final
 from gateway_common.errors import ServiceUnavailable
 
 from .credentials import CredentialCipher, CredentialUnreadable, SealedCredential
+from .pipeline.ratelimit import RateLimits
 
 __all__ = [
     "GENERATION_CONTEXT_SETTING",
@@ -70,14 +71,24 @@ class ProjectView:
 
     generation_context: bool = True
     credentials: tuple[SealedProviderKey, ...] = ()
+    #: The project's rate limits, shared by all its keys (None: none).
+    rate_limits: RateLimits | None = None
 
     @classmethod
     def build(
-        cls, settings: Mapping[str, Any], credentials: Iterable[SealedProviderKey]
+        cls,
+        settings: Mapping[str, Any],
+        credentials: Iterable[SealedProviderKey],
+        rate_limits: Mapping[str, Any] | None = None,
     ) -> ProjectView:
-        """The view of a project with ``settings`` (its JSON column) and ``credentials``."""
+        """The view of a project with ``settings`` (its JSON column), ``credentials`` and
+        ``rate_limits`` (its column)."""
         flag = settings.get(GENERATION_CONTEXT_SETTING, True)
-        return cls(generation_context=flag is not False, credentials=tuple(credentials))
+        return cls(
+            generation_context=flag is not False,
+            credentials=tuple(credentials),
+            rate_limits=RateLimits.model_validate(rate_limits) if rate_limits else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

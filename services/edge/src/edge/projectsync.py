@@ -44,4 +44,4 @@ class ProjectSync(ProjectTableSync[ProviderCredential, ProjectView]):
 
     @staticmethod
     def view(project: Project, rows: Sequence[ProviderCredential]) -> ProjectView:
-        return ProjectView.build(project.settings or {}, _sealed(rows))
+        return ProjectView.build(project.settings or {}, _sealed(rows), project.rate_limits)

@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import JSON, DateTime, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, LargeBinary, Numeric, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway_common.openai import Penalty, ResponseFormat, Temperature, TokenLimit, TopP
@@ -78,6 +79,12 @@ class ProjectBase(SQLModel):
     settings: dict[str, Any] = Field(
         default_factory=dict, sa_type=JSON, description="Per-project options (free-form)."
     )
+    rate_limits: dict[str, Any] | None = Field(
+        default=None,
+        sa_type=JSON,
+        description="Requests per minute / per day and tokens per minute for the whole "
+        "project (edge.pipeline.ratelimit.RateLimits); null: none.",
+    )
 
 
 class Project(ProjectBase, table=True):
@@ -117,6 +124,17 @@ class ApiKeyBase(SQLModel):
         default_factory=list, sa_type=JSON, description="Any of chat, embeddings, responses, admin."
     )
     expires_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    rate_limits: dict[str, Any] | None = Field(
+        default=None,
+        sa_type=JSON,
+        description="Requests per minute / per day and tokens per minute of this key "
+        "(edge.pipeline.ratelimit.RateLimits); null: none.",
+    )
+    allowed_models: list[str] | None = Field(
+        default=None,
+        sa_type=JSON,
+        description="Catalog models (or aliases) this key may call; null: every model.",
+    )
 
 
 class ApiKeyCreate(ApiKeyBase):
@@ -259,6 +277,52 @@ class EndpointBase(SQLModel):
         default=False, description='Whether a call\'s "stream": true is honoured.'
     )
     active: bool = Field(default=True, description="An inactive endpoint answers 404.")
+    prompt_template: str | None = Field(
+        default=None,
+        sa_type=Text,
+        description="User message built from the call's ``variables``: ``{{name}}`` "
+        "placeholders (a missing variable is a 422 naming it).",
+    )
+    input_schema: dict[str, Any] | bool | None = Field(
+        default=None, sa_type=JSON, description="JSON Schema the call's ``variables`` must satisfy."
+    )
+    output_schema: dict[str, Any] | bool | None = Field(
+        default=None,
+        sa_type=JSON,
+        description="JSON Schema the model's content, parsed as JSON, must satisfy (else 502).",
+    )
+    guardrails: list[dict[str, Any]] = Field(
+        default_factory=list,
+        sa_type=JSON,
+        description="Input/output checks: max_length, blocked_terms, regex, pii "
+        "(edge.pipeline.guardrails).",
+    )
+    max_request_tokens: int | None = Field(
+        default=None, description="Per-request cap: estimated prompt tokens plus max output."
+    )
+    monthly_budget: Decimal | None = Field(
+        default=None,
+        sa_type=Numeric(20, 6),
+        description="Monthly spend limit in the price book's currency (billing enforces it).",
+    )
+    rate_limits: dict[str, Any] | None = Field(
+        default=None,
+        sa_type=JSON,
+        description='Requests admitted per minute / per day: {"per_minute": N, "per_day": N}.',
+    )
+    fallbacks: list[str] = Field(
+        default_factory=list,
+        sa_type=JSON,
+        description="Other catalog models tried in order when the model fails after the "
+        "router's own failover.",
+    )
+    sessions_enabled: bool = Field(
+        default=False,
+        description="Whether calls keep conversation history by ``session_id`` (sessions).",
+    )
+    session_ttl_seconds: int = Field(
+        default=86400, description="A session expires after this long without a turn."
+    )
 
 
 class EndpointCreate(EndpointBase):
