@@ -39,6 +39,17 @@ vanished (older than ``ticket_timeout_s``) at their full reservation,
 releases expired leases of idle accounts and forgets idle accounts. On
 shutdown every lease is released.
 
+**Changes of a limit.** On billing's announcement (``edge.budgetsync``)
+``forget`` drops an account's state: the lease stops admitting (released once
+its requests end), "unlimited" and the refusal are forgotten, and a lease
+request already on its way has its answer released unused (the account's
+``generation`` moved on). The next request renews, after the retired lease's
+release has been answered, so billing grants against holds already shrunk.
+
+**Refusals** name the limit that refused; when the request set no cap and a
+smaller one would fit what billing said remained, they say which
+(``Estimate.max_output_within``).
+
 **Billing unreachable** (no answer within ``BillingClient``'s timeout):
 fail open only for an account last seen unlimited (admitted free for
 ``fail_open_s`` more, then billing is asked again), closed for every other
