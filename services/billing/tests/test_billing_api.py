@@ -14,6 +14,7 @@ import nats
 import orjson
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from pydantic import BaseModel
 
 from billing.config import BillingSettings
@@ -21,12 +22,14 @@ from billing.main import run
 from gateway_common import subjects
 from gateway_common.billing_api import (
     Ack,
+    BudgetsChanged,
     BudgetSet,
     CreditsReport,
     CreditsTopUp,
     Lease,
     LeaseRelease,
     LeaseRequest,
+    Reply,
     RequestQuery,
     RequestReport,
     SpendQuery,
@@ -248,3 +251,64 @@ async def test_credits_spend_usage_and_request_lookups(
     assert state.key_spend == this_month
     assert state.credits is not None
     assert state.credits.balance == Decimal(5) - cost_a - 2 * cost_b
+
+
+async def test_every_committed_limit_change_is_announced_after_its_commit(
+    replicas: tuple[Client, Client],
+) -> None:
+    """Set, removal, key budgets and applied top-ups are announced; a repeated top-up and a
+    refused request are not. The change is committed when its announcement arrives."""
+    edge, admin = replicas
+    project = f"proj-{uuid.uuid4().hex[:10]}"
+    seen: asyncio.Queue[tuple[BudgetsChanged, SpendReport]] = asyncio.Queue()
+
+    async def on_change(msg: Msg) -> None:
+        change = BudgetsChanged.model_validate_json(msg.data)
+        query = SpendQuery(project_id=project, api_key_id="k1")
+        seen.put_nowait((change, await ask(edge, subjects.BILLING_SPEND_GET, query, SpendReport)))
+
+    async def announced(
+        subject: str, change: BaseModel | bytes, reply: type[Reply]
+    ) -> tuple[tuple[str, str, str], SpendReport]:
+        await ask(admin, subject, change, reply)
+        got, state = await asyncio.wait_for(seen.get(), timeout=10)
+        assert got.project_id == project
+        return (got.account.kind, got.account.id, got.change), state
+
+    def budgets(state: SpendReport) -> list[tuple[str, Decimal]]:
+        return sorted((b.scope, b.limit) for b in state.budgets)
+
+    sub = await edge.subscribe(subjects.BILLING_BUDGETS_CHANGED, cb=on_change)
+    await edge.flush()
+    try:
+        project_budget = BudgetSet(project_id=project, limit=Decimal("2"))
+        change, state = await announced(subjects.BILLING_BUDGET_SET, project_budget, Ack)
+        assert (change, budgets(state)) == (
+            ("project", project, "budget_set"),
+            [("project", Decimal(2))],
+        )
+        key_budget = BudgetSet(project_id=project, scope="key", api_key_id="k1", limit=Decimal(1))
+        change, state = await announced(subjects.BILLING_BUDGET_SET, key_budget, Ack)
+        assert (change, budgets(state)) == (
+            ("key", "k1", "budget_set"),
+            [("key", Decimal(1)), ("project", Decimal(2))],
+        )
+        removal = BudgetSet(project_id=project, limit=None)
+        change, state = await announced(subjects.BILLING_BUDGET_SET, removal, Ack)
+        assert (change, budgets(state)) == (
+            ("project", project, "budget_removed"),
+            [("key", Decimal(1))],
+        )
+        top_up = CreditsTopUp(project_id=project, topup_id="t1", amount=Decimal("3"))
+        change, state = await announced(subjects.BILLING_CREDITS_TOPUP, top_up, CreditsReport)
+        assert change == ("project", project, "credits_added")
+        assert state.credits is not None and state.credits.balance == Decimal(3)
+        # Neither a repeated top-up nor a refused request changes anything: no announcement.
+        await ask(admin, subjects.BILLING_CREDITS_TOPUP, top_up, CreditsReport)
+        invalid = orjson.dumps({"project_id": project, "limit": "-1"})
+        assert (await ask(admin, subjects.BILLING_BUDGET_SET, invalid, Ack)).status == "invalid"
+        await ask(admin, subjects.BILLING_BUDGET_SET, project_budget, Ack)  # a marker
+        marker, _ = await asyncio.wait_for(seen.get(), timeout=10)
+        assert (marker.account.kind, marker.change) == ("project", "budget_set")
+    finally:
+        await sub.unsubscribe()

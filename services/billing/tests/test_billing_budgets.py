@@ -107,6 +107,83 @@ async def test_grants_stop_at_the_limit(engine: AsyncEngine) -> None:
     assert (state.budgets[0].held, state.budgets[0].remaining) == (Decimal(1), 0)
 
 
+async def invariant_holds(engine: AsyncEngine, project: str, key: str = "") -> None:
+    """spent + held <= limit for every budget that applies (the module's invariant)."""
+    for state in (await report(engine, project, key)).budgets:
+        assert state.spent + state.held <= state.limit, state
+
+
+async def release(engine: AsyncEngine, lease_id: str, consumed: str) -> None:
+    request = LeaseRelease(lease_id=lease_id, consumed=Decimal(consumed))
+    async with db.make_sessionmaker(engine)() as session:
+        assert (
+            await budgets.release_lease(session=session, request=request, now=NOW)
+        ).status == "ok"
+
+
+async def test_a_refusal_says_what_remains_of_the_tightest_limit(engine: AsyncEngine) -> None:
+    project = new_project()
+    await set_budget(engine, project, "0.05")
+    refused = await lease(engine, project, "1", min=Decimal("0.06"))
+    assert (refused.granted, refused.limited_by, refused.remaining) == (
+        0,
+        "project_budget",
+        Decimal("0.05"),
+    )
+    assert (await lease(engine, project, "1", min=Decimal("0.05"))).remaining is None
+
+
+async def test_a_lowered_budget_keeps_holds_and_grants_nothing_until_leases_are_released(
+    engine: AsyncEngine,
+) -> None:
+    """Lowered below spent + held: what edges may have admitted stays held (billing cannot
+    know it), no grant is made until the edges release their leases, and after that every
+    grant fits the new limit; the invariant holds at each step."""
+    project = new_project()
+    await set_budget(engine, project, "1")
+    a = await lease(engine, project, "0.4", edge="edge-a")
+    b = await lease(engine, project, "0.4", edge="edge-b")
+    await bill(engine, project, "0.1", lease_id=a.lease_id)
+    await set_budget(engine, project, "0.3")
+    [state] = (await report(engine, project)).budgets
+    assert (state.spent, state.held, state.remaining) == (Decimal("0.1"), Decimal("0.7"), 0)
+    refused = await lease(engine, project, "0.05", min=Decimal("0.01"))
+    assert (refused.granted, refused.limited_by, refused.remaining) == (0, "project_budget", 0)
+    # The edges drop their leases on the announcement and report what they admitted.
+    await release(engine, a.lease_id, "0.15")  # 0.1 billed, 0.05 still in the ledger's way
+    await release(engine, b.lease_id, "0")
+    grant = await lease(engine, project, "1")
+    assert (grant.granted, grant.limited_by) == (Decimal("0.15"), "project_budget")
+    await invariant_holds(engine, project)
+    await bill(engine, project, "0.05", lease_id=a.lease_id)
+    await bill(engine, project, "0.15", lease_id=grant.lease_id)
+    [state] = (await report(engine, project)).budgets
+    assert (state.spent, state.held, state.remaining) == (Decimal("0.3"), 0, 0)
+
+
+async def test_a_raised_budget_is_granted_at_once(engine: AsyncEngine) -> None:
+    project = new_project()
+    await set_budget(engine, project, "0.1")
+    assert (await lease(engine, project, "0.1")).granted == Decimal("0.1")
+    assert (await lease(engine, project, "0.1", min=Decimal("0.1"))).granted == 0
+    await set_budget(engine, project, "0.5")
+    assert (await lease(engine, project, "1")).granted == Decimal("0.4")
+    await invariant_holds(engine, project)
+
+
+async def test_a_lowered_key_budget_binds_that_key_only(engine: AsyncEngine) -> None:
+    project = new_project()
+    await set_budget(engine, project, "1")
+    await set_budget(engine, project, "0.5", scope="key", api_key_id="k1")
+    k1 = await lease(engine, project, "0.4", key="k1")
+    await set_budget(engine, project, "0.2", scope="key", api_key_id="k1")
+    assert (await lease(engine, project, "0.1", key="k1")).limited_by == "key_budget"
+    assert (await lease(engine, project, "0.1", key="k2")).granted == Decimal("0.1")
+    await release(engine, k1.lease_id, "0.05")
+    assert (await lease(engine, project, "1", key="k1")).granted == Decimal("0.15")
+    await invariant_holds(engine, project, "k1")
+
+
 async def test_min_refuses_a_slice_too_small_to_use(engine: AsyncEngine) -> None:
     project = new_project()
     await set_budget(engine, project, "0.05")

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from edge.auth import KeyEntry
 from edge.budget import BudgetGate, BudgetPolicy, Ticket
 from edge.budget_client import BillingClient
+from edge.budgetsync import BudgetSync
 from edge.pricebook import PriceBook
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2
@@ -319,3 +320,199 @@ async def test_without_billing_unlimited_stays_open_and_budgets_close(
                 assert (await admit(gate, unlimited)).lease_id == ""
         finally:
             await nc.close()
+
+
+# -- limits that change (billing.budgets.changed.v1, edge.budgetsync) -----------------------
+
+
+@pytest.fixture
+async def synced(nc: Client, prices: PriceBook) -> AsyncIterator[BudgetGate]:
+    """A gate kept current by billing's announcements; refusals would be cached for 30 s."""
+    async with (
+        gate_on(nc, prices, Clock(), refusal_ttl_s=30.0) as gate,
+        BudgetSync(gate, nc),
+    ):
+        yield gate
+
+
+async def within_a_second(gate: BudgetGate, key: KeyEntry, *, not_under: str = "") -> Ticket:
+    """The first ticket admitted within 1 s under a lease other than ``not_under``."""
+    admitted: list[Ticket] = []
+
+    async def check() -> bool:
+        try:
+            ticket = await admit(gate, key)
+        except (BudgetExceeded, CreditsExhausted):
+            return False
+        admitted.append(ticket)
+        return ticket.lease_id not in ("", not_under)
+
+    await eventually(check, within=1.0)
+    return admitted[-1]
+
+
+async def test_a_budget_set_on_an_unlimited_project_binds_at_once(
+    synced: BudgetGate, nc: Client
+) -> None:
+    key, other = new_key(), new_key()
+    assert (await admit(synced, key)).lease_id == ""
+    assert (await admit(synced, other)).lease_id == ""
+    await set_budget(nc, key, WORST * 3)
+    await within_a_second(synced, key)
+    await admit(synced, key)
+    await admit(synced, key)
+    with pytest.raises(BudgetExceeded):
+        await admit(synced, key)
+    assert (await admit(synced, other)).lease_id == ""  # another project's cache is kept
+
+
+async def test_a_raised_budget_or_a_top_up_admits_at_once_despite_a_cached_refusal(
+    synced: BudgetGate, nc: Client
+) -> None:
+    key = new_key()
+    await set_budget(nc, key, WORST / 2, scope="key")
+    with pytest.raises(BudgetExceeded):
+        await admit(synced, key)
+    await set_budget(nc, key, WORST * 2, scope="key")
+    await within_a_second(synced, key)
+
+    broke = new_key()
+    topup = wire.CreditsTopUp(project_id=broke.project_id, topup_id="t1", amount=WORST / 2)
+    await ask(nc, subjects.BILLING_CREDITS_TOPUP, topup)
+    with pytest.raises(CreditsExhausted):
+        await admit(synced, broke)
+    topup = wire.CreditsTopUp(project_id=broke.project_id, topup_id="t2", amount=WORST * 2)
+    await ask(nc, subjects.BILLING_CREDITS_TOPUP, topup)
+    await within_a_second(synced, broke)
+
+
+async def test_a_lowered_budget_stops_the_outstanding_lease(synced: BudgetGate, nc: Client) -> None:
+    """The lease of 10 worst cases stops admitting, is released with what it admitted, and
+    the lowered budget admits only what it still covers."""
+    key = new_key()
+    await set_budget(nc, key, WORST * 100)
+    releases = await observe(nc, subjects.BILLING_BUDGET_RELEASE)
+    first = await admit(synced, key)
+    first.record(types_pb2.Usage(prompt_tokens=1, completion_tokens=1))
+    first.close()
+    in_flight = await admit(synced, key)
+    await set_budget(nc, key, WORST * 3)
+
+    async def retired() -> bool:
+        return not synced._accounts[(key.project_id, key.key_id)].lease
+
+    await eventually(retired, within=1.0)
+    in_flight.close()  # the whole reservation: it may have been billed
+
+    async def released() -> bool:
+        return len(releases) == 1
+
+    await eventually(released)
+    release = wire.LeaseRelease.model_validate_json(releases[0])
+    assert release.lease_id == first.lease_id
+    assert release.consumed == Decimal("0.000003") + WORST
+    # 3 worst cases minus what the first lease still holds (nothing is billed here).
+    assert (await admit(synced, key)).lease_id not in ("", first.lease_id)
+    with pytest.raises(BudgetExceeded):
+        await admit(synced, key)
+
+
+async def test_a_key_change_keeps_the_other_keys_leases(synced: BudgetGate, nc: Client) -> None:
+    key = new_key()
+    sibling = KeyEntry(key_id=uuid.uuid4().hex, project_id=key.project_id, scopes=frozenset())
+    await set_budget(nc, key, WORST * 100)
+    held = (await admit(synced, sibling)).lease_id
+    old = (await admit(synced, key)).lease_id
+    await set_budget(nc, key, WORST * 50, scope="key")
+    await within_a_second(synced, key, not_under=old)
+    assert (await admit(synced, sibling)).lease_id == held
+
+
+async def test_an_answer_to_a_lease_request_sent_before_a_change_is_not_used(
+    gate: BudgetGate, nc: Client
+) -> None:
+    key = new_key()
+    await set_budget(nc, key, WORST * 100)
+    leases = await observe(nc, subjects.BILLING_BUDGET_LEASE)
+    releases = await observe(nc, subjects.BILLING_BUDGET_RELEASE)
+    pending = asyncio.create_task(admit(gate, key))
+    for _ in range(3):  # the lease request is on its way; billing cannot have answered yet
+        await asyncio.sleep(0)
+    assert gate.forget(key.project_id) == 1
+    ticket = await pending
+    assert len(leases) == 2
+
+    async def released() -> bool:
+        return len(releases) == 1
+
+    await eventually(released)
+    stale = wire.LeaseRelease.model_validate_json(releases[0])
+    assert stale.consumed == 0 and stale.lease_id not in ("", ticket.lease_id)
+    assert ticket.lease_id
+
+
+async def test_an_unreadable_announcement_drops_every_account(
+    synced: BudgetGate, nc: Client
+) -> None:
+    key = new_key()
+    leases = await observe(nc, subjects.BILLING_BUDGET_LEASE)
+    await admit(synced, key)
+    await nc.publish(subjects.BILLING_BUDGETS_CHANGED, b'{"schema_version": 2}')
+
+    async def asked_again() -> bool:
+        await admit(synced, key)
+        return len(leases) == 2
+
+    await eventually(asked_again, within=1.0)
+
+
+# -- refusals that say what would fit ------------------------------------------------------
+
+
+def test_the_largest_max_tokens_within_a_budget(prices: PriceBook) -> None:
+    estimate = prices.estimate(CHAT, "chat", BODY, max_output_tokens=None, choices=2)
+    assert estimate is not None
+    assert (estimate.output_tokens, estimate.output_unset) == (300, True)
+    prompt = Decimal("0.000001") * len(BODY)
+    assert estimate.max_output_within(prompt + Decimal("0.000004") * 120) == 120
+    assert (
+        estimate.max_output_within(prompt + Decimal("0.000004") * 120 - 1 / Decimal(10**9)) == 119
+    )
+    assert estimate.max_output_within(prompt + Decimal("0.000003")) is None
+    capped = prices.estimate(CHAT, "chat", BODY, max_output_tokens=10, choices=1)
+    assert capped is not None and not capped.output_unset
+
+
+async def test_a_refused_worst_case_says_which_max_tokens_would_fit(
+    gate: BudgetGate, nc: Client
+) -> None:
+    key = new_key()
+    prompt = Decimal("0.000001") * len(BODY)
+    limit = prompt + Decimal("0.000002") * 120
+    await set_budget(nc, key, limit)
+    with pytest.raises(BudgetExceeded) as refused:
+        await admit(gate, key, max_tokens=None)
+    worst = prompt + Decimal("0.000002") * 300
+    assert refused.value.message == (
+        "You exceeded your current quota: the project's monthly budget cannot cover this "
+        "request. This request's worst case (no max_tokens: the model's 300 output tokens "
+        f"reserved) costs ${worst}, more than the ${limit} left; a request with max_tokens "
+        "of at most 120 would fit."
+    )
+    with pytest.raises(BudgetExceeded) as capped:
+        await admit(gate, key, max_tokens=121)
+    assert capped.value.message.endswith("cannot cover this request.")
+    assert (await admit(gate, key, max_tokens=120)).lease_id
+
+
+async def test_credits_too_low_for_the_worst_case_say_so_too(gate: BudgetGate, nc: Client) -> None:
+    key = new_key()
+    prompt = Decimal("0.000001") * len(BODY)
+    topup = wire.CreditsTopUp(
+        project_id=key.project_id, topup_id="t", amount=prompt + Decimal("0.000002") * 100
+    )
+    await ask(nc, subjects.BILLING_CREDITS_TOPUP, topup)
+    with pytest.raises(CreditsExhausted) as refused:
+        await admit(gate, key, max_tokens=None)
+    assert refused.value.message.startswith("Credits exhausted. This request's worst case")
+    assert refused.value.message.endswith("a request with max_tokens of at most 100 would fit.")

@@ -12,6 +12,11 @@ money is always a decimal *string*, e.g. ``"0.0000207"``, never a JSON float):
     BILLING_USAGE_QUERY     UsageQuery     -> UsageReport
     BILLING_REQUEST_GET     RequestQuery   -> RequestReport   (not_found: none, or another project's)
 
+Announcements (core NATS publish, no reply; every edge subscribes):
+
+    BILLING_BUDGETS_CHANGED  BudgetsChanged   after a committed budget set/removal or
+                             an applied top-up; an edge drops what it cached for the account
+
 Every reply has ``status`` (``ok``, ``not_found``, ``invalid`` for a request
 billing refuses, naming why in ``message``; ``error`` when billing could not
 do it, e.g. its database failed: treat it like no answer) and ``message``.
@@ -24,7 +29,10 @@ it in ``UsageRecorded.budget_lease_id``), stops admitting under a lease at its
 ``expires_at``, takes a new lease when the old one runs low or expires, and
 releases a lease once no request admitted under it is in flight, reporting
 what those requests cost. ``unlimited`` means no budget or credits apply:
-admit everything until ``expires_at``, then ask again.
+admit everything until ``expires_at``, then ask again. When billing
+announces a change of an account (``BudgetsChanged``), an edge stops admitting
+under its leases of that account, releases them and asks again: that is how a
+lowered budget takes back what outstanding leases could still admit.
 """
 
 from __future__ import annotations
@@ -39,9 +47,13 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_valida
 from .pricing import decimal_text
 
 __all__ = [
+    "AccountKind",
     "Ack",
+    "BudgetAccount",
+    "BudgetChange",
     "BudgetSet",
     "BudgetState",
+    "BudgetsChanged",
     "CreditState",
     "CreditsReport",
     "CreditsTopUp",
@@ -70,6 +82,9 @@ Status = Literal["ok", "not_found", "invalid", "error"]
 #: Which limit bounded a lease ("" when none did: the whole ``want`` was granted).
 LimitedBy = Literal["", "project_budget", "key_budget", "credits"]
 UsageGroup = Literal["key", "model", "day", "endpoint"]
+#: Whose limit changed: a project (its budget or its credits), one key, one endpoint.
+AccountKind = Literal["project", "key", "endpoint"]
+BudgetChange = Literal["budget_set", "budget_removed", "credits_added"]
 _PERIOD = r"^(monthly|\d{4}-(0[1-9]|1[0-2]))$"
 
 
@@ -118,6 +133,11 @@ class Lease(Reply):
     expires_at: datetime | None = None
     unlimited: bool = Field(default=False, description="No budget or credits apply.")
     limited_by: LimitedBy = ""
+    remaining: Money | None = Field(
+        default=None,
+        description="When nothing was granted: what remained of the ``limited_by`` limit "
+        "(never below 0), so the edge can say what would still fit.",
+    )
 
 
 class LeaseRelease(_Message):
@@ -143,6 +163,27 @@ class BudgetSet(_Message):
         if (self.scope == "key") != bool(self.api_key_id):
             raise ValueError("api_key_id is required for scope key and only for it")
         return self
+
+
+class BudgetAccount(_Message):
+    """One account whose limit applies to requests: ``id`` is the project, key or endpoint id."""
+
+    kind: AccountKind
+    id: str = Field(min_length=1)
+
+
+class BudgetsChanged(_Message):
+    """Billing committed a change of ``account``'s budget or credits (published after the commit).
+
+    An edge drops everything it cached for the account (for a project or an
+    endpoint: for every key of the project) and asks billing again at the next
+    request; one that cannot read an announcement drops everything it cached.
+    """
+
+    schema_version: Literal[1] = 1
+    project_id: str = Field(min_length=1)
+    account: BudgetAccount
+    change: BudgetChange
 
 
 class CreditsTopUp(_Message):

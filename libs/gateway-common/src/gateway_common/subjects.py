@@ -24,6 +24,10 @@ Request/reply (core NATS, with deadlines):
                         deleted; edges reload its settings (anything else: all projects)
     endpoints.changed.v1  broadcast {"project_id"}: a project's Gateway API endpoints
                         changed; edges reload that project's endpoints (anything else: all)
+    billing.budgets.changed.v1  broadcast ``billing_api.BudgetsChanged``: billing committed
+                        a budget or credits change of an account; every edge drops what it
+                        cached for that account (leases, "unlimited", refusals). Core NATS:
+                        a missed message is bounded by the lease TTL
 
     sessions.responses.put.v1     store a Response (reply sent after the commit)
     sessions.responses.get.v1     one stored Response of a project
@@ -50,6 +54,7 @@ Request/reply (core NATS, with deadlines):
 from __future__ import annotations
 
 __all__ = [
+    "BILLING_BUDGETS_CHANGED",
     "BILLING_BUDGET_LEASE",
     "BILLING_BUDGET_RELEASE",
     "BILLING_BUDGET_SET",
@@ -93,6 +98,7 @@ BILLING_DURABLE = "billing-ledger"
 BILLING_BUDGET_LEASE = "billing.budget.lease.v1"
 BILLING_BUDGET_RELEASE = "billing.budget.release.v1"
 BILLING_BUDGET_SET = "billing.budget.set.v1"
+BILLING_BUDGETS_CHANGED = "billing.budgets.changed.v1"
 BILLING_CREDITS_TOPUP = "billing.credits.topup.v1"
 BILLING_SPEND_GET = "billing.spend.get.v1"
 BILLING_USAGE_QUERY = "billing.usage.query.v1"

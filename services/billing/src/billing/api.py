@@ -11,7 +11,17 @@ exactly once:
       │
     operation (one transaction) ──database error──▶ status "error" (logged)
       │
+    announce (a committed budget set/removal or an applied top-up)
+      │
     reply (the operation's model; writes are committed before it is sent)
+
+**Announcements.** A committed change of a limit is published on
+``billing.budgets.changed.v1`` (``BudgetsChanged``) *before* the reply, so
+an admin call that returns has already been announced to every edge: one
+connection's messages reach the server in order. Core NATS, not JetStream:
+every edge is subscribed while it runs, and one that misses a message is
+bounded by the lease TTL (see ``store.budgets``, "Changing a limit"). A
+failed publish is logged; the change stays committed.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -66,6 +77,7 @@ class BillingApi:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
+        self._nc: Client | None = None
         self._routes: dict[str, tuple[type[BaseModel], type[wire.Reply], _Operation]] = {
             subjects.BILLING_BUDGET_LEASE: (
                 wire.LeaseRequest,
@@ -105,7 +117,8 @@ class BillingApi:
         }
 
     async def start(self, nc: Client) -> None:
-        """Subscribe to every subject (queue group ``billing``)."""
+        """Subscribe to every subject (queue group ``billing``); announce changes on ``nc``."""
+        self._nc = nc
         for subject in self._routes:
 
             async def on_message(msg: Msg, subject: str = subject) -> None:
@@ -146,9 +159,42 @@ class BillingApi:
             except Exception:  # a bug must still get an answer, not a caller's timeout
                 log.exception("%s failed unexpectedly", subject)
                 reply = reply_type(status="error", message="internal error")
+            else:
+                await self._announce(_change_of(request, reply))
         self._metrics.requests.labels(subject, reply.status).inc()
         if msg.reply:
             await msg.respond(reply.to_bytes())
+
+    async def _announce(self, change: wire.BudgetsChanged | None) -> None:
+        if change is None or self._nc is None:
+            return
+        try:
+            await self._nc.publish(subjects.BILLING_BUDGETS_CHANGED, change.to_bytes())
+        except nats.errors.Error as exc:
+            log.warning("budget change of %s not announced: %s", change.project_id, exc)
+
+
+def _change_of(request: BaseModel, reply: wire.Reply) -> wire.BudgetsChanged | None:
+    """The announcement a committed operation calls for, if any."""
+    if reply.status != "ok":
+        return None
+    if isinstance(request, wire.BudgetSet):
+        account = (
+            wire.BudgetAccount(kind="key", id=request.api_key_id)
+            if request.scope == "key"
+            else wire.BudgetAccount(kind="project", id=request.project_id)
+        )
+        change: wire.BudgetChange = "budget_removed" if request.limit is None else "budget_set"
+        return wire.BudgetsChanged(project_id=request.project_id, account=account, change=change)
+    if isinstance(request, wire.CreditsTopUp) and isinstance(reply, wire.CreditsReport):
+        if not reply.applied:
+            return None
+        return wire.BudgetsChanged(
+            project_id=request.project_id,
+            account=wire.BudgetAccount(kind="project", id=request.project_id),
+            change="credits_added",
+        )
+    return None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -39,6 +39,17 @@ vanished (older than ``ticket_timeout_s``) at their full reservation,
 releases expired leases of idle accounts and forgets idle accounts. On
 shutdown every lease is released.
 
+**Changes of a limit.** On billing's announcement (``edge.budgetsync``)
+``forget`` drops an account's state: the lease stops admitting (released once
+its requests end), "unlimited" and the refusal are forgotten, and a lease
+request already on its way has its answer released unused (the account's
+``generation`` moved on). The next request renews, after the retired lease's
+release has been answered, so billing grants against holds already shrunk.
+
+**Refusals** name the limit that refused; when the request set no cap and a
+smaller one would fit what billing said remained, they say which
+(``Estimate.max_output_within``).
+
 **Billing unreachable** (no answer within ``BillingClient``'s timeout):
 fail open only for an account last seen unlimited (admitted free for
 ``fail_open_s`` more, then billing is asked again), closed for every other
@@ -70,7 +81,7 @@ from gateway_common.errors import (
     ProviderTimeout,
     ServiceUnavailable,
 )
-from gateway_common.pricing import PricingError, exact_sum
+from gateway_common.pricing import PricingError, decimal_text, exact_sum
 
 from .auth import KeyEntry
 from .budget_client import BillingClient, BillingUnavailable
@@ -89,12 +100,33 @@ _FORGET_AFTER_S = 600.0
 _MIN_TTL_S = 1.0
 
 
-def _refusal(limited_by: LimitedBy) -> GatewayError:
-    if limited_by == "credits":
-        return CreditsExhausted("Credits exhausted.")
-    whose = "this API key's" if limited_by == "key_budget" else "the project's"
+def _refusal(refused: _Refusal, estimate: Estimate) -> GatewayError:
+    """The refusal of a request whose worst case ``estimate`` billing could not grant.
+
+    When the request set no max tokens and a cap within what is left would
+    fit, the message says so (the caller can retry with that cap).
+    """
+    hint = _worst_case_hint(refused, estimate)
+    if refused.limited_by == "credits":
+        return CreditsExhausted(f"Credits exhausted.{hint}")
+    whose = "this API key's" if refused.limited_by == "key_budget" else "the project's"
     return BudgetExceeded(
-        f"You exceeded your current quota: {whose} monthly budget cannot cover this request."
+        f"You exceeded your current quota: {whose} monthly budget cannot cover this request." + hint
+    )
+
+
+def _worst_case_hint(refused: _Refusal, estimate: Estimate) -> str:
+    if not estimate.output_unset or refused.remaining is None:
+        return ""
+    fits = estimate.max_output_within(refused.remaining)
+    if fits is None:
+        return ""
+    cap = "max_output_tokens" if estimate.operation == "responses" else "max_tokens"
+    return (
+        f" This request's worst case (no {cap}: the model's {estimate.output_tokens:,} "
+        f"output tokens reserved) costs ${decimal_text(estimate.amount)}, more than the "
+        f"${decimal_text(refused.remaining)} left; a request with {cap} of at most {fits:,} "
+        "would fit."
     )
 
 
@@ -126,10 +158,12 @@ class _Lease:
 
 @dataclass(frozen=True, slots=True)
 class _Refusal:
-    """Billing granted nothing to a lease request whose min was ``amount``."""
+    """Billing granted nothing to a lease request whose min was ``amount``; ``remaining``
+    is what billing said was left of the ``limited_by`` limit (None: not said)."""
 
     amount: Decimal
     limited_by: LimitedBy
+    remaining: Decimal | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -142,6 +176,10 @@ class _Account:
     refused: _Refusal | None = None
     refused_until: float = 0.0
     pending: asyncio.Task[_Refusal | None] | None = None
+    #: Bumped by ``forget``: an answer to a lease request sent before it is stale.
+    generation: int = 0
+    #: The release of the lease ``forget`` retired, awaited before asking for a new one.
+    releasing: asyncio.Task[None] | None = None
 
 
 class Ticket:
@@ -282,7 +320,7 @@ class BudgetGate:
                 return self._reserve(lease, estimate, now)
             refused = account.refused
             if refused and now < account.refused_until and estimate.amount >= refused.amount:
-                raise _refusal(refused.limited_by)
+                raise _refusal(refused, estimate)
             if account.pending is None or account.pending.done():
                 account.pending = self._spawn(self._renew(account, estimate.amount))
             try:
@@ -293,7 +331,7 @@ class BudgetGate:
                     "Please retry."
                 ) from None
             if refused is not None and estimate.amount >= refused.amount:
-                raise _refusal(refused.limited_by)
+                raise _refusal(refused, estimate)
 
     def _reserve(self, lease: _Lease, estimate: Estimate, now: float) -> Ticket:
         ticket = Ticket(self, lease, estimate, now + self._policy.ticket_timeout_s)
@@ -323,16 +361,26 @@ class BudgetGate:
             want=want,
             min=amount,
         )
-        try:
-            answer = await self._billing.lease(request)
-        except BillingUnavailable as exc:
-            if account.unlimited_until is None:
-                log.warning("no budget lease for %s: %s", account.project_id, exc)
-                raise
-            log.warning("billing unreachable (%s); %s stays unlimited", exc, account.project_id)
-            account.unlimited_until = self._clock() + self._policy.fail_open_s
-            return None
-        return self._apply(account, answer, amount)
+        while True:
+            if account.releasing is not None:
+                # So billing sees the retired lease's hold shrunk before it grants again.
+                await asyncio.shield(account.releasing)
+                account.releasing = None
+            generation = account.generation
+            try:
+                answer = await self._billing.lease(request)
+            except BillingUnavailable as exc:
+                if account.unlimited_until is None:
+                    log.warning("no budget lease for %s: %s", account.project_id, exc)
+                    raise
+                log.warning("billing unreachable (%s); %s stays unlimited", exc, account.project_id)
+                account.unlimited_until = self._clock() + self._policy.fail_open_s
+                return None
+            if generation == account.generation:
+                return self._apply(account, answer, amount)
+            # The account's limits changed while billing answered: the answer may predate it.
+            if answer.lease_id:
+                self._release(_Lease(answer.lease_id, answer.granted, 0.0))
 
     def _apply(self, account: _Account, answer: Lease, amount: Decimal) -> _Refusal | None:
         now = self._clock()
@@ -352,23 +400,52 @@ class BudgetGate:
             account.refused = None
             return None
         account.unlimited_until = None
-        account.refused = _Refusal(amount, answer.limited_by or "project_budget")
+        account.refused = _Refusal(amount, answer.limited_by or "project_budget", answer.remaining)
         account.refused_until = now + self._policy.refusal_ttl_s
         return account.refused
 
-    def _retire(self, account: _Account) -> None:
-        """Stop admitting under the account's lease; release it once nothing is in flight."""
+    def _retire(self, account: _Account) -> asyncio.Task[None] | None:
+        """Stop admitting under the account's lease; release it once nothing is in flight.
+
+        Returns the release when it was sent now (nothing was in flight).
+        """
         lease, account.lease = account.lease, None
         if lease is None:
-            return
+            return None
         lease.admitting = False
         if lease.tickets:
             self._draining.add(lease)
-        else:
-            self._release(lease)
+            return None
+        return self._release(lease)
 
-    def _release(self, lease: _Lease) -> None:
-        self._spawn(self._send_release(lease))
+    def forget(self, project_id: str, api_key_id: str | None = None) -> int:
+        """Drop what the gate cached for the project's accounts (only ``api_key_id``'s, if
+        given): leases stop admitting and are released, "unlimited" and refusals are
+        forgotten, and an answer to a lease request already on its way is not used.
+        The next request of such an account asks billing again. Returns how many
+        accounts were dropped. Called on ``billing.budgets.changed.v1`` (``edge.budgetsync``).
+        """
+        dropped = 0
+        for (project, key), account in self._accounts.items():
+            if project != project_id or (api_key_id is not None and key != api_key_id):
+                continue
+            dropped += 1
+            account.generation += 1
+            account.unlimited_until = None
+            account.refused = None
+            account.refused_until = 0.0
+            release = self._retire(account)
+            if release is not None:
+                account.releasing = release
+        return dropped
+
+    def forget_all(self) -> None:
+        """``forget`` every account (an announcement that cannot be read)."""
+        for project in {project for project, _ in self._accounts}:
+            self.forget(project)
+
+    def _release(self, lease: _Lease) -> asyncio.Task[None]:
+        return self._spawn(self._send_release(lease))
 
     async def _send_release(self, lease: _Lease) -> None:
         try:

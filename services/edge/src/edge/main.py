@@ -8,7 +8,8 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
     same periodic reload) -> endpoint cache (the Gateway API's endpoints and project
     types; endpoints.changed.v1 / projects.changed.v1, same reload) -> the catalog's
     copy (``PriceBook``) -> budget gate (prices, leases from billing; releases them
-    on shutdown) and bearer passthrough (which models take a provider key as the
+    on shutdown) and its ``BudgetSync`` (billing.budgets.changed.v1 drops an account's
+    cached state) -> bearer passthrough (which models take a provider key as the
     bearer) -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
     (stored responses, over the same NATS connection) -> ``app.state.edge``
 
@@ -40,6 +41,7 @@ from .api.proxy import Proxy
 from .auth import KeyCache
 from .budget import BudgetGate, BudgetPolicy
 from .budget_client import BillingClient
+from .budgetsync import BudgetSync
 from .config import EdgeSettings
 from .credentials import CredentialCipher
 from .endpoints import EndpointCache
@@ -129,6 +131,7 @@ async def _build_state(
         default_max_output_tokens=settings.budget_default_max_output_tokens,
     )
     budget = await stack.enter_async_context(_budget_gate(settings, nc, catalog))
+    await stack.enter_async_context(BudgetSync(budget, nc))
     passthrough = Passthrough(catalog)
 
     channel = grpc.aio.insecure_channel(settings.router_addr, options=channel_options())

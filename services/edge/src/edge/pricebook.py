@@ -65,11 +65,30 @@ _MEDIA_MARKERS = (b'"image_url"', b'"input_image"', b'"input_audio"', b'"input_f
 
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    """A call's worst-case ``amount``, and what its real usage is priced as."""
+    """A call's worst-case ``amount``, and what its real usage is priced as.
+
+    ``amount = prompt_amount + per_output_token * output_tokens`` exactly, where
+    ``output_tokens`` is the completion cap reserved per choice (0 for
+    embeddings) and ``per_output_token`` the worst case of one more token of
+    that cap (every choice's). ``output_unset``: the request set no cap, so
+    the model's whole output was reserved.
+    """
 
     model: str  # the public catalog name
     operation: str  # as usage events name it
     amount: Decimal
+    prompt_amount: Decimal = Decimal(0)
+    per_output_token: Decimal = Decimal(0)
+    output_tokens: int = 0
+    output_unset: bool = False
+
+    def max_output_within(self, budget: Decimal) -> int | None:
+        """The largest per-choice completion cap (>= 1) whose worst case fits ``budget``,
+        or None when not even one token fits."""
+        if self.per_output_token <= 0 or budget < self.prompt_amount:
+            return None
+        fits = int((budget - self.prompt_amount) // self.per_output_token)
+        return fits if fits >= 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,23 +186,34 @@ class PriceBook:
         ):
             prompt = found.context_window
         operation = _OPERATIONS.get(op, "chat.completions")
-        if operation == "embeddings":
-            completion = 0
-        else:
+        choices = 0 if operation == "embeddings" else max(choices, 1)
+        per_choice = 0
+        if choices:
             per_choice = (
                 max_output_tokens
                 or found.max_output_tokens
                 or found.context_window
                 or self._default_output
             )
-            completion = per_choice * max(choices, 1)
-        amount = snapshot.index.worst_case(
-            found.public,
-            datetime.now(UTC),
-            prompt_tokens=prompt,
-            max_completion_tokens=completion,
+        now = datetime.now(UTC)
+        prompt_amount = snapshot.index.worst_case(
+            found.public, now, prompt_tokens=prompt, max_completion_tokens=0
         )
-        return Estimate(found.public, operation, amount)
+        per_token = snapshot.index.worst_case(
+            found.public, now, prompt_tokens=0, max_completion_tokens=choices
+        )
+        amount = snapshot.index.worst_case(
+            found.public, now, prompt_tokens=prompt, max_completion_tokens=per_choice * choices
+        )
+        return Estimate(
+            found.public,
+            operation,
+            amount,
+            prompt_amount=prompt_amount,
+            per_output_token=per_token,
+            output_tokens=per_choice,
+            output_unset=bool(choices) and max_output_tokens is None,
+        )
 
     def knows(self, model: str) -> bool:
         """Whether the catalog resolves ``model`` (a name, alias or provider-prefixed name)."""

@@ -44,6 +44,21 @@ Why it holds:
   and still held: remaining is understated, never overstated.
 * Releases and the reaper only lower holds; reading them late is conservative.
 
+**Changing a limit.** ``set_budget`` and ``top_up`` commit, then billing
+announces the change (``billing.budgets.changed.v1``, see ``billing.api``).
+Raising a limit needs nothing more: the next grant sees it. Lowering one below
+``spent + held`` cannot take back what edges already admitted, and billing
+does not know how much of a live lease that is, so it never lowers a hold
+itself (that could let the next grant overrun what is in flight). Instead
+every edge, on the announcement, stops admitting under its leases of the
+account and releases them once their requests end, reporting what they cost:
+the holds shrink to exactly what is still unbilled, and the lowered limit
+binds every later grant. Until then ``remaining`` is understated, never
+overstated, and grants are refused (``remaining`` in the refusal is 0). An
+edge that missed the announcement admits under its lease until the lease's
+``expires_at`` at most, all of it within the hold: the invariant holds, and
+the new limit binds once that lease expires (the lease TTL).
+
 Periods are UTC calendar months; a 'YYYY-MM' budget replaces the 'monthly'
 one of the same scope for that month. Leases hold across a month boundary
 (conservative for the new month).
@@ -128,8 +143,8 @@ async def grant_lease(
     """Grant up to ``request.want`` of what remains, in one serialized transaction (committed).
 
     Nothing is granted (``granted`` 0, no ``lease_id``) when less than
-    ``request.min`` (or nothing) remains; ``limited_by`` names the tightest
-    budget whenever it cut the grant. ``unlimited`` when no budget or credits
+    ``request.min`` (or nothing) remains; then ``remaining`` says how much did.
+    ``limited_by`` names the tightest budget whenever it cut the grant. ``unlimited`` when no budget or credits
     apply to the project and key: no row is written.
     """
     async with session.begin():
@@ -145,7 +160,9 @@ async def grant_lease(
         granted = min(request.want, max(tightest, _ZERO))
         cut: LimitedBy = limited_by if granted < request.want else ""
         if granted <= _ZERO or granted < request.min:
-            return Lease(expires_at=expires_at, limited_by=limited_by)
+            return Lease(
+                expires_at=expires_at, limited_by=limited_by, remaining=max(tightest, _ZERO)
+            )
         lease_id = uuid.uuid4().hex
         await session.exec(
             insert(BudgetLease).values(
@@ -206,7 +223,11 @@ async def reap_leases(*, session: AsyncSession, policy: LeasePolicy, now: dateti
 
 
 async def set_budget(*, session: AsyncSession, request: BudgetSet, now: datetime) -> Ack:
-    """Create, change or (``limit`` None) delete one budget; committed."""
+    """Create, change or (``limit`` None) delete one budget; committed (then announced).
+
+    Leases granted before stay as they are, holds included (see "Changing a
+    limit" in the module docstring).
+    """
     scope_id = request.api_key_id if request.scope == "key" else request.project_id
     this_budget = (
         col(Budget.project_id) == request.project_id,
