@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from edge.pipeline.schemas import PATTERN_TIMEOUT_S, CompiledSchema, compile_schema
+from edge.pipeline.schemas import MAX_DEPTH, PATTERN_TIMEOUT_S, CompiledSchema, compile_schema
 from gateway_common.errors import InputSchemaInvalid, InvalidRequest, OutputSchemaInvalid
 
 pytestmark = pytest.mark.timeout(60)
@@ -264,5 +264,10 @@ def test_output_failures_are_502_with_the_detail(
 def test_deeply_nested_content_fails_cleanly() -> None:
     nested = compile_schema({"type": ["array", "integer"], "items": {"$ref": "#"}}, "output_schema")
     err = output_error(nested, "[" * 1000 + "1" + "]" * 1000)
-    assert "nested too deeply" in err.reason
+    assert f"nested more than {MAX_DEPTH} levels" in err.reason
+    assert nested.validate_content("[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH) is not None
+    deep_object = "{}"
+    for _ in range(MAX_DEPTH):
+        deep_object = '{"a": ' + deep_object + "}"
+    assert "nested more" in output_error(compile_schema(True, "output_schema"), deep_object).reason
     assert "not JSON" in output_error(nested, "[" * 5000 + "]" * 5000).reason

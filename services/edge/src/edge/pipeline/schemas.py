@@ -34,7 +34,10 @@ jsonschema's default, which would download remote ``$ref`` URLs); ``pattern`` an
 instance, with that reason), and every pattern passed the save-time probes
 (jsonschema's own ``additionalProperties`` / ``unevaluatedProperties`` matching of
 ``patternProperties`` keys still runs ``re``, unbounded, on those probed patterns);
-an instance nested too deeply fails, never a 500.
+an instance nested deeper than ``MAX_DEPTH`` arrays and objects fails with that
+reason before the validator sees it (jsonschema recurses once per level, and a
+``RecursionError`` raised inside its generators is not reliably catchable), never a
+500.
 """
 
 from __future__ import annotations
@@ -59,10 +62,12 @@ from gateway_common.errors import InputSchemaInvalid, InvalidRequest, OutputSche
 
 from ._patterns import SLOW_PATTERN, too_slow
 
-__all__ = ["PATTERN_TIMEOUT_S", "CompiledSchema", "SchemaField", "compile_schema"]
+__all__ = ["MAX_DEPTH", "PATTERN_TIMEOUT_S", "CompiledSchema", "SchemaField", "compile_schema"]
 
 SchemaField = Literal["input_schema", "output_schema"]
 
+#: The deepest nesting of arrays and objects an instance may have to be checked.
+MAX_DEPTH: Final = 128
 #: The time all ``pattern`` checks of one validation get together.
 PATTERN_TIMEOUT_S: Final = 0.1
 _REASON_CHARS: Final = 300
@@ -84,11 +89,11 @@ class CompiledSchema:
 
     def validate(self, instance: object) -> None:
         """Nothing if ``instance`` satisfies the schema, else the field's error."""
+        if _depth_exceeds(instance, MAX_DEPTH):
+            raise self._error("$", f"the value is nested more than {MAX_DEPTH} levels deep")
         token = _DEADLINE.set(time.monotonic() + PATTERN_TIMEOUT_S)
         try:
             error = best_match(self._validator.iter_errors(instance))
-        except RecursionError:
-            raise self._error("$", "the value is nested too deeply to check") from None
         except referencing.exceptions.Unresolvable as exc:
             raise self._error("$", f"the schema's reference cannot be resolved: {exc}") from None
         finally:
@@ -259,6 +264,19 @@ def _compile_pattern(pattern: str, path: str) -> regex.Pattern[str]:
     if too_slow(compiled):
         raise _config_error(path, SLOW_PATTERN)
     return compiled
+
+
+def _depth_exceeds(instance: object, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` levels (iterative walk)."""
+    stack: list[tuple[object, int]] = [(instance, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth == limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _config_error(path: str, message: str) -> InvalidRequest:
