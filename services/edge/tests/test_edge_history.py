@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from edge.pipeline import history
 from edge.sessions_client import SessionsClient
 from gateway_common import subjects
-from gateway_common.errors import InvalidRequest, NotFound, ServiceUnavailable
+from gateway_common.errors import InvalidRequest, NotFound, ProviderError, ServiceUnavailable
 from gateway_common.sessions_history import (
     MAX_TTL_SECONDS,
     AppendReply,
@@ -274,3 +274,11 @@ async def test_a_failed_store_is_the_calls_error(nc: Client) -> None:
     await _script(nc, subjects.HISTORY_APPEND, None, [])  # never answers
     with pytest.raises(ServiceUnavailable):
         await _recorder(nc).finish()
+
+
+async def test_an_unreadable_answer_is_502_and_stores_nothing(nc: Client) -> None:
+    seen: list[bytes] = []
+    await _script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
+    with pytest.raises(ProviderError) as info:
+        await _recorder(nc).body(b"not json")
+    assert info.value.http_status == 502 and seen == []

@@ -44,7 +44,7 @@ from typing import Any, Final
 
 import orjson
 
-from gateway_common.errors import GatewayError, InvalidRequest
+from gateway_common.errors import InvalidRequest, ProviderError, ServiceUnavailable
 from gateway_common.sessions_history import MAX_TTL_SECONDS, Turn
 from gateway_common.tokens import TextCount, chat_prompt_tokens
 
@@ -210,7 +210,7 @@ async def open_session(
         project_id, scope, canonical, ttl_seconds=session_ttl(ttl_seconds)
     )
     if reply.session_id is None:  # sessions answered ok without a session: not the contract
-        raise GatewayError("The session store answered without a session.")
+        raise ServiceUnavailable("The gateway's session store is unavailable. Please retry.")
     return Session(
         session_id=reply.session_id,
         history=[{"role": turn.role, "content": turn.content} for turn in reply.turns],
@@ -235,7 +235,7 @@ def _reply_text(body: bytes) -> str:
         choices = orjson.loads(body).get("choices") or []
         content = choices[0].get("message", {}).get("content") if choices else None
     except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
-        raise GatewayError("The provider's answer could not be read.") from None
+        raise ProviderError("The provider's answer could not be read.") from None
     return content if isinstance(content, str) else ""
 
 
