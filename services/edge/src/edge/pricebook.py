@@ -242,6 +242,13 @@ class PriceBook:
         found = self._current(model).resolve(model)
         return None if found is None else found.window
 
+    def limits(self, model: str) -> tuple[int, int] | None:
+        """``(context_window, max_output_tokens)`` of ``model`` as the catalog states them (0:
+        not stated), or None when the catalog does not know it. Session history is fitted
+        into the window (``edge.pipeline.history``)."""
+        found = self._current(model).resolve(model)
+        return None if found is None else (found.context_window, found.max_output_tokens)
+
     def knows(self, model: str) -> bool:
         """Whether the catalog resolves ``model`` (a name, alias or provider-prefixed name)."""
         return self._current(model).resolve(model) is not None

@@ -140,16 +140,18 @@ class Shaper(Protocol):
 
     ``body`` gets a unary answer's body and returns what the client receives;
     ``frame`` turns one stream chunk into its SSE frame (chunks of a batch one
-    by one, in order); ``done`` is written after a good stream (empty: nothing).
-    A failure in ``body`` becomes the error response, one in ``frame`` the
-    in-band error frame that ends the stream, after the frames before it.
+    by one, in order); ``finish`` runs after a good stream's last chunk and
+    returns what is written last (empty: nothing), so it can store what the
+    stream said before the client sees the end. A failure in ``body`` becomes
+    the error response, one in ``frame`` or ``finish`` the in-band error frame
+    that ends the stream, after the frames before it.
     """
-
-    done: bytes
 
     async def body(self, body: bytes) -> bytes: ...
 
     async def frame(self, chunk: bytes) -> bytes: ...
+
+    async def finish(self) -> bytes: ...
 
 
 class Proxy:
@@ -337,7 +339,7 @@ class Proxy:
                     yield _error_frame(from_detail(event.error))
                     return
                 event = await anext(events, None)
-            done = _DONE if shaper is None else shaper.done
+            done = _DONE if shaper is None else await shaper.finish()
             if done:
                 yield done
         except GatewayError as err:

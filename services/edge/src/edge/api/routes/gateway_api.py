@@ -6,7 +6,8 @@ path's slug, or by the body's ``endpoint`` on the dispatcher. Its body is
 
     {"message": "..."}  or  {"messages": [OpenAI chat messages]}   exactly one
     "stream": bool       honoured only if the endpoint has streaming enabled
-    "session_id"         refused (400) until sessions are built
+    "session_id"         resume a session (endpoints with ``sessions_enabled``;
+                         ``edge.pipeline.history``)
     "endpoint": slug     the dispatcher's only (and required there)
 
 Steps, in seed 001's order (a step that refuses spares the later ones):
@@ -18,7 +19,12 @@ Steps, in seed 001's order (a step that refuses spares the later ones):
     endpoint      404 unknown or inactive slug (route 1 looks it up before reading
                   the body; the dispatcher after, since the slug is in it)
     body          413 too large; 400 malformed, naming the field
-    prompt apply  [system prompt] + messages; the endpoint's model and params
+    prompt apply  [system prompt] + [session history] + messages; the endpoint's model
+                  and params. Sessions (``edge.pipeline.history``): 400 a ``session_id``
+                  that is not a UUID or on an endpoint without sessions, 404 one that is
+                  unknown or another project's or endpoint's; the history is cut to fit
+                  the model's context window; the call's turns are stored before its
+                  answer (unary body, stream ``[DONE]``) reaches the client
     budget        422 with the budget's message (``Proxy.forward``: the worst case
                   is priced from the body being sent, so it comes after prompt apply)
     router call   with failover in the router; 502 when every attempt failed
@@ -32,7 +38,9 @@ so usage by endpoint shows the slug.
 Answers. Unary: ``{"ok": true, "id", "model", "content", "finish_reason",
 "usage", "meta": {"request_id", "endpoint", "provider", "deployment",
 "attempts"}}`` (+ ``generation_context`` when the project has it on), meta
-equal to the response headers. Stream: OpenAI's SSE chunks exactly as on
+equal to the response headers; with a session, meta also has ``session_id``,
+``session_created``, ``session_expired``, ``history_truncated``, ``turns_dropped``
+(the id also in ``x-switchyard-session-id``, as on streams). Stream: OpenAI's SSE chunks exactly as on
 ``/v1``, the meta in the headers. Errors: ``{"ok": false, "error", "code"}``
 (``GatewayApiRoute``), never OpenAI's shape.
 """
@@ -61,7 +69,10 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ...auth import KeyEntry
 from ...endpoints import EndpointCache, EndpointView
-from ..deps import EndpointsDep, ProjectChatKeyDep, ProxyDep, SettingsDep
+from ...pipeline import history
+from ...pricebook import PriceBook
+from ...sessions_client import SessionsClient
+from ..deps import CatalogDep, EndpointsDep, ProjectChatKeyDep, ProxyDep, SessionsDep, SettingsDep
 from ..errors import OkShapedRoute, ok_error_response, validation_error
 from ..proxy import Proxy
 
@@ -106,7 +117,9 @@ class _Call(BaseModel):
         default=None, min_length=1, description="The whole conversation (OpenAI messages)."
     )
     stream: bool = Field(default=False, description="Honoured if the endpoint streams.")
-    session_id: str | None = Field(default=None, description="Not supported yet (400).")
+    session_id: str | None = Field(
+        default=None, description="Resume this session (a UUID from meta.session_id)."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> _Call:
@@ -210,17 +223,10 @@ def _parse(raw: bytes, schema: type[C]) -> C:
         body = schema.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
-    if body.session_id is not None:
-        raise InvalidRequest(
-            "Sessions are not available on this gateway yet: 'session_id' is not supported. "
-            "Send the whole conversation in 'messages'.",
-            param="session_id",
-            code="sessions_unsupported",
-        )
     return body
 
 
-def _answer(response: Response, slug: str) -> Response:
+def _answer(response: Response, slug: str, session: history.Session | None = None) -> Response:
     """Seed 001's unary answer from the OpenAI completion ``Proxy.forward`` returned."""
     try:
         completion = _Completion.model_validate_json(bytes(response.body))
@@ -244,6 +250,8 @@ def _answer(response: Response, slug: str) -> Response:
         generation_context=completion.generation_context,
     )
     payload = answer.model_dump()
+    if session is not None:
+        payload["meta"].update(session.meta())
     if answer.generation_context is None:
         del payload["generation_context"]
     return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
@@ -257,6 +265,8 @@ async def _call(
     body: _Call,
     proxy: Proxy,
     max_messages: int,
+    sessions: SessionsClient,
+    catalog: PriceBook,
 ) -> Response:
     """Prompt apply, then the router call through ``Proxy.forward``; the answer in seed 001's shape."""
     messages = body.conversation()
@@ -267,23 +277,68 @@ async def _call(
             param="messages",
             code="too_many_messages",
         )
+    session, sent, recorder = await _with_session(
+        endpoint, key, body.session_id, messages, sessions, catalog, max_messages
+    )
     stream = body.stream and endpoint.streaming_enabled
     response = await proxy.forward(
         request,
         router_pb2.OPERATION_CHAT_COMPLETIONS,
         model=endpoint.model,
-        body=endpoint.body(messages, stream=stream),
+        body=endpoint.body(sent, stream=stream),
         stream=stream,
         key=key,
+        shaper=recorder,
         max_output_tokens=endpoint.max_output_tokens,
         endpoint=endpoint.slug,
     )
-    if isinstance(response, StreamingResponse):
-        response.headers[ENDPOINT_HEADER] = endpoint.slug
-        return response
-    answer = _answer(response, endpoint.slug)
-    answer.headers[ENDPOINT_HEADER] = endpoint.slug
-    return answer
+    if not isinstance(response, StreamingResponse):
+        response = _answer(response, endpoint.slug, session)
+    response.headers[ENDPOINT_HEADER] = endpoint.slug
+    if session is not None:
+        response.headers[history.SESSION_HEADER] = session.session_id
+    return response
+
+
+async def _with_session(
+    endpoint: EndpointView,
+    key: KeyEntry,
+    session_id: str | None,
+    messages: list[dict[str, Any]],
+    sessions: SessionsClient,
+    catalog: PriceBook,
+    max_messages: int,
+) -> tuple[history.Session | None, list[Any], history.SessionRecorder | None]:
+    """The session (None: sessions off), the messages to send with its history in front,
+    and the recorder that stores this call's turns (``edge.pipeline.history``)."""
+    session = await history.open_session(
+        sessions,
+        project_id=key.project_id,
+        scope=endpoint.endpoint_id,
+        enabled=endpoint.sessions_enabled,
+        ttl_seconds=endpoint.session_ttl_seconds,
+        session_id=session_id,
+    )
+    if session is None:
+        return None, messages, None
+    window, most = catalog.limits(endpoint.model) or (0, 0)
+    sent = session.prepend(
+        messages,
+        system_prompt=endpoint.system_prompt,
+        window=window,
+        reserve=history.reply_room(window, endpoint.max_output_tokens, most),
+        max_messages=max_messages,
+    )
+    recorder = history.SessionRecorder(
+        sessions,
+        session,
+        project_id=key.project_id,
+        scope=endpoint.endpoint_id,
+        request_id=REQUEST_ID.get(),
+        turns=history.own_turns(messages),
+        ttl_seconds=endpoint.session_ttl_seconds,
+    )
+    return session, sent, recorder
 
 
 class GatewayApiError(BaseModel):
@@ -308,7 +363,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
             (400, "Invalid body, or not an ai_gateway project"),
             (401, "Missing, unknown, revoked or expired key"),
             (403, "Another project's key, or no chat scope"),
-            (404, "No active endpoint with this slug"),
+            (404, "No active endpoint with this slug, or no such session"),
             (413, "Body too large"),
             (422, "Budget or credits refused the call"),
             (502, "The provider failed after failover"),
@@ -325,6 +380,8 @@ async def call_dispatcher(
     endpoints: EndpointsDep,
     proxy: ProxyDep,
     settings: SettingsDep,
+    sessions: SessionsDep,
+    catalog: CatalogDep,
 ) -> Response:
     """Call the project's endpoint named by the body's ``endpoint``."""
     _project_type(endpoints, project_id)
@@ -337,6 +394,8 @@ async def call_dispatcher(
         body=body,
         proxy=proxy,
         max_messages=settings.max_messages,
+        sessions=sessions,
+        catalog=catalog,
     )
 
 
@@ -349,6 +408,8 @@ async def call_endpoint(
     endpoints: EndpointsDep,
     proxy: ProxyDep,
     settings: SettingsDep,
+    sessions: SessionsDep,
+    catalog: CatalogDep,
 ) -> Response:
     """Call the project's endpoint ``slug``."""
     _project_type(endpoints, project_id)
@@ -361,4 +422,6 @@ async def call_endpoint(
         body=body,
         proxy=proxy,
         max_messages=settings.max_messages,
+        sessions=sessions,
+        catalog=catalog,
     )
