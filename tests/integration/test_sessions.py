@@ -284,7 +284,9 @@ def test_history_is_cut_to_the_context_window_and_meta_says_so(
     """``mock-history-window``: 1,500 tokens, 100 kept for the reply; each exchange of ~250
     characters (a user turn and the fake's echo) costs ~530 tokens by the byte bound."""
     tenant = Tenant(http, stack)
-    tenant.endpoint("small", model="mock-history-window", system_prompt=SYSTEM, sessions_enabled=True)
+    tenant.endpoint(
+        "small", model="mock-history-window", system_prompt=SYSTEM, sessions_enabled=True
+    )
     marker = secrets.token_hex(6)
     sid: str | None = None
     metas: list[dict[str, Any]] = []
