@@ -48,9 +48,13 @@ def parse_duration(text: str) -> int:
 class AdminClient:
     """Admin API calls; an error answer becomes a message on stderr and exit status 1."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(
+        self, url: str, token: str | None, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=_TIMEOUT_S)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=_TIMEOUT_S, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -286,23 +286,27 @@ def endpoint_update(
         typer.Option("--active/--inactive", help="An inactive endpoint answers 404."),
     ] = None,
     prompt_template: Annotated[
-        str | None, typer.Option(help="{{name}} template of the user message; '' clears it.")
+        str | None,
+        typer.Option(metavar="TEXT", help="{{name}} template of the user message; '' clears it."),
     ] = None,
     input_schema: Annotated[
-        str | None, typer.Option(help="JSON Schema of the variables: FILE or JSON; none clears.")
+        str | None,
+        typer.Option(metavar="FILE|JSON", help="JSON Schema of the variables; none clears it."),
     ] = None,
     output_schema: Annotated[
-        str | None, typer.Option(help="JSON Schema of the content: FILE or JSON; none clears.")
+        str | None,
+        typer.Option(metavar="FILE|JSON", help="JSON Schema of the content; none clears it."),
     ] = None,
     guardrail: _Guardrail = None,
     no_guardrails: Annotated[
         bool, typer.Option("--no-guardrails", help="Remove every guardrail.")
     ] = False,
     max_request_tokens: Annotated[
-        str | None, typer.Option(help="Per-request token cap; none clears it.")
+        str | None, typer.Option(metavar="N", help="Per-request token cap; none clears it.")
     ] = None,
     monthly_budget: Annotated[
-        str | None, typer.Option(help="Monthly spend limit, e.g. 25.00; none clears it.")
+        str | None,
+        typer.Option(metavar="AMOUNT", help="Monthly spend limit, e.g. 25.00; none clears it."),
     ] = None,
     rate_limit_per_minute: _PerMinute = None,
     rate_limit_per_day: _PerDay = None,
