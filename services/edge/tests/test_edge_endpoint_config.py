@@ -13,7 +13,7 @@ import pytest
 
 from edge import EdgeSettings, create_app
 from edge.endpoints import EndpointCache
-from edge.store.models import template_variables
+from edge.store.models import MAX_SCHEMA_DEPTH, template_variables
 
 from .support import OPERATOR, Edge, RouterServer, admin_settings, auth, eventually
 
@@ -240,6 +240,29 @@ async def test_fallbacks_follow_the_model_a_patch_gives(edge: Edge) -> None:
         path, json={"fallbacks": ["fake:mock-reasoning"]}, headers=OPERATOR
     )
     assert resp.status_code == 200, resp.text
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    """A schema of ``depth`` objects, each the ``items`` of the one above."""
+    schema: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        schema = {"items": schema}
+    return schema
+
+
+async def test_a_deep_schema_is_a_400_not_a_recursion_error(edge: Edge) -> None:
+    pid = project_id(edge)
+    resp = await create(edge, pid, input_schema=_nested(MAX_SCHEMA_DEPTH))
+    assert resp.status_code == 201, resp.text
+    path = f"/admin/projects/{pid}/endpoints/summarize"
+    for depth in (MAX_SCHEMA_DEPTH + 1, 900):
+        for field in ("input_schema", "output_schema"):
+            body = {field: _nested(depth)}
+            resp = await edge.client.patch(path, json=body, headers=OPERATOR)
+            assert_error(resp, "invalid_value", f"'{field}'")
+            assert "nested more than 64 levels" in resp.json()["error"]
+            resp = await create(edge, pid, slug="deep", **body)
+            assert_error(resp, "invalid_value", f"'{field}'")
 
 
 # -- every edge -----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "ENDPOINT_PARAMS",
     "MAX_FALLBACKS",
     "MAX_REQUEST_TOKENS",
+    "MAX_SCHEMA_DEPTH",
     "PLACEHOLDER_PATTERN",
     "PREFIX_LEN",
     "SLUG_PATTERN",
@@ -251,6 +252,9 @@ PLACEHOLDER_PATTERN = r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}"
 _PLACEHOLDER = re.compile(PLACEHOLDER_PATTERN)
 #: The largest ``max_request_tokens`` (the column is a 32-bit integer).
 MAX_REQUEST_TOKENS = 2**31 - 1
+#: The deepest nesting (objects and arrays) an ``input_schema`` / ``output_schema`` may have:
+#: checking a schema recurses once per level, and far deeper ones are no real schema.
+MAX_SCHEMA_DEPTH = 64
 #: At most this many ``fallbacks`` per endpoint.
 MAX_FALLBACKS = 8
 
@@ -312,6 +316,25 @@ def _check_template(value: str | None) -> str | None:
             template_variables(value)
         except ValueError as exc:
             raise PydanticCustomError("template_syntax", "{why}", {"why": str(exc)}) from None
+    return value
+
+
+def _check_schema_depth(value: object) -> object:
+    """``value`` unless it nests more than ``MAX_SCHEMA_DEPTH`` levels (an iterative walk, so
+    a deep one is a 400 here rather than a ``RecursionError`` in the meta-schema check)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        children = node.values() if isinstance(node, dict) else node
+        if depth > MAX_SCHEMA_DEPTH:
+            raise PydanticCustomError(
+                "schema_depth",
+                "the schema is nested more than {n} levels deep",
+                {"n": MAX_SCHEMA_DEPTH},
+            )
+        stack.extend((child, depth + 1) for child in children)
     return value
 
 
@@ -479,6 +502,7 @@ class EndpointCreate(EndpointBase):
     _slug = field_validator("slug")(_check_slug)
     _params = field_validator("params")(_check_params)
     _template = field_validator("prompt_template")(_check_template)
+    _schemas = field_validator("input_schema", "output_schema", mode="before")(_check_schema_depth)
     _rate_limits = field_validator("rate_limits", mode="before")(_check_rate_limits)
     _budget = field_validator("monthly_budget", mode="before")(_to_decimal)
     _fallbacks = field_validator("fallbacks")(_check_fallbacks)
@@ -528,6 +552,7 @@ class EndpointUpdate(SQLModel):
     _slug = field_validator("slug")(_check_slug)
     _params = field_validator("params")(_check_params)
     _template = field_validator("prompt_template")(_check_template)
+    _schemas = field_validator("input_schema", "output_schema", mode="before")(_check_schema_depth)
     _rate_limits = field_validator("rate_limits", mode="before")(_check_rate_limits)
     _budget = field_validator("monthly_budget", mode="before")(_to_decimal)
     _fallbacks = field_validator("fallbacks")(_check_fallbacks)
