@@ -3,11 +3,12 @@ and the CLI. Every invalid setting is refused at save time with a 400 naming the
 create and on PATCH, and the stored endpoint is untouched); valid ones round-trip through
 GET; a change reaches a second edge process within a second.
 
-What the second edge shows: the pipeline that acts on guardrails, schemas, limits and
-sessions is another branch's, so the change is observed through ``system_prompt``, a
-setting calls already apply: the provider's request log shows the new system prompt for a
-call made on the second edge. The same announcement rebuilds that edge's compiled view of
-every other setting (``services/edge/tests/test_edge_endpoint_config.py`` inspects it).
+What the second edge shows: the pipeline steps for guardrails, schemas and limits come
+from other branches, so the change is observed through settings calls already act on:
+``system_prompt`` (the provider's request log shows the new one for a call made on the
+second edge) and ``sessions_enabled`` (the answer carries ``meta.session_id``). The same
+announcement rebuilds that edge's compiled view of every other setting
+(``services/edge/tests/test_edge_endpoint_config.py`` inspects it).
 """
 
 from __future__ import annotations
@@ -273,7 +274,9 @@ def test_a_settings_change_reaches_a_second_edge_within_a_second(
     assert tenant.create("moving", system_prompt="Old prompt.").status_code == 201
     with extra_edge(stack) as origin, httpx.Client(base_url=origin, timeout=30) as edge_b:
 
-        def system_prompt_seen_on_b() -> str | None:
+        def seen_on_b() -> tuple[str, bool]:
+            """The system prompt the provider got for a call on edge B, and whether the
+            answer was in a session."""
             marker = secrets.token_hex(6)
             resp = edge_b.post(
                 f"/api/{tenant.id}/moving", json={"message": marker}, headers=tenant.headers
@@ -281,21 +284,25 @@ def test_a_settings_change_reaches_a_second_edge_within_a_second(
             assert resp.status_code == 200, resp.text
             [sent] = fake_requests(fake_provider_url, marker)
             first = sent["body"]["messages"][0]
-            return str(first["content"]) if first["role"] == "system" else ""
+            prompt = str(first["content"]) if first["role"] == "system" else ""
+            return prompt, "session_id" in resp.json()["meta"]
 
-        assert system_prompt_seen_on_b() == "Old prompt."
-        # Settings a plain call passes once the pipeline acts on them, with the prompt.
+        before, after = ("Old prompt.", False), ("New prompt.", True)
+        assert seen_on_b() == before
+        # Settings a plain call passes once the pipeline acts on them, with the prompt;
+        # sessions already act (a call in a session answers with meta.session_id).
         change = {
             "system_prompt": "New prompt.",
+            "sessions_enabled": True,
+            "session_ttl_seconds": 600,
             "guardrails": GUARDRAILS[:2],
             "rate_limits": {"per_day": 1000},
-            "session_ttl_seconds": 600,
         }
         resp = tenant.patch("moving", change)
         assert resp.status_code == 200, resp.text
         deadline = time.monotonic() + 1.0
-        while (seen := system_prompt_seen_on_b()) != "New prompt.":
-            assert seen == "Old prompt."
+        while (seen := seen_on_b()) != after:
+            assert seen == before, seen  # one row, one reload: never half of the change
             assert time.monotonic() < deadline, "the change did not reach edge B within 1 s"
         # Edge B's admin API shows the new settings too.
         shown = edge_b.get(f"{tenant.path}/moving", headers=tenant.headers).json()
