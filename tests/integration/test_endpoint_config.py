@@ -143,6 +143,15 @@ def test_every_invalid_setting_is_400_naming_the_field(stack: Stack, http: httpx
     listed = http.get(tenant.path, headers=tenant.headers).json()["data"]
     assert [e["slug"] for e in listed] == ["kept"]
 
+    # An alias is its model: no fallback to the endpoint's own model under another name,
+    # and a PATCH of the model is checked against the fallbacks already stored.
+    for model, fallback in (("mock-multi", "multi-alias"), ("multi-alias", "mock-multi")):
+        resp = tenant.create("alias", model=model, fallbacks=["mock-chat", fallback])
+        _assert_refused(resp, "invalid_fallback", "'fallbacks[1]'")
+    _assert_refused(
+        tenant.patch("kept", {"model": "mock-reasoning"}), "invalid_fallback", "'fallbacks[0]'"
+    )
+
 
 def test_valid_settings_round_trip_through_get(stack: Stack, http: httpx.Client) -> None:
     tenant = Tenant(http, stack)
