@@ -253,6 +253,12 @@ class PriceBook:
         """Whether the catalog resolves ``model`` (a name, alias or provider-prefixed name)."""
         return self._current(model).resolve(model) is not None
 
+    def public_name(self, model: str) -> str | None:
+        """The public name of the catalog model ``model`` names or aliases; None for an
+        unknown or a provider-prefixed name (which pins a route of its own)."""
+        found = self._current(model).models.get(model)
+        return None if found is None else found.public
+
     def passthrough_possible(self) -> bool:
         """Whether any provider of the catalog takes a caller's key as the bearer."""
         return bool(self._file.current().passthrough)
