@@ -140,7 +140,8 @@ class Shaper(Protocol):
     in-band error frame that ends the stream, after the frames before it.
     """
 
-    done: bytes
+    @property
+    def done(self) -> bytes: ...
 
     async def body(self, body: bytes) -> bytes: ...
 
