@@ -338,7 +338,8 @@ def test_seed_001_error_table_unary_and_before_a_streams_first_byte(
     a.endpoint("typed", output_schema={"type": "object"}, **live)
     broke.endpoint("plain", params={"max_tokens": 20}, **live)
     embed_only = a.new_key(stack, ["embeddings"])
-    ok = {"message": "hi"}
+    marker = _marker()
+    ok = {"message": f"hi {marker}"}
 
     rows: list[tuple[str, httpx.Client | Tenant, str, dict[str, Any], dict[str, str], int, str]]
     rows = [
@@ -375,7 +376,15 @@ def test_seed_001_error_table_unary_and_before_a_streams_first_byte(
             "guardrail_blocked",
         ),
         ("input schema", http, f"/api/{a.id}/schema", ok, a.headers, 422, "input_schema_invalid"),
-        ("provider", http, f"/api/{a.id}/down", ok, a.headers, 502, "all_providers_failed"),
+        (
+            "provider",
+            http,
+            f"/api/{a.id}/down",
+            {"message": "hi"},
+            a.headers,
+            502,
+            "all_providers_failed",
+        ),
         (
             "wrong type",
             http,
@@ -406,6 +415,8 @@ def test_seed_001_error_table_unary_and_before_a_streams_first_byte(
 
     body = _error(a.call("typed", {"message": "not json"}), 502, "output_schema_invalid")
     assert body["detail"]["path"] == "$"
+    # No row but the provider's reached a provider, unary or streamed.
+    assert _sent(stack, marker) == []
 
 
 # -- a refused call pays for nothing later --------------------------------------------------------

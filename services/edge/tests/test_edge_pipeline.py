@@ -411,3 +411,42 @@ async def test_a_stream_gets_a_shaper_only_when_there_is_something_to_check() ->
     # No streaming on the endpoint: a unary call, whatever the caller asked.
     outcome = await _run(_call(stream=True), _endpoint(), upstream)
     assert isinstance(outcome.answer, Completion)
+
+
+def test_the_gateway_api_names_each_attempts_model_and_the_guardrail() -> None:
+    from edge.api.routes.gateway_api import GatewayApiRoute
+
+    failed = ModelsFailed(
+        [("mock-chat", _all_failed("a")), ("fb-1", ProviderUnavailable("fb-1 down"))]
+    )
+    resp = GatewayApiRoute.error_response(failed)
+    body = orjson.loads(bytes(resp.body))
+    assert resp.status_code == 502 and body["code"] == "all_providers_failed"
+    assert [(a["model"], a.get("provider")) for a in body["attempts"]] == [
+        ("mock-chat", "a"),
+        ("fb-1", None),
+    ]
+    assert body["attempts"][1]["code"] == "provider_unavailable"
+    assert (
+        body["error"]
+        == "Every model failed: mock-chat: All providers failed: a/d: a down; fb-1: fb-1 down"
+    )
+    blocked = GuardrailBlocked(
+        "blocked", guardrail="words", guardrail_type="blocked_terms", direction="input"
+    )
+    body = orjson.loads(bytes(GatewayApiRoute.error_response(blocked).body))
+    assert body == {
+        "ok": False,
+        "error": "blocked",
+        "code": "guardrail_blocked",
+        "guardrail": {
+            "name": "words",
+            "type": "blocked_terms",
+            "direction": "input",
+            "reason": "matched",
+        },
+    }
+    # Every deployment rate limited is still seed 001's provider failure.
+    limited = _all_failed("a")
+    limited.http_status = 429
+    assert GatewayApiRoute.error_response(limited).status_code == 502

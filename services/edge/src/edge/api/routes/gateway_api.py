@@ -115,21 +115,33 @@ def _error_payload(err: GatewayError) -> dict[str, Any]:
         extra["param"] = err.param
     if isinstance(err, ModelsFailed):
         extra["attempts"] = [
-            {
-                "model": model,
-                "provider": a.provider,
-                "deployment": a.deployment,
-                "status": a.http_status,
-                "code": a.code,
-                "message": a.message,
-            }
-            for model, failed in err.failures
-            for a in failed.attempts
-        ] or [
-            {"model": model, "status": failed.http_status, "code": failed.code}
-            for model, failed in err.failures
+            attempt for model, failed in err.failures for attempt in _tried(model, failed)
         ]
     return extra
+
+
+def _tried(model: str, failed: GatewayError) -> list[dict[str, Any]]:
+    """One model's failed attempts, each naming the model (one entry when none were listed)."""
+    if not failed.attempts:
+        return [
+            {
+                "model": model,
+                "status": failed.http_status,
+                "code": failed.code,
+                "message": failed.message,
+            }
+        ]
+    return [
+        {
+            "model": model,
+            "provider": a.provider,
+            "deployment": a.deployment,
+            "status": a.http_status,
+            "code": a.code,
+            "message": a.message,
+        }
+        for a in failed.attempts
+    ]
 
 
 class GatewayApiRoute(OkShapedRoute):
