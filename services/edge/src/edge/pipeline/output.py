@@ -127,7 +127,10 @@ class OutputStream:
 
     async def frame(self, chunk: bytes) -> bytes:
         """The SSE frame(s) of one chunk; raises ``GatewayError`` to end the stream."""
-        parsed = orjson.loads(chunk)
+        try:
+            parsed = orjson.loads(chunk)
+        except orjson.JSONDecodeError:
+            return _frame(chunk)  # not a chunk this step can read: passed on as it came
         choices = parsed.get("choices") if isinstance(parsed, dict) else None
         if not choices or not isinstance(choices[0], dict) or choices[0].get("index", 0) != 0:
             return _frame(chunk)
