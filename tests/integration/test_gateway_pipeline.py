@@ -181,12 +181,13 @@ def test_input_guardrails_block_naming_the_guardrail_or_redact(
         "type": "blocked_terms",
         "direction": "input",
         "reason": "matched",
+        "index": 0,
     }
     assert _guardrail_metric(http, **labels) == before + 1
     body = _error(
         tenant.call("guarded", {"message": f"{marker} my API_KEY= 123"}), 422, "guardrail_blocked"
     )
-    assert body["guardrail"]["type"] == "regex"
+    assert body["guardrail"]["type"] == "regex" and body["guardrail"]["index"] == 1
     assert _sent(stack, marker) == []
 
     marker = _marker()

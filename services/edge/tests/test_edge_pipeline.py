@@ -231,6 +231,7 @@ async def test_input_guardrails_name_the_guardrail_and_redact_messages_and_varia
     with pytest.raises(GuardrailBlocked) as info:  # both texts count: 33 + 29 > 61
         await _run(_call(f"mail {EMAIL}", variables={"who": EMAIL + "x"}), endpoint, upstream)
     assert info.value.guardrail == "max_length" and info.value.direction == "input"
+    assert info.value.index == 0
     assert "max_length" in info.value.message
     parts = {"role": "user", "content": [{"type": "text", "text": EMAIL}]}
     await _run(
@@ -444,6 +445,7 @@ def test_the_gateway_api_names_each_attempts_model_and_the_guardrail() -> None:
             "type": "blocked_terms",
             "direction": "input",
             "reason": "matched",
+            "index": None,
         },
     }
     # Every deployment rate limited is still seed 001's provider failure.

@@ -24,7 +24,7 @@ checks), and the ``Outcome`` is shaped here:
                   the body; the dispatcher after, since the slug is in it)
     body          413 too large; 400 malformed, naming the field
     pipeline      422 ``max_request_tokens_exceeded``, ``guardrail_blocked`` (+ ``guardrail``:
-                  name, type, direction), ``input_schema_invalid`` (+ ``detail``: path,
+                  name, type, index, direction, reason), ``input_schema_invalid`` (+ ``detail``: path,
                   reason), ``missing_variable``, budget / credits (``Proxy.forward``);
                   502 provider failure after failover and fallbacks (``attempts``, each
                   with its ``model``), ``output_schema_invalid`` (+ ``detail``)
@@ -108,6 +108,7 @@ def _error_payload(err: GatewayError) -> dict[str, Any]:
             "type": err.guardrail_type,
             "direction": err.direction,
             "reason": err.reason,
+            "index": err.index,
         }
     elif isinstance(err, InputSchemaInvalid | OutputSchemaInvalid):
         extra["detail"] = {"path": err.path, "reason": err.reason}
@@ -386,8 +387,9 @@ class GatewayApiError(BaseModel):
     error: str
     code: str
     param: str | None = Field(default=None, description="The request field it is about.")
-    guardrail: dict[str, str] | None = Field(
-        default=None, description="The guardrail that blocked: name, type, direction, reason."
+    guardrail: dict[str, Any] | None = Field(
+        default=None,
+        description="The guardrail that blocked: name, type, index, direction, reason.",
     )
     detail: dict[str, str] | None = Field(
         default=None, description="A schema failure: the failing path and the reason."
