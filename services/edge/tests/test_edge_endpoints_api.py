@@ -410,7 +410,7 @@ async def test_a_channel_project_is_refused_with_400(edge: Edge) -> None:
         ("summarize", b'{"message":""}', "invalid_value", "'message'"),
         ("summarize", b'{"messages":[]}', "invalid_value", "'messages'"),
         ("summarize", b'{"messages":[{"role":"robot","content":"x"}]}', "invalid_value", "role"),
-        ("summarize", b'{"message":"a","session_id":"0b0f"}', "sessions_unsupported", "session"),
+        ("summarize", b'{"message":"a","session_id":"0b0f"}', "sessions_disabled", "session"),
         ("chat/completions", b'{"message":"a"}', "missing_required_parameter", "'endpoint'"),
         ("chat/completions", b'{"endpoint":"summarize"}', "invalid_request_body", "exactly one"),
     ],

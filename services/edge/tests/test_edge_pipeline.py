@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -21,6 +21,7 @@ from edge.pipeline.guardrails import compile_guardrails
 from edge.pipeline.output import OutputStream
 from edge.pipeline.schemas import compile_schema
 from edge.pipeline.template import fill, placeholders, render
+from edge.sessions_client import SessionsClient
 from gateway.common.v1 import types_pb2
 from gateway_common.errors import (
     AllProvidersFailed,
@@ -95,9 +96,24 @@ def _call(message: str | None = "hello", **fields: Any) -> GatewayCall:
     return GatewayCall(key=KEY, request_id="r1", messages=messages, **fields)
 
 
+class Catalog:
+    def __init__(self, output_limit: int | None) -> None:
+        self._output = output_limit
+
+    def output_limit(self, model: str) -> int | None:
+        return self._output
+
+    def limits(self, model: str) -> tuple[int, int] | None:
+        return None
+
+
 def _env(metrics: EdgeMetrics | None = None, output_limit: int | None = 1000) -> Any:
+    # No endpoint here has sessions on: the sessions client is never asked.
     return pipeline.PipelineEnv(
-        metrics=metrics, output_limit=lambda _model: output_limit, max_messages=50
+        metrics=metrics,
+        catalog=Catalog(output_limit),
+        max_messages=50,
+        sessions=cast(SessionsClient, None),
     )
 
 
@@ -366,7 +382,7 @@ async def test_a_stream_is_redacted_across_chunk_boundaries() -> None:
     assert "alice" not in b"".join(frames).decode()
     frames.append(await shaper.frame(_chunk(finish="stop")))
     frames.append(await shaper.frame(orjson.dumps({"id": "c1", "choices": [], "usage": {}})))
-    frames.append(shaper.done)
+    frames.append(await shaper.finish())
     assert _sent(b"".join(frames)) == "Mail [REDACTED_EMAIL] now"
     assert frames[-1] == b"data: [DONE]\n\n"
     # A chunk nothing touched goes out as the router's bytes; a last word is held back.
@@ -379,7 +395,7 @@ async def test_a_stream_without_a_finishing_chunk_still_sends_its_held_tail() ->
     endpoint = _endpoint(guardrails=[{"type": "pii", "action": "redact", "applies_to": "output"}])
     shaper = OutputStream(endpoint, None)
     first = await shaper.frame(_chunk("write to bob"))
-    assert _sent(first + shaper.done) == "write to bob"
+    assert _sent(first + await shaper.finish()) == "write to bob"
 
 
 async def test_the_output_schema_on_a_stream_fails_at_its_end() -> None:
@@ -388,7 +404,7 @@ async def test_the_output_schema_on_a_stream_fails_at_its_end() -> None:
     for piece in ('{"a"', ": 1}"):
         await good.frame(_chunk(piece))
     await good.frame(_chunk(finish="stop"))
-    assert good.done == b"data: [DONE]\n\n"
+    assert await good.finish() == b"data: [DONE]\n\n"
     bad = OutputStream(endpoint, None)
     await bad.frame(_chunk('{"b": 1}'))
     with pytest.raises(OutputSchemaInvalid) as info:
@@ -397,7 +413,7 @@ async def test_the_output_schema_on_a_stream_fails_at_its_end() -> None:
     unfinished = OutputStream(endpoint, None)
     await unfinished.frame(_chunk("nope"))
     with pytest.raises(OutputSchemaInvalid):
-        _ = unfinished.done
+        await unfinished.finish()
 
 
 async def test_a_stream_gets_a_shaper_only_when_there_is_something_to_check() -> None:
@@ -452,3 +468,19 @@ def test_the_gateway_api_names_each_attempts_model_and_the_guardrail() -> None:
     limited = _all_failed("a")
     limited.http_status = 429
     assert GatewayApiRoute.error_response(limited).status_code == 502
+
+
+async def test_a_checked_stream_records_what_the_client_got_before_done() -> None:
+    stored: list[str] = []
+
+    async def record(reply: str) -> None:
+        stored.append(reply)
+
+    endpoint = _endpoint(guardrails=[{"type": "pii", "action": "redact", "applies_to": "output"}])
+    shaper = OutputStream(endpoint, None, record=record)
+    for piece in ("mail ", EMAIL, " ok"):
+        await shaper.frame(_chunk(piece))
+    await shaper.frame(_chunk(finish="stop"))
+    assert stored == []
+    assert await shaper.finish() == b"data: [DONE]\n\n"
+    assert stored == ["mail [REDACTED_EMAIL] ok"]

@@ -10,7 +10,8 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
     copy (``PriceBook``) -> budget gate (prices, leases from billing; releases them
     on shutdown) and its ``BudgetSync`` (billing.budgets.changed.v1 drops an account's
     cached state) -> bearer passthrough (which models take a provider key as the
-    bearer) -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
+    bearer) -> the context-window check (the catalog's windows and tokenizers; encodings
+    built on first use) -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
     (stored responses, over the same NATS connection) -> ``app.state.edge``
 
 Nothing runs at import. Request handling order: ``RequestContextMiddleware``
@@ -31,7 +32,7 @@ import grpc
 from fastapi import FastAPI
 from nats.aio.client import Client
 
-from gateway_common import db, nats, telemetry
+from gateway_common import db, nats, telemetry, tokens
 from gateway_common.grpc import channel_options
 
 from .api.errors import install_error_handlers
@@ -43,6 +44,7 @@ from .budget import BudgetGate, BudgetPolicy
 from .budget_client import BillingClient
 from .budgetsync import BudgetSync
 from .config import EdgeSettings
+from .context_window import ContextWindow
 from .credentials import CredentialCipher
 from .endpoints import EndpointCache
 from .endpointsync import EndpointSync
@@ -157,6 +159,7 @@ async def _build_state(
             projects=projects,
             budget=budget,
             passthrough=passthrough,
+            context_window=ContextWindow(catalog, tokens.Encodings()),
         ),
     )
 

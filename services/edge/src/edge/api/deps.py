@@ -15,7 +15,8 @@
                        "Token does not belong to this project." otherwise) with the
                        ``chat`` scope: the Gateway API's caller (seed 001)
     EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
-    SessionsDep        SessionsClient (stored responses)
+    SessionsDep        SessionsClient (stored responses, session history)
+    CatalogDep         PriceBook (the catalog's prices and limits: context windows)
 
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
 route authenticates gateway keys only, so a provider key is a 401 there.
@@ -34,6 +35,7 @@ from gateway_common.errors import PermissionDenied
 from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
 from ..config import EdgeSettings
 from ..endpoints import EndpointCache
+from ..pricebook import PriceBook
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
 from ..state import EdgeState
@@ -41,6 +43,7 @@ from .proxy import Proxy
 
 __all__ = [
     "ApiKeyDep",
+    "CatalogDep",
     "ChatCallDep",
     "ChatKeyDep",
     "EmbeddingsCallDep",
@@ -78,6 +81,10 @@ async def get_sessions(state: StateDep) -> SessionsClient:
     return state.sessions
 
 
+async def get_catalog(state: StateDep) -> PriceBook:
+    return state.catalog
+
+
 async def get_proxy(state: StateDep) -> Proxy:
     return state.proxy
 
@@ -107,6 +114,7 @@ SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
+CatalogDep = Annotated[PriceBook, Depends(get_catalog)]
 EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]

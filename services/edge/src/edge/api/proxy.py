@@ -42,6 +42,10 @@ for that call only, and the project's ``generation_context`` setting; the
 router attaches the priced line items to the body, or as one more chunk
 before the last, which goes out as an ordinary ``data:`` frame.
 
+Context window (``edge.context_window``): ``forward`` first refuses a chat or
+Responses body whose prompt cannot fit its model's window (400
+``context_length_exceeded``), before budgets, credentials or the router.
+
 Budgets (``edge.budget``): after the body and header checks, each call is
 admitted against its project's and key's budgets and credits (refused with
 429 ``insufficient_quota`` or 403 before the router sees it) and carries its
@@ -73,6 +77,7 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
+from ..context_window import ContextWindow
 from ..metrics import EdgeMetrics
 from ..passthrough import MAX_PROVIDER_KEY, PROVIDER_KEY_HEADER, PROVIDER_KEY_SHAPE, Passthrough
 from ..projects import CallOptions, ProjectCache
@@ -135,17 +140,18 @@ class Shaper(Protocol):
 
     ``body`` gets a unary answer's body and returns what the client receives;
     ``frame`` turns one stream chunk into its SSE frame (chunks of a batch one
-    by one, in order); ``done`` is written after a good stream (empty: nothing).
-    A failure in ``body`` becomes the error response, one in ``frame`` the
-    in-band error frame that ends the stream, after the frames before it.
+    by one, in order); ``finish`` runs after a good stream's last chunk and
+    returns what is written last (empty: nothing), so it can store what the
+    stream said before the client sees the end. A failure in ``body`` becomes
+    the error response, one in ``frame`` or ``finish`` the in-band error frame
+    that ends the stream, after the frames before it.
     """
-
-    @property
-    def done(self) -> bytes: ...
 
     async def body(self, body: bytes) -> bytes: ...
 
     async def frame(self, chunk: bytes) -> bytes: ...
+
+    async def finish(self) -> bytes: ...
 
 
 class Proxy:
@@ -160,8 +166,10 @@ class Proxy:
         projects: ProjectCache,
         budget: BudgetGate,
         passthrough: Passthrough,
+        context_window: ContextWindow,
     ) -> None:
         self._client = client
+        self._window = context_window
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._projects = projects
@@ -229,6 +237,7 @@ class Proxy:
         ``endpoint`` names the Gateway API endpoint the call came through ("": none).
         """
         started: float = request.state.started_at
+        await self._window.check(op, model, body, max_output_tokens=max_output_tokens)
         provider_key: str | None
         if key.provider_key is not None:
             # Again where the key leaves: ``model`` is what the router will route.
@@ -330,7 +339,7 @@ class Proxy:
                     yield _error_frame(from_detail(event.error))
                     return
                 event = await anext(events, None)
-            done = _DONE if shaper is None else shaper.done
+            done = _DONE if shaper is None else await shaper.finish()
             if done:
                 yield done
         except GatewayError as err:

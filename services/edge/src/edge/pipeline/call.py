@@ -24,7 +24,6 @@ from ..auth import KeyEntry
 __all__ = [
     "Completion",
     "GatewayCall",
-    "History",
     "Outcome",
     "StreamShaper",
     "Upstream",
@@ -55,15 +54,6 @@ class GatewayCall:
 
 
 @dataclass(frozen=True, slots=True)
-class History:
-    """The session step's answer: turns to prepend (after the system prompt), and meta
-    (``session_id``, a note that old turns were dropped) for the answer. Empty: no session."""
-
-    messages: tuple[Mapping[str, Any], ...] = ()
-    meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True, slots=True)
 class UpstreamAnswer:
     """A unary router answer: the OpenAI completion body and the route headers
     (``x-switchyard-provider``, ``-deployment``, ``-attempts``, ``server-timing``, ...)."""
@@ -79,15 +69,15 @@ class UpstreamAnswer:
 
 class StreamShaper(Protocol):
     """Rewrites a stream's chunks for the client (``edge.api.proxy.Shaper``'s contract):
-    ``frame`` one chunk's JSON into its SSE frame(s), ``done`` written after a good
-    stream; a ``GatewayError`` from either ends the stream with an error event."""
-
-    @property
-    def done(self) -> bytes: ...
+    ``frame`` one chunk's JSON into its SSE frame(s), ``finish`` what is written after a
+    good stream's last chunk; a ``GatewayError`` from either ends the stream with an
+    error event."""
 
     async def body(self, body: bytes) -> bytes: ...
 
     async def frame(self, chunk: bytes) -> bytes: ...
+
+    async def finish(self) -> bytes: ...
 
 
 class Upstream(Protocol[S_co]):
@@ -123,4 +113,7 @@ class Outcome(Generic[S]):
     model: str
     #: Attempts of the models that failed before ``model`` answered (0: the first did).
     prior_attempts: int = 0
-    history: History = field(default_factory=History)
+    #: What the answer's ``meta`` says about the session (empty: no session).
+    session_meta: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: The session's id (None: no session), for the ``x-switchyard-session-id`` header.
+    session_id: str | None = None

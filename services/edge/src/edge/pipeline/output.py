@@ -15,7 +15,8 @@ what is sure at once, redacted, and holds back only the shortest tail that could
 still become a match (a term or an e-mail address split across chunks is held
 until it is whole or cannot be one; at most 320 characters); the held tail goes out
 with the chunk that finishes the choice (``finish_reason``), or, if none comes, in
-one more content chunk before ``[DONE]``. A chunk whose content is unchanged is
+one more content chunk before ``[DONE]``. With a session, the content as the client
+got it (redacted) is stored before ``[DONE]`` (``record``). A chunk whose content is unchanged is
 sent as the router's bytes; one that changed is re-serialized. The output schema
 is checked on the whole content when the choice finishes: by then the content was
 sent, so a failure ends the stream with an error event (``data: {"error": {...,
@@ -27,7 +28,7 @@ this step's: the router's error is answered with its status before any byte.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -39,7 +40,7 @@ from ..endpoints import EndpointView
 from .call import Completion, UpstreamAnswer
 from .guardrails import GuardrailMetrics, OutputRedactor
 
-__all__ = ["OutputStream", "check_completion", "output_stream"]
+__all__ = ["OutputStream", "check_completion", "needs_checks"]
 
 _DONE: Final = b"data: [DONE]\n\n"
 _ROUTE_HEADERS: Final = ("x-switchyard-", "server-timing")
@@ -97,11 +98,9 @@ def check_completion(
     )
 
 
-def output_stream(endpoint: EndpointView, metrics: GuardrailMetrics | None) -> OutputStream | None:
-    """The shaper for one stream of ``endpoint``, or None when it has nothing to check."""
-    if endpoint.output_schema is None and not endpoint.guardrails.applies_to("output"):
-        return None
-    return OutputStream(endpoint, metrics)
+def needs_checks(endpoint: EndpointView) -> bool:
+    """Whether ``endpoint``'s answers have anything to check (else a stream needs no shaper)."""
+    return endpoint.output_schema is not None or endpoint.guardrails.applies_to("output")
 
 
 def _frame(chunk: bytes) -> bytes:
@@ -111,7 +110,15 @@ def _frame(chunk: bytes) -> bytes:
 class OutputStream:
     """Checks and redacts one stream's content (module docstring: Streams)."""
 
-    def __init__(self, endpoint: EndpointView, metrics: GuardrailMetrics | None) -> None:
+    def __init__(
+        self,
+        endpoint: EndpointView,
+        metrics: GuardrailMetrics | None,
+        *,
+        record: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._record = record
+        self._sent: list[str] = []
         self._schema = endpoint.output_schema
         self._redactor: OutputRedactor | None = (
             endpoint.guardrails.output_stream(metrics=metrics)
@@ -153,24 +160,29 @@ class OutputStream:
                 rest = self._redactor.finish()
                 sent = (sent or "") + rest if (sent is not None or rest) else None
             self._check_schema()
+        if sent:
+            self._sent.append(sent)
         if sent == text:
             return _frame(chunk)
         delta = {**delta, "content": sent}
         rewritten = {**parsed, "choices": [{**choice, "delta": delta}, *choices[1:]]}
         return _frame(orjson.dumps(rewritten))
 
-    @property
-    def done(self) -> bytes:
-        """``[DONE]``, after the held tail and the schema check when no chunk finished."""
-        if self._finished:
-            return _DONE
-        self._finished = True
-        rest = self._redactor.finish() if self._redactor is not None else ""
-        self._check_schema()
-        if not rest or self._last is None:
-            return _DONE
-        choice = {"index": 0, "delta": {"content": rest}, "finish_reason": None}
-        return _frame(orjson.dumps({**self._last, "choices": [choice]})) + _DONE
+    async def finish(self) -> bytes:
+        """After the last chunk: the held tail (when no chunk finished the choice), the schema
+        check, the session's record of what the client got, then ``[DONE]``."""
+        tail = b""
+        if not self._finished:
+            self._finished = True
+            rest = self._redactor.finish() if self._redactor is not None else ""
+            self._check_schema()
+            if rest and self._last is not None:
+                self._sent.append(rest)
+                choice = {"index": 0, "delta": {"content": rest}, "finish_reason": None}
+                tail = _frame(orjson.dumps({**self._last, "choices": [choice]}))
+        if self._record is not None:
+            await self._record("".join(self._sent))
+        return tail + _DONE
 
     def _check_schema(self) -> None:
         if self._schema is not None:

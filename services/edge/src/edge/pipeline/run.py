@@ -1,20 +1,24 @@
 """Seed 001's pipeline, declared once: ``run`` is the whole order, one line a step.
 
     auth            the surface's (a key of the project, with the scope it needs)
-    rate limit      ``rate_limit`` (slot: 14r fills it with ``edge.pipeline.ratelimit``)
+    rate limit      ``rate_limit`` (slot: the rate-limit work fills it with
+                    ``edge.pipeline.ratelimit``)
     budget          the per-request token cap (``cap``); the monthly budget is admitted
                     in ``Proxy.forward``, which prices the exact body it sends, before any
                     provider is called
     guardrails      on the input (``guard_input``)
     input schema    ``variables`` against ``input_schema`` (``input_schema``)
-    prompt apply    session history (``session_history``, slot: 14s), then system prompt,
-                    history, rendered ``prompt_template``, the caller's messages (``prompt``)
+    prompt apply    the call's own messages (rendered ``prompt_template``, then the
+                    caller's: ``prompt.own_messages``), the session and its history fitted
+                    to the context window (``history.open_for_call``), the system prompt
+                    first (``prompt.apply``)
     provider call   with the router's failover, then the endpoint's ``fallbacks``
                     (``fallbacks``), each attempt through the surface's ``Upstream``
     output          output schema, then output guardrails (``output``; on a stream, the
                     same checks ride along as the stream's shaper)
     log             the usage event is the router's (published before a unary answer);
-                    the turn is stored by ``record_turn`` (slot: 14s)
+                    the session's turns are stored before the answer reaches the client
+                    (``history.SessionRecorder``: unary here, streams before ``[DONE]``)
     response        the surface shapes the ``Outcome`` into its own wire format
 
 A step that refuses raises a ``GatewayError`` and no later step runs: no provider
@@ -25,50 +29,72 @@ its request into a ``GatewayCall``, hands over an ``Upstream`` and shapes the an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..endpoints import EndpointView
-from . import cap, fallbacks, guard_input, input_schema, output, prompt
-from .call import Completion, GatewayCall, History, Outcome, Upstream
+from ..sessions_client import SessionsClient
+from . import cap, fallbacks, guard_input, history, input_schema, output, prompt
+from .call import GatewayCall, Outcome, StreamShaper, Upstream
 from .guardrails import GuardrailMetrics
 
-__all__ = ["PipelineEnv", "rate_limit", "record_turn", "run", "session_history"]
+__all__ = ["CatalogLimits", "PipelineEnv", "rate_limit", "run"]
 
 S = TypeVar("S")
 
 
+class CatalogLimits(Protocol):
+    """The catalog's limits of a model (``edge.pricebook.PriceBook``)."""
+
+    def output_limit(self, model: str) -> int | None: ...
+
+    def limits(self, model: str) -> tuple[int, int] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class PipelineEnv:
-    """What the steps need from the running edge (built by the surface, per call or once)."""
+    """What the steps need from the running edge (built by the surface)."""
 
     #: Counts fired guardrails (``EdgeMetrics``); None: not counted.
     metrics: GuardrailMetrics | None
-    #: The catalog's largest output of a model (``PriceBook.output_limit``).
-    output_limit: Callable[[str], int | None]
+    #: Models' output limits and context windows (``PriceBook``).
+    catalog: CatalogLimits
     #: Most messages one call may send (``EdgeSettings.max_messages``).
     max_messages: int
+    #: Session history (asked only for endpoints with sessions on).
+    sessions: SessionsClient
 
 
 async def rate_limit(call: GatewayCall, endpoint: EndpointView) -> None:
-    """Slot for seed 001's rate limit step (issue 14, helper 14r): per key, project and
-    endpoint limits (``edge.pipeline.ratelimit``), raising ``RateLimited`` (429 with
+    """Slot for seed 001's rate limit step (issue 14, the rate-limit work): per key, project
+    and endpoint limits (``edge.pipeline.ratelimit``), raising ``RateLimited`` (429 with
     ``Retry-After``). A no-op until it is filled."""
 
 
-async def session_history(call: GatewayCall, endpoint: EndpointView) -> History:
-    """Slot for the session step of prompt apply (issue 14, helper 14s,
-    ``edge.pipeline.history``): opens or resumes ``call.session_id`` and returns the turns
-    to prepend and the meta to report. Until it is filled: no history."""
-    return History()
+async def _session(
+    call: GatewayCall, endpoint: EndpointView, env: PipelineEnv, own: list[Mapping[str, Any]]
+) -> tuple[history.Session | None, list[Mapping[str, Any]], history.SessionRecorder | None]:
+    return await history.open_for_call(
+        env.sessions,
+        endpoint=endpoint,
+        project_id=call.project_id,
+        session_id=call.session_id,
+        request_id=call.request_id,
+        own=own,
+        limits=env.catalog.limits(endpoint.model),
+        max_messages=env.max_messages,
+    )
 
 
-async def record_turn(
-    call: GatewayCall, endpoint: EndpointView, history: History, content: str | None
-) -> None:
-    """Slot for the log step's transcript (issue 14, helper 14s): stores the call's turn
-    before its response reaches the client. A no-op until it is filled."""
+def _shaper(
+    endpoint: EndpointView, env: PipelineEnv, recorder: history.SessionRecorder | None
+) -> StreamShaper | None:
+    """A stream's shaper: output checks (and the session's record), the recorder alone, or none."""
+    if output.needs_checks(endpoint):
+        record = None if recorder is None else recorder.store
+        return output.OutputStream(endpoint, env.metrics, record=record)
+    return recorder
 
 
 async def run(
@@ -76,21 +102,24 @@ async def run(
 ) -> Outcome[S]:
     """Run ``call`` through ``endpoint``'s pipeline (module docstring for the order)."""
     await rate_limit(call, endpoint)
-    cap.check_request_tokens(call, endpoint, env.output_limit)
+    cap.check_request_tokens(call, endpoint, env.catalog.output_limit)
     checked = guard_input.guard_input(call, endpoint, env.metrics)
     input_schema.check_input_schema(call, endpoint)
-    history = await session_history(checked, endpoint)
-    sent = prompt.apply(checked, endpoint, history.messages, max_messages=env.max_messages)
+    own = prompt.own_messages(checked, endpoint)
+    session, messages, recorder = await _session(checked, endpoint, env, own)
+    sent = prompt.apply(checked, endpoint, messages, max_messages=env.max_messages)
+    meta = {} if session is None else session.meta()
+    sid = None if session is None else session.session_id
     models = (endpoint.model, *endpoint.fallbacks)
     if sent.stream:
         streamed, model, prior = await fallbacks.call_with_fallbacks(
-            models,
-            lambda m: upstream.stream(m, sent.body(m), output.output_stream(endpoint, env.metrics)),
+            models, lambda m: upstream.stream(m, sent.body(m), _shaper(endpoint, env, recorder))
         )
-        return Outcome(streamed, model, prior, history)
+        return Outcome(streamed, model, prior, meta, sid)
     answer, model, prior = await fallbacks.call_with_fallbacks(
         models, lambda m: upstream.complete(m, sent.body(m))
     )
-    completion: Completion = output.check_completion(answer, endpoint, env.metrics)
-    await record_turn(checked, endpoint, history, completion.content)
-    return Outcome(completion, model, prior, history)
+    completion = output.check_completion(answer, endpoint, env.metrics)
+    if recorder is not None:
+        await recorder.store(completion.content or "")
+    return Outcome(completion, model, prior, meta, sid)

@@ -8,7 +8,8 @@ path's slug, or by the body's ``endpoint`` on the dispatcher. Its body is
                          only when the endpoint has a prompt_template
     "variables": {...}   fills the endpoint's prompt_template, checked by its input_schema
     "stream": bool       honoured only if the endpoint has streaming enabled
-    "session_id"         refused (400) until sessions are built
+    "session_id"         resume a session (endpoints with ``sessions_enabled``;
+                         ``edge.pipeline.history``)
     "endpoint": slug     the dispatcher's only (and required there)
 
 This module is the surface only: auth (dependencies), project type, endpoint
@@ -23,6 +24,9 @@ checks), and the ``Outcome`` is shaped here:
     endpoint      404 unknown or inactive slug (route 1 looks it up before reading
                   the body; the dispatcher after, since the slug is in it)
     body          413 too large; 400 malformed, naming the field
+    sessions      (in prompt apply) 400 ``invalid_session_id`` / ``sessions_disabled``, 404
+                  ``session_not_found``; history fitted to the context window, the call's
+                  turns stored before its answer reaches the client
     pipeline      422 ``max_request_tokens_exceeded``, ``guardrail_blocked`` (+ ``guardrail``:
                   name, type, index, direction, reason), ``input_schema_invalid`` (+ ``detail``: path,
                   reason), ``missing_variable``, budget / credits (``Proxy.forward``);
@@ -38,7 +42,10 @@ Answers. Unary: ``{"ok": true, "id", "model", "content", "finish_reason",
 "usage", "meta": {"request_id", "endpoint", "provider", "deployment",
 "attempts"}}`` (+ ``generation_context`` when the project has it on), meta
 equal to the response headers; ``attempts`` counts every model's attempts, and
-``model`` is the model that answered (a fallback's, when one did). Stream:
+``model`` is the model that answered (a fallback's, when one did); with a
+session, meta also has ``session_id``, ``session_created``, ``session_expired``,
+``history_truncated``, ``turns_dropped`` (the id also in
+``x-switchyard-session-id``, as on streams). Stream:
 OpenAI's SSE chunks as on ``/v1`` (content redacted by output guardrails), the
 meta in the headers; an error found before the first byte is answered with its
 status and body, one found after (output schema, a guardrail block mid-stream)
@@ -75,6 +82,7 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ...auth import KeyEntry
 from ...endpoints import EndpointCache, EndpointView
+from ...pipeline import history
 from ...pipeline import run as pipeline
 from ...pipeline.call import Completion, GatewayCall, StreamShaper, UpstreamAnswer
 from ...pipeline.fallbacks import ModelsFailed
@@ -182,7 +190,9 @@ class _Call(BaseModel):
         default=None, description="Values of the endpoint's prompt_template placeholders."
     )
     stream: bool = Field(default=False, description="Honoured if the endpoint streams.")
-    session_id: str | None = Field(default=None, description="Not supported yet (400).")
+    session_id: str | None = Field(
+        default=None, description="Resume this session (a UUID from meta.session_id)."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> _Call:
@@ -266,13 +276,6 @@ def _parse(raw: bytes, schema: type[C]) -> C:
         body = schema.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
-    if body.session_id is not None:
-        raise InvalidRequest(
-            "Sessions are not available on this gateway yet: 'session_id' is not supported. "
-            "Send the whole conversation in 'messages'.",
-            param="session_id",
-            code="sessions_unsupported",
-        )
     return body
 
 
@@ -364,19 +367,24 @@ async def _call(
             answer = dataclasses.replace(
                 answer, headers={**answer.headers, _ATTEMPTS_HEADER: str(attempts)}
             )
-        return _answer(answer, endpoint.slug, outcome.history.meta)
-    answer.headers[ENDPOINT_HEADER] = endpoint.slug
-    if outcome.prior_attempts:
-        attempts = int(answer.headers.get(_ATTEMPTS_HEADER) or 0) + outcome.prior_attempts
-        answer.headers[_ATTEMPTS_HEADER] = str(attempts)
-    return answer
+        response = _answer(answer, endpoint.slug, outcome.session_meta)
+    else:
+        response = answer
+        response.headers[ENDPOINT_HEADER] = endpoint.slug
+        if outcome.prior_attempts:
+            attempts = int(response.headers.get(_ATTEMPTS_HEADER) or 0) + outcome.prior_attempts
+            response.headers[_ATTEMPTS_HEADER] = str(attempts)
+    if outcome.session_id is not None:
+        response.headers[history.SESSION_HEADER] = outcome.session_id
+    return response
 
 
 async def _env(state: StateDep) -> pipeline.PipelineEnv:
     return pipeline.PipelineEnv(
         metrics=state.metrics,
-        output_limit=state.catalog.output_limit,
+        catalog=state.catalog,
         max_messages=state.settings.max_messages,
+        sessions=state.sessions,
     )
 
 
