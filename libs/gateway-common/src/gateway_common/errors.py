@@ -136,7 +136,7 @@ class GuardrailBlocked(InvalidRequest):
     """A guardrail of the endpoint refused the call's input or the model's output (422).
 
     ``guardrail`` is the guardrail's name (its configured ``name``, else its type),
-    ``guardrail_type`` its type, ``direction`` ``"input"`` or ``"output"`` and
+    ``guardrail_type`` its type, ``index`` its place in the endpoint's list, ``direction`` ``"input"`` or ``"output"`` and
     ``reason`` ``"matched"`` (the guardrail found what it looks for) or ``"timeout"``
     (its check ran out of time, which blocks too). The message names the guardrail and
     never quotes the text that fired it. 422 is seed 001's status on the Gateway API;
@@ -155,6 +155,7 @@ class GuardrailBlocked(InvalidRequest):
         guardrail_type: str,
         direction: str,
         reason: str = "matched",
+        index: int | None = None,
         **kw: object,
     ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
@@ -162,6 +163,7 @@ class GuardrailBlocked(InvalidRequest):
         self.guardrail_type = guardrail_type
         self.direction = direction
         self.reason = reason
+        self.index = index
 
 
 class InputSchemaInvalid(InvalidRequest):

@@ -237,6 +237,14 @@ class PriceBook:
             output_unset=bool(choices) and max_output_tokens is None,
         )
 
+    def output_limit(self, model: str) -> int | None:
+        """The most a call to ``model`` can answer: its catalog ``max_output_tokens``, else its
+        ``context_window``; None when the catalog states neither or does not know ``model``."""
+        found = self._current(model).resolve(model)
+        if found is None:
+            return None
+        return found.max_output_tokens or found.context_window or None
+
     def window(self, model: str) -> Window | None:
         """``model``'s context window and tokenizer, or None when the catalog does not know it."""
         found = self._current(model).resolve(model)

@@ -48,6 +48,7 @@ from gateway_common.errors import InvalidRequest, ProviderError, ServiceUnavaila
 from gateway_common.sessions_history import MAX_TTL_SECONDS, Turn
 from gateway_common.tokens import TextCount, chat_prompt_tokens
 
+from ..endpoints import EndpointView
 from ..sessions_client import SessionsClient
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "SessionRecorder",
     "byte_bound",
     "fit",
+    "open_for_call",
     "open_session",
     "own_turns",
     "reply_room",
@@ -290,6 +292,11 @@ class SessionRecorder:
         await self._store("".join(self._parts))
         return _DONE
 
+    async def store(self, reply: str) -> None:
+        """Append the call's turns and ``reply`` now (the pipeline's log step calls it for a
+        unary answer after the output checks, and ``OutputStream`` before a stream's end)."""
+        await self._store(reply)
+
     async def _store(self, reply: str) -> None:
         await self._sessions.append_turns(
             self._project_id,
@@ -299,3 +306,48 @@ class SessionRecorder:
             request_id=self._request_id,
             ttl_seconds=self._ttl,
         )
+
+
+async def open_for_call(
+    sessions: SessionsClient,
+    *,
+    endpoint: EndpointView,
+    project_id: str,
+    session_id: str | None,
+    request_id: str,
+    own: Sequence[Mapping[str, Any]],
+    limits: tuple[int, int] | None,
+    max_messages: int,
+) -> tuple[Session | None, list[Mapping[str, Any]], SessionRecorder | None]:
+    """The prompt-apply step's session part (``edge.pipeline.run``): the call's session (None:
+    sessions off), ``own`` (the call's messages, template included) with the history that
+    fits in front, and the recorder that stores the call's turns. ``limits`` is the model's
+    ``(context_window, max_output_tokens)`` from the catalog (None: unknown)."""
+    session = await open_session(
+        sessions,
+        project_id=project_id,
+        scope=endpoint.endpoint_id,
+        enabled=endpoint.sessions_enabled,
+        ttl_seconds=endpoint.session_ttl_seconds,
+        session_id=session_id,
+    )
+    if session is None:
+        return None, list(own), None
+    window, most = limits or (0, 0)
+    sent = session.prepend(
+        own,
+        system_prompt=endpoint.system_prompt,
+        window=window,
+        reserve=reply_room(window, endpoint.max_output_tokens, most),
+        max_messages=max_messages,
+    )
+    recorder = SessionRecorder(
+        sessions,
+        session,
+        project_id=project_id,
+        scope=endpoint.endpoint_id,
+        request_id=request_id,
+        turns=own_turns(own),
+        ttl_seconds=endpoint.session_ttl_seconds,
+    )
+    return session, sent, recorder
