@@ -13,10 +13,14 @@ Steps, in seed 001's order (a step that refuses spares the later ones):
 
     auth          401 no / unknown / revoked / expired key; 403 a key of another
                   project ("Token does not belong to this project."); 403 no ``chat``
-    (rate limit)  not built yet
     project type  400 unless the project is ``ai_gateway``
     endpoint      404 unknown or inactive slug (route 1 looks it up before reading
                   the body; the dispatcher after, since the slug is in it)
+    rate limit    ``Proxy.rate_limit`` (``edge.pipeline.limits_step``): 403
+                  ``model_not_allowed`` when the key's ``allowed_models`` lacks the
+                  endpoint's model; 429 with ``Retry-After`` from the key's, project's
+                  or endpoint's request limits; token limits reserve the worst case in
+                  ``Proxy.forward`` once the prompt is built (429 then too)
     body          413 too large; 400 malformed, naming the field
     prompt apply  [system prompt] + messages; the endpoint's model and params
     budget        422 with the budget's message (``Proxy.forward``: the worst case
@@ -61,6 +65,7 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ...auth import KeyEntry
 from ...endpoints import EndpointCache, EndpointView
+from ...pipeline.limits_step import Admission
 from ..deps import EndpointsDep, ProjectChatKeyDep, ProxyDep, SettingsDep
 from ..errors import OkShapedRoute, ok_error_response, validation_error
 from ..proxy import Proxy
@@ -257,6 +262,7 @@ async def _call(
     body: _Call,
     proxy: Proxy,
     max_messages: int,
+    admission: Admission,
 ) -> Response:
     """Prompt apply, then the router call through ``Proxy.forward``; the answer in seed 001's shape."""
     messages = body.conversation()
@@ -277,6 +283,7 @@ async def _call(
         key=key,
         max_output_tokens=endpoint.max_output_tokens,
         endpoint=endpoint.slug,
+        admission=admission,
     )
     if isinstance(response, StreamingResponse):
         response.headers[ENDPOINT_HEADER] = endpoint.slug
@@ -311,6 +318,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
             (404, "No active endpoint with this slug"),
             (413, "Body too large"),
             (422, "Budget or credits refused the call"),
+            (429, "A rate limit refused the call (Retry-After: seconds until it admits)"),
             (502, "The provider failed after failover"),
         )
     },
@@ -330,6 +338,7 @@ async def call_dispatcher(
     _project_type(endpoints, project_id)
     body = _parse(await proxy.read_body(request), DispatchCall)
     endpoint = _endpoint(endpoints, project_id, body.endpoint)
+    admission = await proxy.rate_limit(request, key, endpoint=endpoint)
     return await _call(
         request,
         key=key,
@@ -337,6 +346,7 @@ async def call_dispatcher(
         body=body,
         proxy=proxy,
         max_messages=settings.max_messages,
+        admission=admission,
     )
 
 
@@ -353,6 +363,7 @@ async def call_endpoint(
     """Call the project's endpoint ``slug``."""
     _project_type(endpoints, project_id)
     endpoint = _endpoint(endpoints, project_id, slug)
+    admission = await proxy.rate_limit(request, key, endpoint=endpoint)
     body = _parse(await proxy.read_body(request), EndpointCall)
     return await _call(
         request,
@@ -361,4 +372,5 @@ async def call_endpoint(
         body=body,
         proxy=proxy,
         max_messages=settings.max_messages,
+        admission=admission,
     )
