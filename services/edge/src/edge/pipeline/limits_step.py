@@ -91,8 +91,9 @@ class Admission:
         return None
 
     def headers(self) -> dict[str, str]:
-        """OpenAI's ``x-ratelimit-*`` of each kind checked (the tightest limit of each),
-        and ``retry-after`` when a decision refused with a wait."""
+        """OpenAI's ``x-ratelimit-*`` of each kind checked (the tightest limit of each);
+        on a refusal ``retry-after`` (whole seconds until it admits), or ``x-should-retry:
+        false`` when waiting cannot help (the official SDKs honour both)."""
         out: dict[str, str] = {}
         for kind in LimitKind:
             state = self._tightest(kind)
@@ -101,8 +102,12 @@ class Admission:
                 out[f"x-ratelimit-remaining-{kind}"] = str(state.remaining)
                 out[f"x-ratelimit-reset-{kind}"] = format_reset(state.reset_s)
         for decision in (self.requests, self.tokens):
-            if decision is not None and decision.retry_after_s is not None:
+            if decision is None or decision.refused_by is None:
+                continue
+            if decision.retry_after_s is not None:
                 out["retry-after"] = str(decision.retry_after_s)
+            else:  # larger than the limit itself: the OpenAI SDKs read this and do not retry
+                out["x-should-retry"] = "false"
         return out
 
     def _tightest(self, kind: LimitKind) -> LimitState | None:
