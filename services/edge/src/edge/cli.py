@@ -160,7 +160,7 @@ def project_create(
     ] = None,
 ) -> None:
     """Create a project."""
-    body = {"name": name, "type": type, "settings": _settings(settings) or {}}
+    body: dict[str, Any] = {"name": name, "type": type, "settings": _settings(settings) or {}}
     if rate_limits is not None:
         body["rate_limits"] = _rate_limits(rate_limits)
     _out(_client(ctx).call("POST", "/admin/projects", body))
@@ -189,7 +189,7 @@ def project_update(
     ] = None,
 ) -> None:
     """Rename a project and/or replace its settings or rate limits."""
-    body = {
+    body: dict[str, Any] = {
         k: v for k, v in {"name": name, "settings": _settings(settings)}.items() if v is not None
     }
     if rate_limits is not None:
