@@ -330,6 +330,11 @@ def test_allowed_models_refuse_other_models_before_the_provider(
     assert error["code"] == "model_not_allowed" and "mock-reasoning" in error["message"]
     assert error["param"] == "model"
     assert _chat(base_url, key, "allowed").status_code == 200
+    # /v1/models shows only what the key may call.
+    listed = httpx.get(f"{base_url}/v1/models", headers=_bearer(key), timeout=30)
+    assert [m["id"] for m in listed.json()["data"]] == ["mock-chat"], listed.text
+    hidden = httpx.get(f"{base_url}/v1/models/mock-reasoning", headers=_bearer(key), timeout=30)
+    assert hidden.status_code == 404
 
     # The Gateway API: an endpoint on a model the key may not call is 403, ok-shaped.
     made = http.post(

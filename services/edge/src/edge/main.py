@@ -172,6 +172,7 @@ async def _build_state(
             limits=limits,
             prices=catalog,
         ),
+        limits=limits,
     )
 
 

@@ -16,6 +16,7 @@
                        ``chat`` scope: the Gateway API's caller (seed 001)
     EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
     SessionsDep        SessionsClient (stored responses)
+    LimitsDep          LimitsStep (rate limits and ``allowed_models``)
 
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
 route authenticates gateway keys only, so a provider key is a 401 there.
@@ -34,6 +35,7 @@ from gateway_common.errors import PermissionDenied
 from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
 from ..config import EdgeSettings
 from ..endpoints import EndpointCache
+from ..pipeline.limits_step import LimitsStep
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
 from ..state import EdgeState
@@ -46,6 +48,7 @@ __all__ = [
     "EmbeddingsCallDep",
     "EmbeddingsKeyDep",
     "EndpointsDep",
+    "LimitsDep",
     "ProjectChatKeyDep",
     "ProxyDep",
     "ResponsesCallDep",
@@ -86,6 +89,10 @@ async def get_endpoints(state: StateDep) -> EndpointCache:
     return state.endpoints
 
 
+async def get_limits(state: StateDep) -> LimitsStep:
+    return state.limits
+
+
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
     """The caller's key, from ``Authorization: Bearer``; raises ``Unauthenticated``."""
     return state.keys.authenticate(request.headers.get("authorization"))
@@ -108,6 +115,7 @@ RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
 EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
+LimitsDep = Annotated[LimitsStep, Depends(get_limits)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]
 

@@ -129,8 +129,8 @@ class LimitsStep:
         self._prices = prices
         self._projects = projects
 
-    def check_model(self, key: KeyEntry, model: str) -> None:
-        """``ModelNotAllowed`` (403, naming ``model``) unless the key may call ``model``.
+    def allows(self, key: KeyEntry, model: str) -> bool:
+        """Whether ``key`` may call ``model``.
 
         A key without ``allowed_models`` may call any model. A name matches when it is
         listed, or when it and a listed name resolve to the same catalog model (an
@@ -138,9 +138,13 @@ class LimitsStep:
         """
         allowed = key.allowed_models
         if allowed is None or model in allowed:
-            return
+            return True
         public = self._prices.public_name(model)
-        if public is not None and any(self._prices.public_name(a) == public for a in allowed):
+        return public is not None and any(self._prices.public_name(a) == public for a in allowed)
+
+    def check_model(self, key: KeyEntry, model: str) -> None:
+        """``ModelNotAllowed`` (403, naming ``model``) unless the key may call ``model``."""
+        if self.allows(key, model):
             return
         shown = model if len(model) <= _MAX_MODEL_ECHO else model[:_MAX_MODEL_ECHO] + "..."
         raise ModelNotAllowed(
