@@ -113,6 +113,7 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 #: What a passthrough call carries instead of its (nonexistent) project's options.
 _NO_PROJECT = CallOptions()
 _ADMITTED = Decision(allowed=True)
+_NO_USAGE = types_pb2.Usage()
 #: Settles a call's token reservation with its usage (None: unknown) and failure.
 _Settle = Callable[[types_pb2.Usage | None, BaseException | None], Awaitable[None]]
 
@@ -311,9 +312,13 @@ class Proxy:
             elif self._limits.wants_tokens(admission):
                 await self._limits.reserve(admission, tokens=self._worst(*worst))
                 self._publish(request, admission)
-            ticket = await self._budget.admit(
-                key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
-            )
+            try:
+                ticket = await self._budget.admit(
+                    key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
+                )
+            except BaseException:
+                await self._limits.settle(admission, _NO_USAGE)  # no call: no tokens used
+                raise
         ctx = CallContext(
             request_id=REQUEST_ID.get(),
             project_id=key.project_id,
