@@ -380,3 +380,49 @@ def test_tokens_per_minute_reserve_the_worst_case_and_settle_to_usage(
     worst = budget - r1
     assert worst > used_tokens
     assert r1 - r2 == used_tokens, (r1, r2, used)
+
+
+def test_gateway_api_endpoint_tokens_reserved_after_prompt_apply_and_settled(
+    http: httpx.Client, stack: Stack, fake_provider_url: str
+) -> None:
+    budget = 3_000
+    project = Project(http, stack)
+    key = project.key()["key"]
+    resp = http.post(
+        f"/admin/projects/{project.id}/endpoints",
+        json={
+            "slug": "tokens",
+            "model": "mock-chat",
+            "system_prompt": "Be brief.",
+            "params": {"max_tokens": 50},
+            "rate_limits": {"per_minute": 100, "tokens_per_minute": budget},
+        },
+        headers=_bearer(key),
+    )
+    assert resp.status_code == 201, resp.text
+    _fresh_minute()
+    url = f"/api/{project.id}/tokens"
+    first = http.post(
+        url, json={"message": "one two " + secrets.token_hex(6)}, headers=_bearer(key)
+    )
+    second = http.post(
+        url, json={"message": "one two " + secrets.token_hex(6)}, headers=_bearer(key)
+    )
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    r1 = int(first.headers["x-ratelimit-remaining-tokens"])
+    r2 = int(second.headers["x-ratelimit-remaining-tokens"])
+    used = first.json()["usage"]["total_tokens"]
+    assert 0 < used < budget - r1  # reserved the worst case, of the built prompt
+    assert r1 - r2 == used  # the first was settled to its usage before the second
+    assert second.headers["x-ratelimit-remaining-requests"] == "98"
+
+    # A call whose built prompt cannot fit is refused on tokens after the request was
+    # counted: the request is taken back, and nothing reached the provider.
+    marker = secrets.token_hex(6)
+    big = http.post(url, json={"message": marker + " x" * 1500}, headers=_bearer(key))
+    assert big.status_code == 429, big.text
+    assert big.json()["ok"] is False and big.json()["code"] == "rate_limit_exceeded"
+    assert fake_requests(fake_provider_url, marker) == []
+    after = http.post(url, json={"message": "one two three"}, headers=_bearer(key))
+    assert after.status_code == 200, after.text
+    assert after.headers["x-ratelimit-remaining-requests"] == "97"
