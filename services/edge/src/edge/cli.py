@@ -142,15 +142,31 @@ def _settings(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+_RATE_LIMITS_HELP = (
+    'Rate limits, JSON: {"per_minute": 60, "per_day": 10000, "tokens_per_minute": 90000} '
+    "(each optional); 'null' removes them."
+)
+
+
+def _rate_limits(text: str) -> dict[str, Any] | None:
+    """``--rate-limits``: a JSON object, or ``null`` (no limits)."""
+    return None if text.strip() == "null" else _settings(text)
+
+
 @projects.command("create")
 def project_create(
     ctx: typer.Context,
     name: str,
     type: Annotated[str, typer.Option("--type", help="ai_gateway or channel.")] = "ai_gateway",
     settings: Annotated[str | None, typer.Option(help="Settings, a JSON object.")] = None,
+    rate_limits: Annotated[
+        str | None, typer.Option(help="Shared by all the project's keys. " + _RATE_LIMITS_HELP)
+    ] = None,
 ) -> None:
     """Create a project."""
-    body = {"name": name, "type": type, "settings": _settings(settings) or {}}
+    body: dict[str, Any] = {"name": name, "type": type, "settings": _settings(settings) or {}}
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
     _out(_client(ctx).call("POST", "/admin/projects", body))
 
 
@@ -172,11 +188,16 @@ def project_update(
     project_id: str,
     name: Annotated[str | None, typer.Option(help="New name.")] = None,
     settings: Annotated[str | None, typer.Option(help="New settings (replaced), JSON.")] = None,
+    rate_limits: Annotated[
+        str | None, typer.Option(help="Operator only. " + _RATE_LIMITS_HELP)
+    ] = None,
 ) -> None:
-    """Rename a project and/or replace its settings."""
-    body = {
+    """Rename a project and/or replace its settings or rate limits."""
+    body: dict[str, Any] = {
         k: v for k, v in {"name": name, "settings": _settings(settings)}.items() if v is not None
     }
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
     _out(_client(ctx).call("PATCH", f"/admin/projects/{project_id}", body))
 
 
@@ -202,6 +223,11 @@ def key_create(
         str | None, typer.Option(help="Validity period, e.g. 3600, 12h, 90d.")
     ] = None,
     expires_at: Annotated[str | None, typer.Option(help="Expiry, ISO 8601 with zone.")] = None,
+    rate_limits: Annotated[str | None, typer.Option(help=_RATE_LIMITS_HELP)] = None,
+    allowed_model: Annotated[
+        list[str] | None,
+        typer.Option(help="A catalog model the key may call; repeatable (default: every model)."),
+    ] = None,
 ) -> None:
     """Create a key; the full key is printed this once."""
     body: dict[str, Any] = {"name": name, "description": description, "scopes": scope}
@@ -209,7 +235,42 @@ def key_create(
         body["expires_in"] = parse_duration(expires_in)
     if expires_at is not None:
         body["expires_at"] = expires_at
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
+    if allowed_model:
+        body["allowed_models"] = allowed_model
     _out(_client(ctx).call("POST", f"/admin/projects/{project_id}/keys", body))
+
+
+@keys.command("update")
+def key_update(
+    ctx: typer.Context,
+    project_id: str,
+    key_id: str,
+    name: Annotated[str | None, typer.Option(help="New label.")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    rate_limits: Annotated[str | None, typer.Option(help=_RATE_LIMITS_HELP)] = None,
+    allowed_model: Annotated[
+        list[str] | None,
+        typer.Option(help="A catalog model the key may call; repeatable (replaces the list)."),
+    ] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all-models", help="Allow every model again.")
+    ] = False,
+) -> None:
+    """Change a key's name, description, rate limits or allowed models."""
+    body: dict[str, Any] = {
+        k: v for k, v in {"name": name, "description": description}.items() if v is not None
+    }
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
+    if allowed_model and all_models:
+        raise typer.BadParameter("give --allowed-model or --all-models, not both")
+    if allowed_model:
+        body["allowed_models"] = allowed_model
+    elif all_models:
+        body["allowed_models"] = None
+    _out(_client(ctx).call("PATCH", f"/admin/projects/{project_id}/keys/{key_id}", body))
 
 
 @keys.command("list")

@@ -257,11 +257,46 @@ class PriceBook:
         found = self._current(model).resolve(model)
         return None if found is None else (found.context_window, found.max_output_tokens)
 
+    def worst_case_tokens(
+        self,
+        op: router_pb2.Operation.ValueType,
+        model: str,
+        body: bytes,
+        *,
+        max_output_tokens: int | None,
+        choices: int,
+    ) -> int:
+        """The most tokens one call may use, as ``estimate`` bounds them (module docstring):
+        prompt bound plus completion cap times ``n``; for a model the catalog does not know,
+        the body's length plus ``default_max_output_tokens`` per choice (rate limits of
+        tokens reserve this at admission)."""
+        found = self._current(model).resolve(model)
+        prompt = len(body)
+        if (
+            found is not None
+            and found.context_window
+            and (prompt > found.context_window or any(m in body for m in _MEDIA_MARKERS))
+        ):
+            prompt = found.context_window
+        if _OPERATIONS.get(op, "chat.completions") == "embeddings":
+            return prompt
+        per_choice = max_output_tokens
+        if not per_choice:
+            per_choice = (
+                (found.max_output_tokens or found.context_window) if found is not None else 0
+            ) or self._default_output
+        return prompt + per_choice * max(choices, 1)
+
+    def public_name(self, model: str) -> str | None:
+        """The catalog's public name of ``model`` (a name, alias or provider-prefixed name)."""
+        found = self._current(model).resolve(model)
+        return None if found is None else found.public
+
     def knows(self, model: str) -> bool:
         """Whether the catalog resolves ``model`` (a name, alias or provider-prefixed name)."""
         return self._current(model).resolve(model) is not None
 
-    def public_name(self, model: str) -> str | None:
+    def unpinned_public_name(self, model: str) -> str | None:
         """The public name of the catalog model ``model`` names or aliases; None for an
         unknown or a provider-prefixed name (which pins a route of its own)."""
         found = self._current(model).models.get(model)

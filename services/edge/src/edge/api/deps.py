@@ -17,6 +17,7 @@
     EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
     SessionsDep        SessionsClient (stored responses, session history)
     CatalogDep         PriceBook (the catalog's prices and limits: context windows)
+    LimitsDep          LimitsStep (rate limits and ``allowed_models``)
 
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
 route authenticates gateway keys only, so a provider key is a 401 there.
@@ -35,6 +36,7 @@ from gateway_common.errors import PermissionDenied
 from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
 from ..config import EdgeSettings
 from ..endpoints import EndpointCache
+from ..pipeline.limits_step import LimitsStep
 from ..pricebook import PriceBook
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
@@ -49,6 +51,7 @@ __all__ = [
     "EmbeddingsCallDep",
     "EmbeddingsKeyDep",
     "EndpointsDep",
+    "LimitsDep",
     "ProjectChatKeyDep",
     "ProxyDep",
     "ResponsesCallDep",
@@ -93,6 +96,10 @@ async def get_endpoints(state: StateDep) -> EndpointCache:
     return state.endpoints
 
 
+async def get_limits(state: StateDep) -> LimitsStep:
+    return state.limits
+
+
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
     """The caller's key, from ``Authorization: Bearer``; raises ``Unauthenticated``."""
     return state.keys.authenticate(request.headers.get("authorization"))
@@ -116,6 +123,7 @@ ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
 CatalogDep = Annotated[PriceBook, Depends(get_catalog)]
 EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
+LimitsDep = Annotated[LimitsStep, Depends(get_limits)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]
 

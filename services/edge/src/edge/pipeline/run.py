@@ -1,8 +1,10 @@
 """Seed 001's pipeline, declared once: ``run`` is the whole order, one line a step.
 
     auth            the surface's (a key of the project, with the scope it needs)
-    rate limit      ``rate_limit`` (slot: the rate-limit work fills it with
-                    ``edge.pipeline.ratelimit``)
+    rate limit      the surface's, before it reads the body (``edge.pipeline.limits_step``:
+                    key, project and endpoint limits, 429 with ``Retry-After``); its
+                    ``Admission`` rides in the ``Upstream``, whose attempts reserve the
+                    worst case on the token limits and settle it to the usage
     budget          the per-request token cap (``cap``); the monthly budget is admitted
                     in ``Proxy.forward``, which prices the exact body it sends, before any
                     provider is called
@@ -39,7 +41,7 @@ from . import cap, fallbacks, guard_input, history, input_schema, output, prompt
 from .call import GatewayCall, Outcome, StreamShaper, Upstream
 from .guardrails import GuardrailMetrics
 
-__all__ = ["CatalogLimits", "PipelineEnv", "rate_limit", "run"]
+__all__ = ["CatalogLimits", "PipelineEnv", "run"]
 
 S = TypeVar("S")
 
@@ -64,12 +66,6 @@ class PipelineEnv:
     max_messages: int
     #: Session history (asked only for endpoints with sessions on).
     sessions: SessionsClient
-
-
-async def rate_limit(call: GatewayCall, endpoint: EndpointView) -> None:
-    """Slot for seed 001's rate limit step (issue 14, the rate-limit work): per key, project
-    and endpoint limits (``edge.pipeline.ratelimit``), raising ``RateLimited`` (429 with
-    ``Retry-After``). A no-op until it is filled."""
 
 
 async def _session(
@@ -101,7 +97,6 @@ async def run(
     call: GatewayCall, endpoint: EndpointView, env: PipelineEnv, upstream: Upstream[S]
 ) -> Outcome[S]:
     """Run ``call`` through ``endpoint``'s pipeline (module docstring for the order)."""
-    await rate_limit(call, endpoint)
     cap.check_request_tokens(call, endpoint, env.catalog.output_limit)
     checked = guard_input.guard_input(call, endpoint, env.metrics)
     input_schema.check_input_schema(call, endpoint)

@@ -42,6 +42,7 @@ from ..pipeline.ratelimit import RateLimits
 
 __all__ = [
     "ENDPOINT_PARAMS",
+    "MAX_ALLOWED_MODELS",
     "MAX_FALLBACKS",
     "MAX_REQUEST_TOKENS",
     "MAX_SCHEMA_DEPTH",
@@ -63,6 +64,8 @@ __all__ = [
     "ProjectType",
     "ProviderCredential",
     "ProviderCredentialPublic",
+    "checked_allowed_models",
+    "checked_rate_limits",
     "template_variables",
 ]
 
@@ -76,6 +79,46 @@ def _uuid() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: The most models one key's ``allowed_models`` may list, and the longest name.
+MAX_ALLOWED_MODELS = 256
+MAX_MODEL_NAME = 200
+
+
+def checked_rate_limits(value: Any) -> dict[str, Any] | None:
+    """``rate_limits`` as stored: checked against ``RateLimits`` (extra fields, non-integers,
+    amounts below 1 refused, naming the field), nulls dropped; None or ``{}`` is no limit."""
+    if value is None:
+        return None
+    limits = RateLimits.model_validate(value)
+    dumped = limits.model_dump(exclude_none=True)
+    return dumped or None
+
+
+def checked_allowed_models(value: Any) -> list[str] | None:
+    """``allowed_models`` as stored: None (every model) or 1..``MAX_ALLOWED_MODELS``
+    distinct non-empty names, in their first order."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise PydanticCustomError("allowed_models", "must be a list of model names, or null")
+    names = list(dict.fromkeys(m.strip() for m in value))
+    if not names:
+        raise PydanticCustomError(
+            "allowed_models", "must list at least one model (null allows every model)"
+        )
+    if len(names) > MAX_ALLOWED_MODELS:
+        raise PydanticCustomError(
+            "allowed_models", "at most {limit} models", {"limit": MAX_ALLOWED_MODELS}
+        )
+    if any(not m or len(m) > MAX_MODEL_NAME for m in names):
+        raise PydanticCustomError(
+            "allowed_models",
+            "each model name must be 1 to {limit} characters",
+            {"limit": MAX_MODEL_NAME},
+        )
+    return names
 
 
 #: ``ai_gateway``: model-level OpenAI-compatible access (seed 000, 001);
@@ -99,6 +142,11 @@ class ProjectBase(SQLModel):
         description="Requests per minute / per day and tokens per minute for the whole "
         "project (edge.pipeline.ratelimit.RateLimits); null: none.",
     )
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> dict[str, Any] | None:
+        return checked_rate_limits(value)
 
 
 class Project(ProjectBase, table=True):
@@ -149,6 +197,16 @@ class ApiKeyBase(SQLModel):
         sa_type=JSON,
         description="Catalog models (or aliases) this key may call; null: every model.",
     )
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> dict[str, Any] | None:
+        return checked_rate_limits(value)
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _allowed_models(cls, value: Any) -> list[str] | None:
+        return checked_allowed_models(value)
 
 
 class ApiKeyCreate(ApiKeyBase):

@@ -23,6 +23,11 @@ checks), and the ``Outcome`` is shaped here:
     project type  400 unless the project is ``ai_gateway``
     endpoint      404 unknown or inactive slug (route 1 looks it up before reading
                   the body; the dispatcher after, since the slug is in it)
+    rate limit    ``Proxy.rate_limit`` (``edge.pipeline.limits_step``): 403
+                  ``model_not_allowed`` when the key's ``allowed_models`` lacks the
+                  endpoint's model; 429 with ``Retry-After`` from the key's, project's
+                  or endpoint's request limits; token limits reserve the worst case in
+                  ``Proxy.forward`` once the prompt is built (429 then too)
     body          413 too large; 400 malformed, naming the field
     sessions      (in prompt apply) 400 ``invalid_session_id`` / ``sessions_disabled``, 404
                   ``session_not_found``; history fitted to the context window, the call's
@@ -86,6 +91,7 @@ from ...pipeline import history
 from ...pipeline import run as pipeline
 from ...pipeline.call import Completion, GatewayCall, StreamShaper, UpstreamAnswer
 from ...pipeline.fallbacks import ModelsFailed
+from ...pipeline.limits_step import Admission
 from ..deps import EndpointsDep, ProjectChatKeyDep, ProxyDep, StateDep
 from ..errors import OkShapedRoute, ok_error_response, validation_error
 from ..proxy import Proxy
@@ -311,12 +317,20 @@ class _ProxyUpstream:
     """The pipeline's ``Upstream`` for one HTTP call: each attempt is a ``Proxy.forward``."""
 
     def __init__(
-        self, proxy: Proxy, request: Request, key: KeyEntry, endpoint: EndpointView
+        self,
+        proxy: Proxy,
+        request: Request,
+        key: KeyEntry,
+        endpoint: EndpointView,
+        admission: Admission,
     ) -> None:
         self._proxy = proxy
         self._request = request
         self._key = key
         self._endpoint = endpoint
+        # Counted once by the route; a fallback attempt reuses it (its tokens are reserved by
+        # the first attempt and settled once).
+        self._admission = admission
 
     async def _forward(
         self, model: str, body: bytes, *, stream: bool, shaper: StreamShaper | None = None
@@ -331,6 +345,7 @@ class _ProxyUpstream:
             shaper=shaper,
             max_output_tokens=self._endpoint.max_output_tokens,
             endpoint=self._endpoint.slug,
+            admission=self._admission,
         )
 
     async def complete(self, model: str, body: bytes) -> UpstreamAnswer:
@@ -349,6 +364,7 @@ async def _call(
     body: _Call,
     proxy: Proxy,
     env: pipeline.PipelineEnv,
+    admission: Admission,
 ) -> Response:
     """The pipeline for ``body``, its ``Outcome`` in seed 001's shape."""
     call = GatewayCall(
@@ -359,7 +375,9 @@ async def _call(
         stream=body.stream,
         session_id=body.session_id,
     )
-    outcome = await pipeline.run(call, endpoint, env, _ProxyUpstream(proxy, request, key, endpoint))
+    outcome = await pipeline.run(
+        call, endpoint, env, _ProxyUpstream(proxy, request, key, endpoint, admission)
+    )
     answer = outcome.answer
     if isinstance(answer, Completion):
         if outcome.prior_attempts:
@@ -425,6 +443,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
                 "Per-request token cap, budget or credits, guardrail, input schema, "
                 "or a missing template variable",
             ),
+            (429, "A rate limit refused the call (Retry-After: seconds until it admits)"),
             (502, "The provider failed after failover and fallbacks, or the output schema"),
         )
     },
@@ -444,8 +463,15 @@ async def call_dispatcher(
     _project_type(endpoints, project_id)
     body = _parse(await proxy.read_body(request), DispatchCall)
     endpoint = _endpoint(endpoints, project_id, body.endpoint)
+    admission = await proxy.rate_limit(request, key, endpoint=endpoint)
     return await _call(
-        request, key=key, endpoint=endpoint, body=body, proxy=proxy, env=await _env(state)
+        request,
+        key=key,
+        endpoint=endpoint,
+        body=body,
+        proxy=proxy,
+        env=await _env(state),
+        admission=admission,
     )
 
 
@@ -462,7 +488,14 @@ async def call_endpoint(
     """Call the project's endpoint ``slug``."""
     _project_type(endpoints, project_id)
     endpoint = _endpoint(endpoints, project_id, slug)
+    admission = await proxy.rate_limit(request, key, endpoint=endpoint)
     body = _parse(await proxy.read_body(request), EndpointCall)
     return await _call(
-        request, key=key, endpoint=endpoint, body=body, proxy=proxy, env=await _env(state)
+        request,
+        key=key,
+        endpoint=endpoint,
+        body=body,
+        proxy=proxy,
+        env=await _env(state),
+        admission=admission,
     )

@@ -80,7 +80,7 @@ def _check_fallbacks(state: EdgeState, model: str, fallbacks: list[str]) -> None
     """400 naming ``fallbacks[i]`` unless each is a catalog model other than ``model``
     (the same name, or an alias of the same model; a provider-prefixed name pins another
     route and may follow its model)."""
-    own = state.catalog.public_name(model)
+    own = state.catalog.unpinned_public_name(model)
     for i, name in enumerate(fallbacks):
         param = f"fallbacks[{i}]"
         if not state.catalog.knows(name):
@@ -89,7 +89,7 @@ def _check_fallbacks(state: EdgeState, model: str, fallbacks: list[str]) -> None
                 param=param,
                 code="model_not_found",
             )
-        if name == model or (own is not None and state.catalog.public_name(name) == own):
+        if name == model or (own is not None and state.catalog.unpinned_public_name(name) == own):
             raise InvalidRequest(
                 f"Invalid '{param}': '{name}' is the endpoint's own model; a fallback must "
                 "be another model.",
