@@ -113,7 +113,7 @@ def extra_edge(stack: Stack) -> Iterator[str]:
             return None
 
     with service_process("edge", env, log_path=stack.log_dir / f"edge-b-{port}.log") as proc:
-        poll(ready, timeout=30)
+        poll(ready, timeout=60)  # an edge starts in ~3 s; a loaded 2-core machine stretches it
         yield origin
         proc.terminate()
         assert proc.wait(timeout=15) == 0

@@ -61,7 +61,7 @@ def _error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     body = resp.json()
     assert body["ok"] is False and body["code"] == code and body["error"], body
-    assert set(body) <= {"ok", "error", "code"}, body
+    assert set(body) <= {"ok", "error", "code", "param"}, body
     return dict(body)
 
 
