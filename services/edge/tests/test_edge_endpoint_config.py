@@ -13,7 +13,9 @@ import pytest
 
 from edge import EdgeSettings, create_app
 from edge.endpoints import EndpointCache
+from edge.store import EndpointCreate, endpoints_repo
 from edge.store.models import MAX_SCHEMA_DEPTH, template_variables
+from gateway_common import db
 
 from .support import OPERATOR, Edge, RouterServer, admin_settings, auth, eventually
 
@@ -303,3 +305,29 @@ async def test_a_patch_rebuilds_the_compiled_view_on_another_edge(edge: Edge, ed
         )
 
     await eventually(rebuilt, within=1)
+
+
+async def test_a_model_the_catalog_dropped_does_not_block_other_changes(
+    edge: Edge, settings: EdgeSettings
+) -> None:
+    """The catalog checks cover what a PATCH changes: an endpoint whose model (or fallback)
+    a catalog edit removed can still be deactivated, but not pointed at it again."""
+    pid = project_id(edge)
+    engine = db.create_engine(settings.resolved_database_url())
+    try:
+        async with db.make_sessionmaker(engine)() as session:
+            await endpoints_repo.create_endpoint(
+                session=session,
+                project_id=pid,
+                data=EndpointCreate(slug="orphan", model="retired-model", fallbacks=["gone"]),
+            )
+    finally:
+        await engine.dispose()
+    path = f"/admin/projects/{pid}/endpoints/orphan"
+    resp = await edge.client.patch(path, json={"active": False}, headers=OPERATOR)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["active"] is False
+    resp = await edge.client.patch(path, json={"fallbacks": ["gone"]}, headers=OPERATOR)
+    assert_error(resp, "model_not_found", "'fallbacks[0]'")
+    resp = await edge.client.patch(path, json={"model": "retired-model"}, headers=OPERATOR)
+    assert_error(resp, "model_not_found", "retired-model")
