@@ -115,7 +115,7 @@ def test_a_template_is_filled_from_variables_and_checked_by_the_input_schema(
         "input_schema_invalid",
     )
     assert body["detail"]["path"] == "$.lang" and "'es' is not one of" in body["detail"]["reason"]
-    assert body["param"] == "variables.lang" and "$.lang" in body["error"]
+    assert "$.lang" in body["error"]
     body = _error(
         tenant.dispatch("translate", {"variables": {"lang": "de"}}), 422, "input_schema_invalid"
     )
@@ -126,7 +126,7 @@ def test_a_template_is_filled_from_variables_and_checked_by_the_input_schema(
         422,
         "missing_variable",
     )
-    assert "'count'" in body["error"] and body["param"] == "variables.count"
+    assert "'count'" in body["error"]
     assert _sent(stack, marker) == []
 
 
