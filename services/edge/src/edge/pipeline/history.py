@@ -14,16 +14,17 @@ A session belongs to one project and one *scope*, the endpoint's id. Three parts
              the answer carries (``meta.session_expired``); ``session_id`` on an endpoint
              without sessions: 400 ``sessions_disabled``.
     fit      ``Session.prepend``: the kept turns go in front of the call's own messages
-             (the endpoint's system prompt stays first: ``EndpointView.body``), the
+             (the endpoint's system prompt stays first: ``prompt.apply``), the
              oldest dropped while the prompt would not fit the model's context window
              minus the room kept for the reply (``fit``); ``meta.history_truncated`` and
              ``meta.turns_dropped`` say so.
-    record   ``SessionRecorder``, the call's ``Shaper`` (``edge.api.proxy``): the call's
-             own turns (its messages minus ``system``/``developer`` ones: instructions
-             are per call, as OpenAI's Responses API does not inherit them) and the
-             assistant's reply are appended *before* the client gets the answer: a
-             unary body after sessions committed them, a stream's ``[DONE]`` after the
-             reply was assembled from its deltas and committed. So the very next call
+    record   ``SessionRecorder``: the call's own turns (its messages minus
+             ``system``/``developer`` ones: instructions are per call, as OpenAI's
+             Responses API does not inherit them) and the assistant's reply are appended
+             *before* the client gets the answer: a unary reply by the pipeline's log
+             step after the output checks (``store``), a stream's ``[DONE]`` after the
+             reply was assembled from its deltas and committed (the recorder is the
+             stream's ``Shaper``, or ``output.OutputStream`` calls ``store``). So the very next call
              with that ``session_id`` sees them. A stream that fails stores nothing;
              an append that fails is the call's error (503; 404 if the session expired
              meanwhile), never an answer that silently was not kept.

@@ -126,8 +126,6 @@ def _error_payload(err: GatewayError) -> dict[str, Any]:
         }
     elif isinstance(err, InputSchemaInvalid | OutputSchemaInvalid):
         extra["detail"] = {"path": err.path, "reason": err.reason}
-    if err.param:
-        extra["param"] = err.param
     if isinstance(err, ModelsFailed):
         extra["attempts"] = [
             attempt for model, failed in err.failures for attempt in _tried(model, failed)
@@ -412,7 +410,6 @@ class GatewayApiError(BaseModel):
     ok: bool = False
     error: str
     code: str
-    param: str | None = Field(default=None, description="The request field it is about.")
     guardrail: dict[str, Any] | None = Field(
         default=None,
         description="The guardrail that blocked: name, type, index, direction, reason.",
