@@ -43,8 +43,9 @@ router attaches the priced line items to the body, or as one more chunk
 before the last, which goes out as an ordinary ``data:`` frame.
 
 Budgets (``edge.budget``): after the body and header checks, each call is
-admitted against its project's and key's budgets and credits (refused with
-429 ``insufficient_quota`` or 403 before the router sees it) and carries its
+admitted against its project's, key's and (Gateway API calls) endpoint's
+budgets and credits (refused with 429 ``insufficient_quota`` or 403 before
+the router sees it; 422 on the Gateway API) and carries its
 lease in ``CompleteRequest.budget_lease_id``; its ticket is settled with the
 usage the router reports, however the request ends (streams: in ``_sse``'s
 ``finally``).
@@ -220,12 +221,14 @@ class Proxy:
         max_output_tokens: int | None = None,
         choices: int = 1,
         endpoint: str = "",
+        endpoint_id: str = "",
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
 
         ``max_output_tokens`` (the request's completion cap per choice, None when
         unset) and ``choices`` (its ``n``) bound the worst case the budget reserves.
-        ``endpoint`` names the Gateway API endpoint the call came through ("": none).
+        ``endpoint`` names the Gateway API endpoint the call came through ("": none)
+        and ``endpoint_id`` is its id: the call is also bound by the endpoint's budget.
         """
         started: float = request.state.started_at
         provider_key: str | None
@@ -237,7 +240,13 @@ class Proxy:
             options = self._projects.call_options(key.project_id)
             provider_key = _provider_key(request)
             ticket = await self._budget.admit(
-                key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
+                key,
+                op,
+                model,
+                body,
+                max_output_tokens=max_output_tokens,
+                choices=choices,
+                endpoint_id=endpoint_id,
             )
         ctx = CallContext(
             request_id=REQUEST_ID.get(),
@@ -248,6 +257,7 @@ class Proxy:
             include_generation_context=options.include_generation_context,
             budget_lease_id=ticket.lease_id,
             endpoint=endpoint,
+            endpoint_id=endpoint_id,
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:

@@ -241,6 +241,21 @@ def _check_slug(value: str | None) -> str | None:
     return value
 
 
+def _budget_text(value: Any) -> Any:
+    """``monthly_budget`` is a decimal string on the wire (money is never a JSON float)."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("money_text", 'must be a decimal string, e.g. "25.00"')
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise PydanticCustomError("money_text", 'must be a decimal string, e.g. "25.00"') from None
+    if not amount.is_finite() or amount < 0:
+        raise PydanticCustomError("money_range", "must be a finite amount of at least 0")
+    return amount
+
+
 def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
     """``value`` with its null entries dropped; an unknown key names the key.
 
@@ -335,6 +350,7 @@ class EndpointCreate(EndpointBase):
 
     _slug = field_validator("slug")(_check_slug)
     _params = field_validator("params")(_check_params)
+    _budget = field_validator("monthly_budget", mode="before")(_budget_text)
 
 
 class EndpointUpdate(SQLModel):
@@ -350,9 +366,13 @@ class EndpointUpdate(SQLModel):
     params: dict[str, Any] | None = None
     streaming_enabled: bool | None = None
     active: bool | None = None
+    monthly_budget: Decimal | None = Field(
+        default=None, description="Monthly spend limit (decimal string); null removes it."
+    )
 
     _slug = field_validator("slug")(_check_slug)
     _params = field_validator("params")(_check_params)
+    _budget = field_validator("monthly_budget", mode="before")(_budget_text)
 
     @model_validator(mode="after")
     def _not_null(self) -> EndpointUpdate:

@@ -277,6 +277,7 @@ async def _call(
         key=key,
         max_output_tokens=endpoint.max_output_tokens,
         endpoint=endpoint.slug,
+        endpoint_id=endpoint.endpoint_id,
     )
     if isinstance(response, StreamingResponse):
         response.headers[ENDPOINT_HEADER] = endpoint.slug
