@@ -228,6 +228,15 @@ async def test_200_concurrent_calls_on_two_edges_never_overrun_an_endpoint_budge
     assert total <= limit
     assert per_endpoint == {"capped": admitted}  # every admitted call, under its endpoint
     assert tenant.endpoint_spend(budgeted["id"]) == total
+    spend = await tenant.admin("GET", "/spend?endpoint=capped")
+    [state] = spend["budgets"]
+    assert (state["scope"], state["scope_id"], Decimal(state["limit"])) == (
+        "endpoint",
+        budgeted["id"],
+        limit,
+    )
+    assert Decimal(state["spent"]) == Decimal(spend["endpoint_spend"]) == total
+    assert Decimal(state["spent"]) + Decimal(state["held"]) <= limit
     # The budget is the endpoint's: another endpoint of the project is not bound by it.
     for origin in (base_url, second_edge):
         assert (await call(origin, tenant, "free")).status_code == 200
