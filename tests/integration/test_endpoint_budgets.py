@@ -291,3 +291,36 @@ async def test_a_lowered_endpoint_budget_stops_the_leases_both_edges_hold(
     assert total <= limit
     assert per_endpoint == {"slow": 4 + admitted}
     assert tenant.endpoint_spend(budgeted["id"]) == total
+
+
+async def test_streamed_and_unary_calls_are_both_charged_to_the_endpoint(
+    stack: Stack, base_url: str
+) -> None:
+    tenant = await Tenant(base_url, stack).create()
+    fast = worst_case("mock-chat")
+    budgeted = await tenant.admin(
+        "POST",
+        "/endpoints",
+        {
+            "slug": "streams",
+            "model": "mock-chat",
+            "params": {"max_tokens": MAX_TOKENS},
+            "streaming_enabled": True,
+            "monthly_budget": str(fast * 100),
+        },
+    )
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        path = f"/api/{tenant.id}/streams"
+        streamed = await client.post(
+            path, json={"message": TEXT, "stream": True}, headers=tenant.headers
+        )
+        assert streamed.status_code == 200, streamed.text
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        assert streamed.text.rstrip().endswith("data: [DONE]")
+        unary = await client.post(path, json={"message": TEXT}, headers=tenant.headers)
+        assert unary.status_code == 200, unary.text
+    total, per_endpoint = tenant.ledger(2)
+    assert per_endpoint == {"streams": 2}
+    assert tenant.endpoint_spend(budgeted["id"]) == total > 0
+    spend = await tenant.admin("GET", "/spend?endpoint=streams")
+    assert Decimal(spend["endpoint_spend"]) == total
