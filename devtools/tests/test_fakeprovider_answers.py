@@ -145,3 +145,16 @@ async def test_bad_n_is_a_400_and_the_bearer_is_only_fingerprinted() -> None:
     assert log[0]["bearer_sha256"] is None
     assert log[1]["bearer_sha256"] == hashlib.sha256(b"sk-user-own-key").hexdigest()
     assert b"sk-user-own-key" not in orjson.dumps(log)
+
+
+def test_a_verbatim_message_is_answered_with_its_rest_exactly() -> None:
+    said = '{"name": "Ada", "email": "ada@example.com"}'
+    request = {"model": "mock-chat", "messages": [{"role": "user", "content": "[verbatim]" + said}]}
+    completion = replies.chat_completion(request)
+    assert completion["choices"][0]["message"]["content"] == said
+    streamed = "".join(
+        orjson.loads(raw)["choices"][0]["delta"].get("content") or ""
+        for raw in replies.chat_chunks(request)
+        if orjson.loads(raw)["choices"]
+    )
+    assert streamed == said

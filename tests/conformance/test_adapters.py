@@ -32,6 +32,7 @@ import pytest
 
 from gateway_common.catalog import ProviderEntry
 from gateway_common.errors import (
+    ContextLengthExceeded,
     GatewayError,
     ProviderRejected,
     ProviderTimeout,
@@ -703,6 +704,56 @@ async def test_error_mapping(
         assert err.param == said.get("param")
     else:
         assert said["message"] in err.message
+    if streaming:
+        assert replay.bodies[0].closed
+
+
+#: What the client is told for each provider's recorded context-length refusal: OpenAI's
+#: own message as it came, the others' counts restated in OpenAI's words.
+OVERFLOW_MESSAGES = {
+    "openai": (
+        "This model's maximum context length is 128000 tokens. However, your messages "
+        "resulted in 200017 tokens. Please reduce the length of the messages."
+    ),
+    "anthropic": (
+        "This model's maximum context length is 200000 tokens. However, your messages "
+        "resulted in 208310 tokens. Please reduce the length of the messages."
+    ),
+    "gemini": (
+        "This model's maximum context length is 1048576 tokens. However, your messages "
+        "resulted in 1048577 tokens. Please reduce the length of the messages."
+    ),
+}
+OVERFLOW_MESSAGES["azure_openai"] = OVERFLOW_MESSAGES["openai"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_context_length_refusal_is_openais_400(case: Case, streaming: bool) -> None:
+    """A provider's own "prompt too long" is the 400 ``context_length_exceeded`` the edge
+    answers for a prompt it counts too long itself, and is not retryable."""
+    if streaming and not case.streaming:
+        pytest.skip("adapter does not stream")
+    replay = Replay(case.fixture("error_context_length.json"), status=400)
+    adapter = case.build(httpx.MockTransport(replay))
+    try:
+        with pytest.raises(ContextLengthExceeded) as caught:
+            if streaming:
+                await _collect(adapter, _chat(stream=True))
+            else:
+                await adapter.complete(_chat(), deadline=None)
+    finally:
+        await adapter.aclose()
+    err = caught.value
+    assert (err.http_status, err.code, err.param, err.error_type, err.retryable) == (
+        400,
+        "context_length_exceeded",
+        "messages",
+        "invalid_request_error",
+        False,
+    )
+    assert err.message == OVERFLOW_MESSAGES[case.provider]
+    assert len(replay.requests) == 1
     if streaming:
         assert replay.bodies[0].closed
 

@@ -258,7 +258,7 @@ def test_seed_001_error_table(stack: Stack, http: httpx.Client) -> None:
     _assert_error(a.call("summarize", {"message": "hi", "temperature": 2}), 400, "invalid_value")
     _assert_error(a.call("summarize", {}), 400)
     _assert_error(
-        a.call("summarize", {"message": "hi", "session_id": "s"}), 400, "sessions_unsupported"
+        a.call("summarize", {"message": "hi", "session_id": "s"}), 400, "sessions_disabled"
     )
 
     channel = Tenant(http, stack, type="channel")

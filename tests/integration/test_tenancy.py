@@ -303,6 +303,50 @@ def test_stored_responses_are_invisible_to_other_projects(stack: Stack, http: ht
     assert http.get(f"/v1/responses/{rid}", headers=a.headers).status_code == 200
 
 
+def test_sessions_are_invisible_to_other_projects(stack: Stack, http: httpx.Client) -> None:
+    """A's Gateway API session: B's key on A's path is 403 before any lookup; A's session id
+    on B's own endpoint of the same slug is 404 as if it never existed; A's history never
+    shows in B's answers or reaches the model in B's calls; A's session is untouched."""
+    a, b = _tenants(http, stack)
+    for tenant in (a, b):
+        resp = http.post(
+            f"/admin/projects/{tenant.id}/endpoints",
+            json={"slug": "talk", "model": "mock-chat", "sessions_enabled": True},
+            headers=tenant.headers,
+        )
+        assert resp.status_code == 201, resp.text
+    secret_text = "tenant A session secret " + secrets.token_hex(6)
+    resp = http.post(f"/api/{a.id}/talk", json={"message": secret_text}, headers=a.headers)
+    assert resp.status_code == 200, resp.text
+    sid = resp.json()["meta"]["session_id"]
+    probe = {"message": "what did A say?", "session_id": sid}
+    for path, body in (
+        (f"/api/{a.id}/talk", probe),
+        (f"/api/{a.id}/chat/completions", {"endpoint": "talk", **probe}),
+    ):
+        resp = http.post(path, json=body, headers=b.headers)
+        assert resp.status_code == 403, (path, resp.text)
+        assert resp.json() == {"ok": False, "error": WRONG_PROJECT, "code": "wrong_project"}
+    for path, body in (
+        (f"/api/{b.id}/talk", probe),
+        (f"/api/{b.id}/chat/completions", {"endpoint": "talk", **probe}),
+    ):
+        resp = http.post(path, json=body, headers=b.headers)
+        assert resp.status_code == 404, (path, resp.text)
+        assert resp.json()["code"] == "session_not_found"
+        assert secret_text not in resp.text and a.id not in resp.text
+    # B starting its own session never gets A's turns.
+    resp = http.post(f"/api/{b.id}/talk", json={"message": "hello"}, headers=b.headers)
+    assert resp.status_code == 200 and resp.json()["meta"]["session_id"] != sid
+    assert secret_text not in resp.text
+    # A's session still answers A, with its history.
+    resp = http.post(
+        f"/api/{a.id}/talk", json={"message": "go on", "session_id": sid}, headers=a.headers
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["meta"]["session_id"] == sid
+
+
 def test_no_log_of_any_service_contains_a_provider_key(stack: Stack) -> None:
     """Runs last in this module: every provider key above went through the stack by now."""
     logs = sorted(stack.log_dir.glob("*.log"))

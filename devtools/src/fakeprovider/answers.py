@@ -8,6 +8,10 @@ Pure and deterministic, decided from the body alone (``replies`` wraps an
     tools + tool_choice {"type": "function",
                          "function": {"name": N}}  one call to N
     last user text contains "[refuse]"            a refusal: content null, refusal text
+    last user text starts with "[verbatim]"       text: the rest of the last user text,
+                                                  exactly (no digest), so a test can make
+                                                  the model answer given content (JSON for
+                                                  output schemas, an e-mail address for PII)
     otherwise                                     text: f"{last_user_text} [{digest}]"
 
 A call's ``id`` is ``call_<digest>_<i>`` and its ``arguments`` are
@@ -24,10 +28,19 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ARGUMENT_DELTA_CHARS", "REFUSE_MARKER", "Answer", "ToolCall", "answer"]
+__all__ = [
+    "ARGUMENT_DELTA_CHARS",
+    "REFUSE_MARKER",
+    "VERBATIM_MARKER",
+    "Answer",
+    "ToolCall",
+    "answer",
+]
 
 #: A last user message containing this is refused.
 REFUSE_MARKER = "[refuse]"
+#: A last user message starting with this is answered with the rest of it, verbatim.
+VERBATIM_MARKER = "[verbatim]"
 #: Size of each streamed piece of a tool call's arguments.
 ARGUMENT_DELTA_CHARS = 8
 
@@ -144,4 +157,6 @@ def answer(body: dict[str, Any], *, last_user: str, digest: str) -> Answer:
         )
     if REFUSE_MARKER in last_user:
         return Answer(refusal=f"I can't help with that. [{digest}]")
+    if last_user.startswith(VERBATIM_MARKER):
+        return Answer(content=last_user[len(VERBATIM_MARKER) :])
     return Answer(content=f"{last_user} [{digest}]")

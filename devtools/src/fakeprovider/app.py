@@ -3,7 +3,8 @@
 Routes::
 
     GET    /v1/models              the three mock models
-    POST   /v1/chat/completions    deterministic chat answer, JSON or SSE
+    POST   /v1/chat/completions    deterministic chat answer, JSON or SSE; 400
+                                   context_length_exceeded past the model's window (``windows``)
     POST   /v1/embeddings          deterministic vectors, float or base64
     GET    /healthz                liveness, never faulted
     GET    /_fake/requests         what was received (``recorder``)
@@ -14,7 +15,7 @@ Routes::
 
 Every ``/v1`` route also answers under ``/fault/<spec>/v1/...``. Order of work
 for an API request: parse faults -> read and parse the body -> record ->
-``delay_ms`` -> ``reset`` -> ``status`` -> answer (``break_after`` and
+``delay_ms`` -> ``reset`` -> ``status`` -> the context window -> answer (``break_after`` and
 ``chunk_delay_ms`` apply while streaming).
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from fakeprovider import replies
+from fakeprovider import replies, windows
 from fakeprovider.config import FakeProviderSettings
 from fakeprovider.faults import (
     Faults,
@@ -165,6 +166,10 @@ class FakeProviderApp:
             return await _error(send, 400, "request body must be a JSON object")
         elif path == "/v1/chat/completions" and not isinstance(body.get("messages"), list):
             return await _error(send, 400, "'messages' must be an array", code="invalid_value")
+        elif path == "/v1/chat/completions" and (too_long := windows.overflow(body)):
+            return await _error(
+                send, 400, too_long, code="context_length_exceeded", param="messages"
+            )
         else:
             streaming = path == "/v1/chat/completions" and bool(body.get("stream"))
             try:
@@ -265,10 +270,12 @@ async def _error(
     message: str,
     *,
     code: str | None = None,
+    param: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> int:
     """Send an OpenAI error object; return ``status`` so callers can ``return await``."""
-    await _json(send, status, replies.error_body(status, message, code=code), headers)
+    body = replies.error_body(status, message, code=code, param=param)
+    await _json(send, status, body, headers)
     return status
 
 

@@ -245,7 +245,9 @@ def model_list() -> dict[str, Any]:
     }
 
 
-def error_body(status: int, message: str, *, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """An OpenAI error object for ``status``."""
     kind = _ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -11,10 +11,12 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
-from starlette.responses import Response
 
 from edge import EdgeSettings, create_app
 from edge.api.routes.gateway_api import GatewayApiRoute, _answer
+from edge.endpoints import EndpointView
+from edge.pipeline.call import UpstreamAnswer
+from edge.pipeline.output import check_completion
 from edge.store import EndpointCreate, endpoints_repo, repo
 from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2
@@ -408,7 +410,7 @@ async def test_a_channel_project_is_refused_with_400(edge: Edge) -> None:
         ("summarize", b'{"message":""}', "invalid_value", "'message'"),
         ("summarize", b'{"messages":[]}', "invalid_value", "'messages'"),
         ("summarize", b'{"messages":[{"role":"robot","content":"x"}]}', "invalid_value", "role"),
-        ("summarize", b'{"message":"a","session_id":"0b0f"}', "sessions_unsupported", "session"),
+        ("summarize", b'{"message":"a","session_id":"0b0f"}', "sessions_disabled", "session"),
         ("chat/completions", b'{"message":"a"}', "missing_required_parameter", "'endpoint'"),
         ("chat/completions", b'{"endpoint":"summarize"}', "invalid_request_body", "exactly one"),
     ],
@@ -528,13 +530,15 @@ async def test_the_routes_are_in_the_openapi_document(edge: Edge) -> None:
 
 def test_an_answer_with_nulls_is_still_an_answer_and_garbage_is_502() -> None:
     token = REQUEST_ID.set("req-null")
+    view = EndpointView(endpoint_id="e", slug="s", model="mock-chat")
     try:
         body = b'{"id":null,"choices":[{"message":null,"finish_reason":null}],"usage":null}'
-        answer = orjson.loads(bytes(_answer(Response(body), "s").body))
+        completion = check_completion(UpstreamAnswer(body, {}), view, None)
+        answer = orjson.loads(bytes(_answer(completion, "s", {}).body))
         assert answer["ok"] is True and answer["content"] is None
         assert answer["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
         assert answer["meta"]["request_id"] == "req-null" and "generation_context" not in answer
         with pytest.raises(ProviderError):
-            _answer(Response(b"not json"), "s")
+            check_completion(UpstreamAnswer(b"not json", {}), view, None)
     finally:
         REQUEST_ID.reset(token)

@@ -12,8 +12,9 @@ import httpx
 import orjson
 import pytest
 
+from gateway_common import tokens
 from gateway_common.catalog import Catalog, ProviderEntry
-from gateway_common.errors import InvalidRequest, ProviderUnavailable
+from gateway_common.errors import ContextLengthExceeded, InvalidRequest, ProviderUnavailable
 from router.catalog import LiveCatalog
 from router.failover import Failover, RouteInfo
 from router.metrics import RouterMetrics
@@ -305,7 +306,11 @@ version: 1
 providers:
   fake: {kind: openai, base_url: "https://fake.test/v1"}
   down: {kind: openai, base_url: "https://down.test/v1"}
+  full: {kind: openai, base_url: "https://full.test/v1"}
 models:
+  crammed:
+    deployments: [{provider: full, model: fake-thinker}, {provider: fake, model: fake-thinker}]
+    capabilities: [chat, responses, streaming]
   relay:
     deployments: [{provider: down, model: fake-thinker}, {provider: fake, model: fake-thinker}]
     capabilities: [chat, responses, streaming]
@@ -328,6 +333,9 @@ class Provider:
         assert request.url.path == "/v1/chat/completions"
         if request.url.host == "down.test":
             return httpx.Response(500, content=(FIXTURES / "error_500.json").read_bytes())
+        if request.url.host == "full.test":
+            overflow = (FIXTURES / "error_context_length.json").read_bytes()
+            return httpx.Response(400, content=overflow)
         body = orjson.loads(request.content)
         self.bodies.append(body)
         fixture = "stream_plain.sse" if body.get("stream") else "chat_plain.json"
@@ -433,3 +441,22 @@ async def test_a_chain_survives_failover_to_another_deployment(
         "7",
         "Times 2?",
     ]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_providers_context_length_refusal_is_worded_for_responses(
+    served: tuple[RouterService, Provider, Recorder], streaming: bool
+) -> None:
+    """OpenAI's Responses refusal (param ``input``, its own message), with no failover to the
+    model's second deployment: its window is the same."""
+    service, provider, recorder = served
+    with pytest.raises(ContextLengthExceeded) as caught:
+        if streaming:
+            [e async for e in service.stream(_call("crammed", stream=True), deadline=None)]
+        else:
+            await service.complete(_call("crammed"), deadline=None)
+    err = caught.value
+    assert (err.http_status, err.code, err.param) == (400, "context_length_exceeded", "input")
+    assert err.message == tokens.RESPONSES_OVERFLOW
+    assert provider.bodies == [] and recorder.calls == []

@@ -40,11 +40,14 @@ __all__ = [
     "RetryBudgetPolicy",
     "RetryPolicy",
     "SkuEntry",
+    "Tokenizer",
     "load_catalog",
     "parse_catalog",
     "split_provider",
 ]
 
+#: What ``ModelEntry.tokenizer`` may name: a shipped encoding, or the estimate.
+Tokenizer = Literal["o200k_base", "cl100k_base", "estimate"]
 Capability = Literal["chat", "responses", "embeddings", "tools", "vision", "streaming"]
 _DEFAULT_CAPABILITIES: tuple[Capability, ...] = ("chat", "streaming")
 
@@ -223,8 +226,24 @@ class ModelEntry(_Strict):
             "occurred_at. Add a change ahead of its date so every reader has it in time."
         ),
     )
-    context_window: int = Field(default=0, ge=0)
+    context_window: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Max prompt + completion tokens; 0 if unknown (then no prompt is refused for its "
+            "length before the provider sees it)."
+        ),
+    )
     max_output_tokens: int = Field(default=0, ge=0)
+    tokenizer: Tokenizer | None = Field(
+        default=None,
+        description=(
+            "The encoding that counts this model's prompts against context_window "
+            "(gateway_common.tokens): o200k_base or cl100k_base, or 'estimate' for the "
+            "documented estimate. Unset: tiktoken's model table names it for OpenAI "
+            "deployments, every other model is estimated."
+        ),
+    )
     capabilities: list[Capability] = Field(default_factory=lambda: list(_DEFAULT_CAPABILITIES))
     owned_by: str = Field(default="switchyard")
 

@@ -3,6 +3,7 @@
     GatewayError                       500  INTERNAL            not retryable
     ├── InvalidRequest                 400  INVALID_ARGUMENT
     │   ├── PayloadTooLarge            413  INVALID_ARGUMENT
+    │   ├── ContextLengthExceeded      400  INVALID_ARGUMENT    code "context_length_exceeded" (OpenAI)
     │   ├── GuardrailBlocked           422  INVALID_ARGUMENT    code "guardrail_blocked" (seed 001)
     │   └── InputSchemaInvalid         422  INVALID_ARGUMENT    code "input_schema_invalid" (seed 001)
     ├── Unauthenticated                401  UNAUTHENTICATED
@@ -42,6 +43,7 @@ from gateway.common.v1 import types_pb2
 __all__ = [
     "AllProvidersFailed",
     "BudgetExceeded",
+    "ContextLengthExceeded",
     "CreditsExhausted",
     "GatewayError",
     "GuardrailBlocked",
@@ -112,11 +114,29 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class ContextLengthExceeded(InvalidRequest):
+    """The prompt, with the completion it asks for, cannot fit the model's context window (400).
+
+    OpenAI's error: ``param`` is ``messages`` on chat completions and ``input`` on
+    the Responses API, the message OpenAI's ("This model's maximum context length
+    is N tokens. However, your messages resulted in M tokens. ..."; built by
+    ``gateway_common.tokens.overflow_message``). Raised by the edge before any
+    provider is called, and by the router for a provider's own context-length
+    refusal, so both reach the client as the same 400. Never retried: another
+    deployment of the same model has the same window.
+    """
+
+    code = "context_length_exceeded"
+
+    def __init__(self, message: str, *, param: str | None = "messages", **kw: object) -> None:
+        super().__init__(message, param=param, **kw)  # type: ignore[arg-type]
+
+
 class GuardrailBlocked(InvalidRequest):
     """A guardrail of the endpoint refused the call's input or the model's output (422).
 
     ``guardrail`` is the guardrail's name (its configured ``name``, else its type),
-    ``guardrail_type`` its type, ``direction`` ``"input"`` or ``"output"`` and
+    ``guardrail_type`` its type, ``index`` its place in the endpoint's list, ``direction`` ``"input"`` or ``"output"`` and
     ``reason`` ``"matched"`` (the guardrail found what it looks for) or ``"timeout"``
     (its check ran out of time, which blocks too). The message names the guardrail and
     never quotes the text that fired it. 422 is seed 001's status on the Gateway API;
@@ -135,6 +155,7 @@ class GuardrailBlocked(InvalidRequest):
         guardrail_type: str,
         direction: str,
         reason: str = "matched",
+        index: int | None = None,
         **kw: object,
     ) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
@@ -142,6 +163,7 @@ class GuardrailBlocked(InvalidRequest):
         self.guardrail_type = guardrail_type
         self.direction = direction
         self.reason = reason
+        self.index = index
 
 
 class InputSchemaInvalid(InvalidRequest):
@@ -374,9 +396,17 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
 }
 
 
+#: Codes whose class is more specific than their status's (checked first).
+_BY_CODE: dict[tuple[int, str], type[GatewayError]] = {
+    (400, ContextLengthExceeded.code): ContextLengthExceeded,
+}
+
+
 def from_detail(detail: types_pb2.ErrorDetail) -> GatewayError:
     """Rebuild a ``GatewayError`` from an ``ErrorDetail`` (the inverse of ``to_detail``)."""
-    cls = _BY_STATUS.get(detail.http_status, GatewayError)
+    cls = _BY_CODE.get((detail.http_status, detail.code)) or _BY_STATUS.get(
+        detail.http_status, GatewayError
+    )
     err = cls(
         detail.message,
         param=detail.param or None,

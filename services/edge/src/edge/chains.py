@@ -130,11 +130,13 @@ def _event_type(chunk: bytes) -> bytes:
 class ChainRecorder:
     """The ``Shaper`` of ``POST /v1/responses`` (module docstring, step ``record``)."""
 
-    done = b""
-
     def __init__(self, turn: Turn, sessions: SessionsClient) -> None:
         self._turn = turn
         self._sessions = sessions
+
+    async def finish(self) -> bytes:
+        """Nothing after the final event: the Responses API sends no ``[DONE]``."""
+        return b""
 
     async def body(self, body: bytes) -> bytes:
         if self._turn.store:

@@ -4,7 +4,7 @@
                                            keys        create | list | show | revoke | delete
                                            credentials add | list | delete | rewrap
                                            endpoints   create | list | show | update | delete
-                                                       (also ``endpoint``)
+                                                       (also ``endpoint``; ``cli_endpoints``)
                                            budgets     set | show        (``cli_billing``)
                                            credits     topup | show
                                            usage       report | request
@@ -28,6 +28,7 @@ import orjson
 import typer
 
 from .cli_billing import budgets, credits, usage
+from .cli_endpoints import endpoints
 
 __all__ = ["app", "main", "parse_duration"]
 
@@ -47,9 +48,13 @@ def parse_duration(text: str) -> int:
 class AdminClient:
     """Admin API calls; an error answer becomes a message on stderr and exit status 1."""
 
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(
+        self, url: str, token: str | None, *, transport: httpx.BaseTransport | None = None
+    ) -> None:
         headers = {"authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=_TIMEOUT_S)
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=_TIMEOUT_S, transport=transport
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -99,7 +104,6 @@ credentials = typer.Typer(no_args_is_help=True, help="Managed provider credentia
 app.add_typer(projects, name="projects")
 app.add_typer(keys, name="keys")
 app.add_typer(credentials, name="credentials")
-endpoints = typer.Typer(no_args_is_help=True, help="Gateway API endpoints of a project.")
 app.add_typer(endpoints, name="endpoints")
 app.add_typer(endpoints, name="endpoint", hidden=True)
 app.add_typer(budgets, name="budgets")
@@ -138,15 +142,31 @@ def _settings(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+_RATE_LIMITS_HELP = (
+    'Rate limits, JSON: {"per_minute": 60, "per_day": 10000, "tokens_per_minute": 90000} '
+    "(each optional); 'null' removes them."
+)
+
+
+def _rate_limits(text: str) -> dict[str, Any] | None:
+    """``--rate-limits``: a JSON object, or ``null`` (no limits)."""
+    return None if text.strip() == "null" else _settings(text)
+
+
 @projects.command("create")
 def project_create(
     ctx: typer.Context,
     name: str,
     type: Annotated[str, typer.Option("--type", help="ai_gateway or channel.")] = "ai_gateway",
     settings: Annotated[str | None, typer.Option(help="Settings, a JSON object.")] = None,
+    rate_limits: Annotated[
+        str | None, typer.Option(help="Shared by all the project's keys. " + _RATE_LIMITS_HELP)
+    ] = None,
 ) -> None:
     """Create a project."""
-    body = {"name": name, "type": type, "settings": _settings(settings) or {}}
+    body: dict[str, Any] = {"name": name, "type": type, "settings": _settings(settings) or {}}
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
     _out(_client(ctx).call("POST", "/admin/projects", body))
 
 
@@ -168,11 +188,16 @@ def project_update(
     project_id: str,
     name: Annotated[str | None, typer.Option(help="New name.")] = None,
     settings: Annotated[str | None, typer.Option(help="New settings (replaced), JSON.")] = None,
+    rate_limits: Annotated[
+        str | None, typer.Option(help="Operator only. " + _RATE_LIMITS_HELP)
+    ] = None,
 ) -> None:
-    """Rename a project and/or replace its settings."""
-    body = {
+    """Rename a project and/or replace its settings or rate limits."""
+    body: dict[str, Any] = {
         k: v for k, v in {"name": name, "settings": _settings(settings)}.items() if v is not None
     }
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
     _out(_client(ctx).call("PATCH", f"/admin/projects/{project_id}", body))
 
 
@@ -198,6 +223,11 @@ def key_create(
         str | None, typer.Option(help="Validity period, e.g. 3600, 12h, 90d.")
     ] = None,
     expires_at: Annotated[str | None, typer.Option(help="Expiry, ISO 8601 with zone.")] = None,
+    rate_limits: Annotated[str | None, typer.Option(help=_RATE_LIMITS_HELP)] = None,
+    allowed_model: Annotated[
+        list[str] | None,
+        typer.Option(help="A catalog model the key may call; repeatable (default: every model)."),
+    ] = None,
 ) -> None:
     """Create a key; the full key is printed this once."""
     body: dict[str, Any] = {"name": name, "description": description, "scopes": scope}
@@ -205,7 +235,42 @@ def key_create(
         body["expires_in"] = parse_duration(expires_in)
     if expires_at is not None:
         body["expires_at"] = expires_at
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
+    if allowed_model:
+        body["allowed_models"] = allowed_model
     _out(_client(ctx).call("POST", f"/admin/projects/{project_id}/keys", body))
+
+
+@keys.command("update")
+def key_update(
+    ctx: typer.Context,
+    project_id: str,
+    key_id: str,
+    name: Annotated[str | None, typer.Option(help="New label.")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    rate_limits: Annotated[str | None, typer.Option(help=_RATE_LIMITS_HELP)] = None,
+    allowed_model: Annotated[
+        list[str] | None,
+        typer.Option(help="A catalog model the key may call; repeatable (replaces the list)."),
+    ] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all-models", help="Allow every model again.")
+    ] = False,
+) -> None:
+    """Change a key's name, description, rate limits or allowed models."""
+    body: dict[str, Any] = {
+        k: v for k, v in {"name": name, "description": description}.items() if v is not None
+    }
+    if rate_limits is not None:
+        body["rate_limits"] = _rate_limits(rate_limits)
+    if allowed_model and all_models:
+        raise typer.BadParameter("give --allowed-model or --all-models, not both")
+    if allowed_model:
+        body["allowed_models"] = allowed_model
+    elif all_models:
+        body["allowed_models"] = None
+    _out(_client(ctx).call("PATCH", f"/admin/projects/{project_id}/keys/{key_id}", body))
 
 
 @keys.command("list")
@@ -269,87 +334,6 @@ def credential_delete(ctx: typer.Context, project_id: str, credential_id: str) -
 def credential_rewrap(ctx: typer.Context) -> None:
     """Re-seal every credential under the current GATEWAY_SECRET_KEY (operator only)."""
     _out(_client(ctx).call("POST", "/admin/credentials/rewrap"))
-
-
-# -- endpoints ----------------------------------------------------------------------------------
-
-
-@endpoints.command("create")
-def endpoint_create(
-    ctx: typer.Context,
-    project_id: str,
-    slug: str,
-    model: Annotated[str, typer.Option(help="Catalog model name or alias.")],
-    description: Annotated[str | None, typer.Option()] = None,
-    system_prompt: Annotated[str | None, typer.Option(help="Sent as the system message.")] = None,
-    params: Annotated[
-        str | None, typer.Option(help='Generation parameters, JSON, e.g. {"temperature": 0.2}.')
-    ] = None,
-    streaming: Annotated[
-        bool, typer.Option("--streaming/--no-streaming", help='Honour "stream": true.')
-    ] = False,
-    active: Annotated[bool, typer.Option("--active/--inactive")] = True,
-) -> None:
-    """Create an endpoint: POST /api/PROJECT_ID/SLUG answers at once."""
-    body = {
-        "slug": slug,
-        "model": model,
-        "description": description,
-        "system_prompt": system_prompt,
-        "params": _settings(params) or {},
-        "streaming_enabled": streaming,
-        "active": active,
-    }
-    _out(_client(ctx).call("POST", f"/admin/projects/{project_id}/endpoints", body))
-
-
-@endpoints.command("list")
-def endpoint_list(ctx: typer.Context, project_id: str) -> None:
-    """List a project's endpoints."""
-    _out(_client(ctx).call("GET", f"/admin/projects/{project_id}/endpoints"))
-
-
-@endpoints.command("show")
-def endpoint_show(ctx: typer.Context, project_id: str, slug: str) -> None:
-    """Show one endpoint."""
-    _out(_client(ctx).call("GET", f"/admin/projects/{project_id}/endpoints/{slug}"))
-
-
-@endpoints.command("update")
-def endpoint_update(
-    ctx: typer.Context,
-    project_id: str,
-    slug: str,
-    new_slug: Annotated[str | None, typer.Option("--slug", help="Rename the endpoint.")] = None,
-    model: Annotated[str | None, typer.Option()] = None,
-    description: Annotated[str | None, typer.Option(help="'' clears it.")] = None,
-    system_prompt: Annotated[str | None, typer.Option(help="'' clears it.")] = None,
-    params: Annotated[str | None, typer.Option(help="Replaces the parameters, JSON.")] = None,
-    streaming: Annotated[bool | None, typer.Option("--streaming/--no-streaming")] = None,
-    active: Annotated[bool | None, typer.Option("--active/--inactive")] = None,
-) -> None:
-    """Change an endpoint; options left out keep their value."""
-    body: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "slug": new_slug,
-            "model": model,
-            "params": _settings(params),
-            "streaming_enabled": streaming,
-            "active": active,
-        }.items()
-        if v is not None
-    }
-    for name, value in (("description", description), ("system_prompt", system_prompt)):
-        if value is not None:
-            body[name] = value or None
-    _out(_client(ctx).call("PATCH", f"/admin/projects/{project_id}/endpoints/{slug}", body))
-
-
-@endpoints.command("delete")
-def endpoint_delete(ctx: typer.Context, project_id: str, slug: str) -> None:
-    """Delete an endpoint."""
-    _client(ctx).call("DELETE", f"/admin/projects/{project_id}/endpoints/{slug}")
 
 
 def main() -> None:

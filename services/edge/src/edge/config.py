@@ -164,3 +164,34 @@ class EdgeSettings(BaseServiceSettings):
             "nor context_window (the only case where the worst case is a guess)."
         ),
     )
+
+    # -- rate limits (issue 14) ----------------------------------------------------------------
+    ratelimit_timeout_s: float = Field(
+        default=0.1,
+        gt=0,
+        description=(
+            "GATEWAY_RATELIMIT_TIMEOUT_S: wait for a rate-limit counter (JetStream) to answer; "
+            "after it the limit is unchecked and its kind fails open or closed."
+        ),
+    )
+    ratelimit_fail_closed: str = Field(
+        default="",
+        pattern=r"^\s*((requests|tokens)\s*(,\s*(requests|tokens)\s*)*)?$",
+        description=(
+            "GATEWAY_RATELIMIT_FAIL_CLOSED: kinds of limit (requests, tokens; comma separated) "
+            "whose calls are refused with 503 while the counters do not answer. Default: none, "
+            "both kinds fail open (admitted unchecked, counted in a metric)."
+        ),
+    )
+    ratelimit_outage_backoff_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "GATEWAY_RATELIMIT_OUTAGE_BACKOFF_S: after a counter failed to answer, no counter "
+            "is asked for this long (an outage costs one timeout, not one per request)."
+        ),
+    )
+
+    def ratelimit_fail_closed_kinds(self) -> frozenset[str]:
+        """The kinds of ``ratelimit_fail_closed``, as a set."""
+        return frozenset(p.strip() for p in self.ratelimit_fail_closed.split(",") if p.strip())

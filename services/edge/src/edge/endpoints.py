@@ -10,9 +10,10 @@ with their guardrails and schemas already compiled). A call looks up
 ``EndpointSync`` (``endpointsync``) fills the cache and keeps it current;
 the admin routes patch their own edge's copy at once after a write.
 
-``EndpointView.body`` is the prompt-apply step of seed 001: the request the
-router gets is ``{"model", **params, "messages": [system prompt?] + the
-caller's messages, "stream"}``.
+``EndpointView.body`` is the simplest prompt apply: ``{"model", **params,
+"messages": [system prompt?] + messages, "stream"}``. The Gateway API's
+pipeline builds its bodies in ``edge.pipeline.prompt`` (the same shape, plus the
+session history and the rendered prompt template, once per model it tries).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
     copy (``PriceBook``) -> budget gate (prices, leases from billing; releases them
     on shutdown) and its ``BudgetSync`` (billing.budgets.changed.v1 drops an account's
     cached state) -> bearer passthrough (which models take a provider key as the
-    bearer) -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
+    bearer) -> the context-window check (the catalog's windows and tokenizers; encodings
+    built on first use) -> rate limiter (JetStream counter streams declared) and its
+    ``LimitsStep`` -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
     (stored responses, over the same NATS connection) -> ``app.state.edge``
 
 Nothing runs at import. Request handling order: ``RequestContextMiddleware``
@@ -31,7 +33,7 @@ import grpc
 from fastapi import FastAPI
 from nats.aio.client import Client
 
-from gateway_common import db, nats, telemetry
+from gateway_common import db, nats, telemetry, tokens
 from gateway_common.grpc import channel_options
 
 from .api.errors import install_error_handlers
@@ -43,12 +45,15 @@ from .budget import BudgetGate, BudgetPolicy
 from .budget_client import BillingClient
 from .budgetsync import BudgetSync
 from .config import EdgeSettings
+from .context_window import ContextWindow
 from .credentials import CredentialCipher
 from .endpoints import EndpointCache
 from .endpointsync import EndpointSync
 from .keysync import KeySync
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
+from .pipeline.limits_step import LimitsStep
+from .pipeline.ratelimit import LimitKind, RateLimiter
 from .pricebook import PriceBook
 from .projects import ProjectCache
 from .projectsync import ProjectSync
@@ -133,6 +138,15 @@ async def _build_state(
     budget = await stack.enter_async_context(_budget_gate(settings, nc, catalog))
     await stack.enter_async_context(BudgetSync(budget, nc))
     passthrough = Passthrough(catalog)
+    limiter = RateLimiter(
+        nc,
+        metrics=metrics,
+        timeout_s=settings.ratelimit_timeout_s,
+        fail_closed=frozenset(LimitKind(k) for k in settings.ratelimit_fail_closed_kinds()),
+        outage_backoff_s=settings.ratelimit_outage_backoff_s,
+    )
+    await limiter.start()
+    limits = LimitsStep(limiter, catalog, projects)
 
     channel = grpc.aio.insecure_channel(settings.router_addr, options=channel_options())
     stack.push_async_callback(channel.close)
@@ -157,7 +171,11 @@ async def _build_state(
             projects=projects,
             budget=budget,
             passthrough=passthrough,
+            context_window=ContextWindow(catalog, tokens.Encodings()),
+            limits=limits,
+            prices=catalog,
         ),
+        limits=limits,
     )
 
 

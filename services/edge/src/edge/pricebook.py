@@ -31,6 +31,11 @@ guess, which a provider could exceed.
 **The real cost** is the call's usage (as the router reported it) priced
 with ``gateway_common.pricing``, the same arithmetic billing applies.
 
+**The context window** (``PriceBook.window``, for ``edge.context_window``): a
+model's ``context_window`` and the tokenizer that counts its prompts
+(``gateway_common.tokens.tokenizer_for``: the catalog's ``tokenizer``, else
+tiktoken's model table for OpenAI deployments, else None: the estimate).
+
 **Bearer passthrough** (``edge.passthrough``) asks the same copy of the
 catalog whether a model may take a caller's provider key as its bearer:
 ``passthrough_possible`` (any provider opted in with ``byok_passthrough``)
@@ -51,8 +56,9 @@ from gateway.router.v1 import router_pb2
 from gateway_common.catalog import Catalog, CatalogFile, split_provider
 from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.pricing import PriceIndex, exact_sum, price_usage
+from gateway_common.tokens import TokenizerName, tokenizer_for
 
-__all__ = ["Estimate", "PriceBook"]
+__all__ = ["Estimate", "PriceBook", "Window"]
 
 _OPERATIONS = {
     router_pb2.OPERATION_CHAT_COMPLETIONS: "chat.completions",
@@ -92,12 +98,22 @@ class Estimate:
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A model's context window (tokens; 0: unknown) and its prompts' tokenizer (None: estimate)."""
+
+    model: str  # the public catalog name
+    context_window: int
+    tokenizer: TokenizerName | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Model:
     public: str
     context_window: int
     max_output_tokens: int
     providers: frozenset[str]  # of its deployments
     passthrough_only: bool  # every deployment is on a ``byok_passthrough`` provider
+    window: Window
 
 
 class _Snapshot:
@@ -112,12 +128,18 @@ class _Snapshot:
         self.models: dict[str, _Model] = {}
         for public, entry in catalog.models.items():
             providers = frozenset(dep.provider for dep in entry.deployments)
+            tokenizer = tokenizer_for(
+                entry.tokenizer,
+                public,
+                ((catalog.providers[dep.provider].kind, dep.model) for dep in entry.deployments),
+            )
             limits = _Model(
                 public,
                 entry.context_window,
                 entry.max_output_tokens,
                 providers,
                 providers <= self.passthrough,
+                Window(public, entry.context_window, tokenizer),
             )
             for name in (public, *entry.aliases):
                 self.models[name] = limits
@@ -215,9 +237,70 @@ class PriceBook:
             output_unset=bool(choices) and max_output_tokens is None,
         )
 
+    def output_limit(self, model: str) -> int | None:
+        """The most a call to ``model`` can answer: its catalog ``max_output_tokens``, else its
+        ``context_window``; None when the catalog states neither or does not know ``model``."""
+        found = self._current(model).resolve(model)
+        if found is None:
+            return None
+        return found.max_output_tokens or found.context_window or None
+
+    def window(self, model: str) -> Window | None:
+        """``model``'s context window and tokenizer, or None when the catalog does not know it."""
+        found = self._current(model).resolve(model)
+        return None if found is None else found.window
+
+    def limits(self, model: str) -> tuple[int, int] | None:
+        """``(context_window, max_output_tokens)`` of ``model`` as the catalog states them (0:
+        not stated), or None when the catalog does not know it. Session history is fitted
+        into the window (``edge.pipeline.history``)."""
+        found = self._current(model).resolve(model)
+        return None if found is None else (found.context_window, found.max_output_tokens)
+
+    def worst_case_tokens(
+        self,
+        op: router_pb2.Operation.ValueType,
+        model: str,
+        body: bytes,
+        *,
+        max_output_tokens: int | None,
+        choices: int,
+    ) -> int:
+        """The most tokens one call may use, as ``estimate`` bounds them (module docstring):
+        prompt bound plus completion cap times ``n``; for a model the catalog does not know,
+        the body's length plus ``default_max_output_tokens`` per choice (rate limits of
+        tokens reserve this at admission)."""
+        found = self._current(model).resolve(model)
+        prompt = len(body)
+        if (
+            found is not None
+            and found.context_window
+            and (prompt > found.context_window or any(m in body for m in _MEDIA_MARKERS))
+        ):
+            prompt = found.context_window
+        if _OPERATIONS.get(op, "chat.completions") == "embeddings":
+            return prompt
+        per_choice = max_output_tokens
+        if not per_choice:
+            per_choice = (
+                (found.max_output_tokens or found.context_window) if found is not None else 0
+            ) or self._default_output
+        return prompt + per_choice * max(choices, 1)
+
+    def public_name(self, model: str) -> str | None:
+        """The catalog's public name of ``model`` (a name, alias or provider-prefixed name)."""
+        found = self._current(model).resolve(model)
+        return None if found is None else found.public
+
     def knows(self, model: str) -> bool:
         """Whether the catalog resolves ``model`` (a name, alias or provider-prefixed name)."""
         return self._current(model).resolve(model) is not None
+
+    def unpinned_public_name(self, model: str) -> str | None:
+        """The public name of the catalog model ``model`` names or aliases; None for an
+        unknown or a provider-prefixed name (which pins a route of its own)."""
+        found = self._current(model).models.get(model)
+        return None if found is None else found.public
 
     def passthrough_possible(self) -> bool:
         """Whether any provider of the catalog takes a caller's key as the bearer."""

@@ -17,6 +17,7 @@ from .config import EdgeSettings
 from .endpoints import EndpointCache
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
+from .pipeline.limits_step import LimitsStep
 from .pricebook import PriceBook
 from .projects import ProjectCache
 from .router_client import RouterClient
@@ -42,3 +43,4 @@ class EdgeState:
     passthrough: Passthrough
     sessions: SessionsClient
     proxy: Proxy
+    limits: LimitsStep

@@ -39,14 +39,16 @@ new sampling parameter still reaches the provider):
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
-from gateway_common.errors import InvalidRequest, ProviderUnavailable
+from gateway_common import tokens
+from gateway_common.errors import ContextLengthExceeded, InvalidRequest, ProviderUnavailable
 from gateway_common.openai import (
     FunctionToolCall,
     OutputMessage,
@@ -61,6 +63,7 @@ from .routing import Route
 
 __all__ = [
     "IdFactory",
+    "as_responses_errors",
     "new_id",
     "require_support",
     "response_object",
@@ -118,6 +121,16 @@ def require_support(route: Route, model: str) -> Route:
             code="unsupported_model",
         )
     return route
+
+
+@contextlib.contextmanager
+def as_responses_errors() -> Iterator[None]:
+    """Re-raise a provider's chat-shaped refusal as the Responses API words it: a
+    ``ContextLengthExceeded`` names ``input`` with OpenAI's Responses message."""
+    try:
+        yield
+    except ContextLengthExceeded as err:
+        raise ContextLengthExceeded(tokens.RESPONSES_OVERFLOW, param="input") from err
 
 
 # -- request: Responses -> chat completions -------------------------------------------------

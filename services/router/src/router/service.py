@@ -120,6 +120,14 @@ async def _embed(candidate: Candidate, req: ProviderRequest, deadline: float | N
     return await cast(EmbeddingsAdapter, candidate.adapter).embed(req, deadline=deadline)
 
 
+def _errors_for(call: Call) -> contextlib.AbstractContextManager[None]:
+    """A provider's refusal in the words of the API the call came in on (Responses:
+    ``responses.as_responses_errors``)."""
+    if call.operation == "responses":
+        return responses.as_responses_errors()
+    return contextlib.nullcontext()
+
+
 def _route_for(table: RoutingTable, call: Call) -> Route:
     route = table.resolve(call.model)
     if call.operation == "responses":
@@ -162,9 +170,10 @@ class RouterService:
             self._catalog.lease() as table,
             self._upstreams.bind(table, _route_for(table, call), call.upstreams()) as route,
         ):
-            completion, info = await self._failover.call(
-                route, call.provider_request(), invoke, deadline=deadline, keys=call.keys(route)
-            )
+            with _errors_for(call):
+                completion, info = await self._failover.call(
+                    route, call.provider_request(), invoke, deadline=deadline, keys=call.keys(route)
+                )
         publishing = time.perf_counter()
         event = await self._usage.record(call.payer, call.operation, info, completion.usage)
         info = replace(info, publish_ms=(time.perf_counter() - publishing) * 1000)
@@ -194,9 +203,10 @@ class RouterService:
             self._catalog.lease() as table,
             self._upstreams.bind(table, _route_for(table, call), call.upstreams()) as route,
         ):
-            committed = await self._failover.stream(
-                route, call.provider_request(), deadline=deadline, keys=call.keys(route)
-            )
+            with _errors_for(call):
+                committed = await self._failover.stream(
+                    route, call.provider_request(), deadline=deadline, keys=call.keys(route)
+                )
             info = committed.info
             usage: Usage | None = None
             # With generation_context, a final chunk waits for the next one; the last one

@@ -15,7 +15,9 @@
                        "Token does not belong to this project." otherwise) with the
                        ``chat`` scope: the Gateway API's caller (seed 001)
     EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
-    SessionsDep        SessionsClient (stored responses)
+    SessionsDep        SessionsClient (stored responses, session history)
+    CatalogDep         PriceBook (the catalog's prices and limits: context windows)
+    LimitsDep          LimitsStep (rate limits and ``allowed_models``)
 
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
 route authenticates gateway keys only, so a provider key is a 401 there.
@@ -34,6 +36,8 @@ from gateway_common.errors import PermissionDenied
 from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
 from ..config import EdgeSettings
 from ..endpoints import EndpointCache
+from ..pipeline.limits_step import LimitsStep
+from ..pricebook import PriceBook
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
 from ..state import EdgeState
@@ -41,11 +45,13 @@ from .proxy import Proxy
 
 __all__ = [
     "ApiKeyDep",
+    "CatalogDep",
     "ChatCallDep",
     "ChatKeyDep",
     "EmbeddingsCallDep",
     "EmbeddingsKeyDep",
     "EndpointsDep",
+    "LimitsDep",
     "ProjectChatKeyDep",
     "ProxyDep",
     "ResponsesCallDep",
@@ -78,12 +84,20 @@ async def get_sessions(state: StateDep) -> SessionsClient:
     return state.sessions
 
 
+async def get_catalog(state: StateDep) -> PriceBook:
+    return state.catalog
+
+
 async def get_proxy(state: StateDep) -> Proxy:
     return state.proxy
 
 
 async def get_endpoints(state: StateDep) -> EndpointCache:
     return state.endpoints
+
+
+async def get_limits(state: StateDep) -> LimitsStep:
+    return state.limits
 
 
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
@@ -107,7 +121,9 @@ SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
+CatalogDep = Annotated[PriceBook, Depends(get_catalog)]
 EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
+LimitsDep = Annotated[LimitsStep, Depends(get_limits)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]
 

@@ -12,7 +12,11 @@ For each request, in order:
    carrying the request id; it is not re-raised, so the server does not log it
    again;
 4. metrics: count and duration by route template (``unmatched`` for unknown
-   URLs, to keep label cardinality bounded).
+   URLs, to keep label cardinality bounded);
+5. the headers a route left in ``request.state`` under ``RESPONSE_HEADERS``
+   (a ``dict[str, str]``: the rate-limit step's ``x-ratelimit-*`` and
+   ``retry-after``) go on the response the request ends with, whatever made it
+   (the route, an error handler, a stream), unless it already has the header.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ from gateway_common.telemetry import REQUEST_ID
 from ..metrics import EdgeMetrics
 from .errors import internal_error_bytes
 
-__all__ = ["RequestContextMiddleware"]
+__all__ = ["RESPONSE_HEADERS", "RequestContextMiddleware"]
+
+#: ``scope["state"]`` key of the headers every response of the request carries (item 5).
+RESPONSE_HEADERS = "response_headers"
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,19 @@ def _request_id(scope: Scope) -> str:
         if name == b"x-request-id" and _SANE_ID.fullmatch(value):
             return value.decode()
     return uuid.uuid4().hex
+
+
+def _extra_headers(scope: Scope, message: Message) -> list[tuple[bytes, bytes]]:
+    """The ``RESPONSE_HEADERS`` a route left for this response, those it lacks only."""
+    extra: dict[str, str] | None = scope.get("state", {}).get(RESPONSE_HEADERS)
+    if not extra:
+        return []
+    present = {name.lower() for name, _ in message.get("headers", ())}
+    return [
+        (name.encode(), value.encode())
+        for name, value in extra.items()
+        if name.encode() not in present
+    ]
 
 
 class RequestContextMiddleware:
@@ -69,6 +89,7 @@ class RequestContextMiddleware:
                 message["headers"] = [
                     *message.get("headers", ()),
                     (b"x-request-id", request_id.encode()),
+                    *_extra_headers(scope, message),
                 ]
             await send(message)
 

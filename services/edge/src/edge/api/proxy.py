@@ -42,6 +42,22 @@ for that call only, and the project's ``generation_context`` setting; the
 router attaches the priced line items to the body, or as one more chunk
 before the last, which goes out as an ordinary ``data:`` frame.
 
+Context window (``edge.context_window``): ``forward`` first refuses a chat or
+Responses body whose prompt cannot fit its model's window (400
+``context_length_exceeded``), before rate limits, budgets, credentials or the router.
+
+Rate limits (``edge.pipeline.limits_step``): after the body and header checks
+and before the budget, a key's ``allowed_models`` is checked (403
+``model_not_allowed``) and the call is counted against its key's, project's
+(and, on the Gateway API, endpoint's) limits: requests, and tokens reserved at
+the call's worst case, settled to its usage when the call ends; refused with
+429 (``Retry-After``). The Gateway API counts the request earlier
+(``rate_limit``, right after its endpoint lookup) and hands the ``Admission``
+to ``forward``, which reserves the tokens once the prompt is built. The
+``x-ratelimit-*`` headers (and ``retry-after``) go on whatever response the
+request ends with, errors included: ``rate_limit`` leaves them in
+``request.state`` under ``RESPONSE_HEADERS`` and the middleware adds them.
+
 Budgets (``edge.budget``): after the body and header checks, each call is
 admitted against its project's, key's and (Gateway API calls) endpoint's
 budgets and credits (refused with 429 ``insufficient_quota`` or 403 before
@@ -54,13 +70,14 @@ usage the router reports, however the request ends (streams: in ``_sse``'s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol, TypeVar
 
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
+from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import (
     GatewayError,
@@ -74,11 +91,17 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
+from ..context_window import ContextWindow
+from ..endpoints import EndpointView
 from ..metrics import EdgeMetrics
 from ..passthrough import MAX_PROVIDER_KEY, PROVIDER_KEY_HEADER, PROVIDER_KEY_SHAPE, Passthrough
+from ..pipeline.limits_step import Admission, LimitsStep
+from ..pipeline.ratelimit import Decision
+from ..pricebook import PriceBook
 from ..projects import CallOptions, ProjectCache
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
+from .middleware import RESPONSE_HEADERS
 
 __all__ = ["Proxy", "Shaper", "server_timing"]
 
@@ -95,6 +118,10 @@ _OPERATION_LABELS = {
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 #: What a passthrough call carries instead of its (nonexistent) project's options.
 _NO_PROJECT = CallOptions()
+_ADMITTED = Decision(allowed=True)
+_NO_USAGE = types_pb2.Usage()
+#: Settles a call's token reservation with its usage (None: unknown) and failure.
+_Settle = Callable[[types_pb2.Usage | None, BaseException | None], Awaitable[None]]
 
 
 def _error_frame(err: GatewayError) -> bytes:
@@ -136,16 +163,18 @@ class Shaper(Protocol):
 
     ``body`` gets a unary answer's body and returns what the client receives;
     ``frame`` turns one stream chunk into its SSE frame (chunks of a batch one
-    by one, in order); ``done`` is written after a good stream (empty: nothing).
-    A failure in ``body`` becomes the error response, one in ``frame`` the
-    in-band error frame that ends the stream, after the frames before it.
+    by one, in order); ``finish`` runs after a good stream's last chunk and
+    returns what is written last (empty: nothing), so it can store what the
+    stream said before the client sees the end. A failure in ``body`` becomes
+    the error response, one in ``frame`` or ``finish`` the in-band error frame
+    that ends the stream, after the frames before it.
     """
-
-    done: bytes
 
     async def body(self, body: bytes) -> bytes: ...
 
     async def frame(self, chunk: bytes) -> bytes: ...
+
+    async def finish(self) -> bytes: ...
 
 
 class Proxy:
@@ -160,8 +189,14 @@ class Proxy:
         projects: ProjectCache,
         budget: BudgetGate,
         passthrough: Passthrough,
+        context_window: ContextWindow,
+        limits: LimitsStep,
+        prices: PriceBook,
     ) -> None:
         self._client = client
+        self._window = context_window
+        self._limits = limits
+        self._prices = prices
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._projects = projects
@@ -208,6 +243,44 @@ class Proxy:
             code="request_too_large",
         )
 
+    async def rate_limit(
+        self,
+        request: Request,
+        key: KeyEntry,
+        *,
+        endpoint: EndpointView | None = None,
+        tokens: int | None = None,
+    ) -> Admission:
+        """The rate-limit step: ``allowed_models`` of the call's model (the endpoint's when
+        given), then the request counted against its limits (``tokens``: the worst case,
+        when known). Raises 403 / 429 / 503; leaves the ``x-ratelimit-*`` headers for the
+        response in ``request.state``."""
+        if endpoint is not None:
+            self._limits.check_model(key, endpoint.model)
+        admission = await self._limits.admit(key, endpoint=endpoint, tokens=tokens)
+        return self._publish(request, admission)
+
+    def _worst(
+        self,
+        op: router_pb2.Operation.ValueType,
+        model: str,
+        body: bytes,
+        max_output_tokens: int | None,
+        choices: int,
+    ) -> int:
+        return self._prices.worst_case_tokens(
+            op, model, body, max_output_tokens=max_output_tokens, choices=choices
+        )
+
+    @staticmethod
+    def _publish(request: Request, admission: Admission) -> Admission:
+        headers = admission.headers()
+        if headers:
+            setattr(request.state, RESPONSE_HEADERS, headers)
+        if (error := admission.error()) is not None:
+            raise error
+        return admission
+
     async def forward(
         self,
         request: Request,
@@ -222,32 +295,49 @@ class Proxy:
         choices: int = 1,
         endpoint: str = "",
         endpoint_id: str = "",
+        admission: Admission | None = None,
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
 
         ``max_output_tokens`` (the request's completion cap per choice, None when
-        unset) and ``choices`` (its ``n``) bound the worst case the budget reserves.
-        ``endpoint`` names the Gateway API endpoint the call came through ("": none)
-        and ``endpoint_id`` is its id: the call is also bound by the endpoint's budget.
+        unset) and ``choices`` (its ``n``) bound the worst case the budget and the
+        token limits reserve. ``endpoint`` names the Gateway API endpoint the call
+        came through ("": none) and ``endpoint_id`` is its id: the call is also bound
+        by the endpoint's budget; ``admission`` is its ``rate_limit`` (None: ``/v1``,
+        the model is checked and the call counted here).
         """
         started: float = request.state.started_at
+        await self._window.check(op, model, body, max_output_tokens=max_output_tokens)
         provider_key: str | None
         if key.provider_key is not None:
             # Again where the key leaves: ``model`` is what the router will route.
             self._passthrough.confirm(key, model)
             options, provider_key, ticket = _NO_PROJECT, key.provider_key, Ticket()
+            admission = Admission((), _ADMITTED)
         else:
             options = self._projects.call_options(key.project_id)
             provider_key = _provider_key(request)
-            ticket = await self._budget.admit(
-                key,
-                op,
-                model,
-                body,
-                max_output_tokens=max_output_tokens,
-                choices=choices,
-                endpoint_id=endpoint_id,
-            )
+            worst = (op, model, body, max_output_tokens, choices)
+            if admission is None:  # /v1: the worst case is known, one admission counts all
+                self._limits.check_model(key, model)
+                tokens = self._worst(*worst) if self._limits.counts_tokens(key) else None
+                admission = await self.rate_limit(request, key, tokens=tokens)
+            elif self._limits.wants_tokens(admission):
+                await self._limits.reserve(admission, tokens=self._worst(*worst))
+                self._publish(request, admission)
+            try:
+                ticket = await self._budget.admit(
+                    key,
+                    op,
+                    model,
+                    body,
+                    max_output_tokens=max_output_tokens,
+                    choices=choices,
+                    endpoint_id=endpoint_id,
+                )
+            except BaseException:
+                await self._limits.settle(admission, _NO_USAGE)  # no call: no tokens used
+                raise
         ctx = CallContext(
             request_id=REQUEST_ID.get(),
             project_id=key.project_id,
@@ -261,9 +351,14 @@ class Proxy:
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:
-            with ticket:
-                result = await self._client.complete(op, model, body, ctx)
-                ticket.record(result.usage)
+            try:
+                with ticket:
+                    result = await self._client.complete(op, model, body, ctx)
+                    ticket.record(result.usage)
+            except BaseException as exc:
+                await self._limits.settle(admission, None, exc)
+                raise
+            await self._limits.settle(admission, result.usage)
             headers = self._route_headers(result.route, started, operation)
             answer = result.body if shaper is None else await shaper.body(result.body)
             return Response(answer, media_type="application/json", headers=headers)
@@ -273,13 +368,18 @@ class Proxy:
             first = await self._first_event(events)
         except BaseException as exc:
             ticket.close(exc)
+            await self._limits.settle(admission, None, exc)
             raise
         kind = first.WhichOneof("event")
         route = first.route if kind == "route" else router_pb2.RouteInfo()
         headers = self._route_headers(route, started, operation)
         return StreamingResponse(
             self._sse(
-                events, pending=None if kind == "route" else first, shaper=shaper, ticket=ticket
+                events,
+                pending=None if kind == "route" else first,
+                shaper=shaper,
+                ticket=ticket,
+                settle=self._settler(admission),
             ),
             media_type="text/event-stream",
             headers={**headers, **_SSE_HEADERS},
@@ -312,6 +412,12 @@ class Proxy:
             "server-timing": server_timing(route, total_ms),
         }
 
+    def _settler(self, admission: Admission) -> _Settle:
+        async def settle(usage: types_pb2.Usage | None, error: BaseException | None) -> None:
+            await self._limits.settle(admission, usage, error)
+
+        return settle
+
     @staticmethod
     async def _sse(
         events: AsyncGenerator[router_pb2.StreamEvent, None],
@@ -319,7 +425,10 @@ class Proxy:
         pending: router_pb2.StreamEvent | None,
         shaper: Shaper | None,
         ticket: Ticket,
+        settle: _Settle,
     ) -> AsyncIterator[bytes]:
+        usage: types_pb2.Usage | None = None
+        failure: BaseException | None = None
         try:
             event = pending if pending is not None else await anext(events, None)
             while event is not None:
@@ -335,19 +444,23 @@ class Proxy:
                         yield frames
                 elif kind == "usage":
                     ticket.record(event.usage)
+                    usage = event.usage
                 elif kind == "error":
-                    yield _error_frame(from_detail(event.error))
+                    failure = from_detail(event.error)
+                    yield _error_frame(failure)
                     return
                 event = await anext(events, None)
-            done = _DONE if shaper is None else shaper.done
+            done = _DONE if shaper is None else await shaper.finish()
             if done:
                 yield done
         except GatewayError as err:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
+            failure = err
             yield _error_frame(err)
         finally:
             ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()
+            await settle(usage, failure)
 
 
 def server_timing(route: router_pb2.RouteInfo, total_ms: float) -> str:

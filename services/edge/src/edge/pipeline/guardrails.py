@@ -36,7 +36,7 @@ returns the redacted texts; ``check_output(text)`` the redacted content;
 ``output_stream()`` an ``OutputRedactor`` for a stream's content deltas.
 
 A block raises ``GuardrailBlocked`` (422, code ``guardrail_blocked``) naming the
-guardrail, its type and the direction, never quoting the text. Every guardrail
+guardrail, its type, its index in the list and the direction, never quoting the text. Every guardrail
 that fires counts once per check in
 ``switchyard_edge_guardrail_triggered_total{guardrail_type,direction,action}``
 (action ``block``, ``redact`` or ``timeout``; the configured name is not a label).
@@ -230,6 +230,8 @@ class _Check:
         self.config = config
         self.kind = config.type
         self.label = config.label
+        #: Its place in the endpoint's ``guardrails`` list (set by ``compile_guardrails``).
+        self.index = 0
         self.directions: frozenset[str] = frozenset(
             ("input", "output") if config.applies_to == "both" else (config.applies_to,)
         )
@@ -250,6 +252,7 @@ class _Check:
             guardrail_type=self.kind,
             direction=direction,
             reason=reason,
+            index=self.index,
         )
 
 
@@ -538,6 +541,7 @@ def compile_guardrails(raw: object, *, field: str = "guardrails") -> Guardrails:
             checks.append(_Regex(config, patterns))
         else:
             checks.append(_Pii(config))
+        checks[-1].index = i
     return Guardrails(checks)
 
 

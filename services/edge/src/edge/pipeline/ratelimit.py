@@ -71,6 +71,7 @@ __all__ = [
     "Decision",
     "Limit",
     "LimitKind",
+    "LimitReached",
     "LimitState",
     "RateLimiter",
     "RateLimits",
@@ -230,6 +231,8 @@ class Decision:
     unchecked: frozenset[LimitKind] = frozenset()
     unavailable: bool = False
     reservation: Reservation | None = field(default=None, compare=False)
+    #: An admitted decision's increments (hit, cost), for ``RateLimiter.release``.
+    increments: tuple[tuple[Hit, int], ...] = field(default=(), compare=False, repr=False)
 
     def tightest(self, kind: LimitKind) -> LimitState | None:
         """The state of ``kind`` with the least remaining (then the latest reset)."""
@@ -266,22 +269,37 @@ class Decision:
         requested = 1 if limit.kind is LimitKind.REQUESTS else self.tokens
         who = limit.scope.replace(":", " ", 1)
         if self.retry_after_s is None:
-            return RateLimited(
+            return LimitReached(
                 f"Request too large for {who} on {limit.describe()}: Limit {limit.amount}, "
                 f"Requested {requested}. The input or output tokens must be reduced in "
                 "order to run successfully.",
+                kind=limit.kind,
                 retry_after=None,
             )
         state = next((s for s in self.states if s.limit == limit), None)
         used = f", Used {state.used}" if state is not None else ""
-        return RateLimited(
+        return LimitReached(
             f"Rate limit reached for {who} on {limit.describe()}: Limit {limit.amount}"
             f"{used}, Requested {requested}. Please try again in {self.retry_after_s}s.",
+            kind=limit.kind,
             retry_after=self.retry_after_s,
         )
 
 
 _UNLIMITED = Decision(allowed=True)
+
+
+class LimitReached(RateLimited):
+    """A rate limit refused the request (429): OpenAI's ``type`` names what was counted.
+
+    OpenAI answers ``{"type": "requests" | "tokens", "code": "rate_limit_exceeded"}``;
+    ``kind`` is the refusing limit's, ``retry_after`` as on ``RateLimited``.
+    """
+
+    def __init__(self, message: str, *, kind: LimitKind, retry_after: int | None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.kind = kind
+        self.error_type = kind.value
 
 
 def format_reset(seconds: float) -> str:
@@ -419,7 +437,35 @@ class RateLimiter:
             tokens=tokens,
             unchecked=frozenset(failed),
             reservation=Reservation(tokens, token_hits) if token_hits else None,
+            increments=tuple((o.hit, o.cost) for o in outcomes if o.cost),
         )
+
+    async def release(self, decision: Decision) -> None:
+        """Take back every increment of an admitted ``decision`` still in its window.
+
+        For a request admitted by one step and refused by a later part of the same
+        limit check (the Gateway API counts requests first and reserves tokens once
+        its prompt is built): a refused request consumes nothing. Its reservation is
+        marked settled, so a later ``settle`` does nothing.
+        """
+        if decision.reservation is not None:
+            decision.reservation.settled = True
+        now = self._clock()
+        live = [(hit, cost) for hit, cost in decision.increments if now < hit.window_end]
+        if not live:
+            return
+        results = await asyncio.gather(
+            *(
+                self._storage.add(h.key, window_s=h.window_s, start=h.window_start, amount=-cost)
+                for h, cost in live
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, CountersUnavailable):
+                log.warning("rate-limit release lost: %s", result)
+            elif isinstance(result, BaseException):
+                raise result
 
     async def settle(self, reservation: Reservation | None, tokens_used: int) -> None:
         """Correct each token window of an admitted request by ``tokens_used - reserved``.

@@ -11,9 +11,14 @@ show; they leave hashes and ciphertexts out.
 
 An endpoint is a project's named preset of the Gateway API (seed 001,
 ``POST /api/{project}/{slug}``): a catalog model, an optional system prompt
-and generation parameters. ``EndpointCreate`` / ``EndpointUpdate`` check
-what can be checked without the catalog (slug shape, parameter names, types
-and OpenAI's ranges); the admin route checks the model against the catalog.
+and generation parameters, plus seed 001's pipeline settings (prompt template,
+schemas, guardrails, caps, budget, rate limits, fallbacks, sessions).
+``EndpointCreate`` / ``EndpointUpdate`` check what can be checked field by field
+without the catalog (slug shape, parameter names, types and OpenAI's ranges, the
+template's placeholders, limits >= 1, a budget >= 0, the rate-limit shape, the
+session TTL); the admin route checks the rest on the endpoint as it would be saved
+(the model and fallbacks against the catalog, schemas and guardrails compiled as the
+cache compiles them, ``edge.endpointsync.view_of``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -29,10 +34,19 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import JSON, DateTime, LargeBinary, Numeric, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from gateway_common.billing_api import Money
 from gateway_common.openai import Penalty, ResponseFormat, Temperature, TokenLimit, TopP
+from gateway_common.sessions_history import MAX_TTL_SECONDS
+
+from ..pipeline.ratelimit import RateLimits
 
 __all__ = [
     "ENDPOINT_PARAMS",
+    "MAX_ALLOWED_MODELS",
+    "MAX_FALLBACKS",
+    "MAX_REQUEST_TOKENS",
+    "MAX_SCHEMA_DEPTH",
+    "PLACEHOLDER_PATTERN",
     "PREFIX_LEN",
     "SLUG_PATTERN",
     "ApiKey",
@@ -50,6 +64,9 @@ __all__ = [
     "ProjectType",
     "ProviderCredential",
     "ProviderCredentialPublic",
+    "checked_allowed_models",
+    "checked_rate_limits",
+    "template_variables",
 ]
 
 #: How many leading characters of a key are kept for display.
@@ -62,6 +79,46 @@ def _uuid() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+#: The most models one key's ``allowed_models`` may list, and the longest name.
+MAX_ALLOWED_MODELS = 256
+MAX_MODEL_NAME = 200
+
+
+def checked_rate_limits(value: Any) -> dict[str, Any] | None:
+    """``rate_limits`` as stored: checked against ``RateLimits`` (extra fields, non-integers,
+    amounts below 1 refused, naming the field), nulls dropped; None or ``{}`` is no limit."""
+    if value is None:
+        return None
+    limits = RateLimits.model_validate(value)
+    dumped = limits.model_dump(exclude_none=True)
+    return dumped or None
+
+
+def checked_allowed_models(value: Any) -> list[str] | None:
+    """``allowed_models`` as stored: None (every model) or 1..``MAX_ALLOWED_MODELS``
+    distinct non-empty names, in their first order."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
+        raise PydanticCustomError("allowed_models", "must be a list of model names, or null")
+    names = list(dict.fromkeys(m.strip() for m in value))
+    if not names:
+        raise PydanticCustomError(
+            "allowed_models", "must list at least one model (null allows every model)"
+        )
+    if len(names) > MAX_ALLOWED_MODELS:
+        raise PydanticCustomError(
+            "allowed_models", "at most {limit} models", {"limit": MAX_ALLOWED_MODELS}
+        )
+    if any(not m or len(m) > MAX_MODEL_NAME for m in names):
+        raise PydanticCustomError(
+            "allowed_models",
+            "each model name must be 1 to {limit} characters",
+            {"limit": MAX_MODEL_NAME},
+        )
+    return names
 
 
 #: ``ai_gateway``: model-level OpenAI-compatible access (seed 000, 001);
@@ -85,6 +142,11 @@ class ProjectBase(SQLModel):
         description="Requests per minute / per day and tokens per minute for the whole "
         "project (edge.pipeline.ratelimit.RateLimits); null: none.",
     )
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> dict[str, Any] | None:
+        return checked_rate_limits(value)
 
 
 class Project(ProjectBase, table=True):
@@ -135,6 +197,16 @@ class ApiKeyBase(SQLModel):
         sa_type=JSON,
         description="Catalog models (or aliases) this key may call; null: every model.",
     )
+
+    @field_validator("rate_limits", mode="before")
+    @classmethod
+    def _rate_limits(cls, value: Any) -> dict[str, Any] | None:
+        return checked_rate_limits(value)
+
+    @field_validator("allowed_models", mode="before")
+    @classmethod
+    def _allowed_models(cls, value: Any) -> list[str] | None:
+        return checked_allowed_models(value)
 
 
 class ApiKeyCreate(ApiKeyBase):
@@ -232,6 +304,18 @@ class _Params(BaseModel):
 #: The keys ``params`` may hold: generation parameters only (no model, messages, tools, n ...).
 ENDPOINT_PARAMS: tuple[str, ...] = tuple(_Params.model_fields)
 
+#: A ``prompt_template`` placeholder: ``{{name}}`` (spaces inside the braces allowed), the
+#: name an identifier. Every ``{{`` must open one; a lone ``}}`` is plain text.
+PLACEHOLDER_PATTERN = r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}"
+_PLACEHOLDER = re.compile(PLACEHOLDER_PATTERN)
+#: The largest ``max_request_tokens`` (the column is a 32-bit integer).
+MAX_REQUEST_TOKENS = 2**31 - 1
+#: The deepest nesting (objects and arrays) an ``input_schema`` / ``output_schema`` may have:
+#: checking a schema recurses once per level, and far deeper ones are no real schema.
+MAX_SCHEMA_DEPTH = 64
+#: At most this many ``fallbacks`` per endpoint.
+MAX_FALLBACKS = 8
+
 
 def _check_slug(value: str | None) -> str | None:
     if value is not None and not _SLUG.fullmatch(value):
@@ -239,21 +323,6 @@ def _check_slug(value: str | None) -> str | None:
             "slug_shape", "must be 1-64 lower-case letters, digits or '-', not starting with '-'"
         )
     return value
-
-
-def _budget_text(value: Any) -> Any:
-    """``monthly_budget`` is a decimal string on the wire (money is never a JSON float)."""
-    if value is None or isinstance(value, Decimal):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError("money_text", 'must be a decimal string, e.g. "25.00"')
-    try:
-        amount = Decimal(value)
-    except ArithmeticError:
-        raise PydanticCustomError("money_text", 'must be a decimal string, e.g. "25.00"') from None
-    if not amount.is_finite() or amount < 0:
-        raise PydanticCustomError("money_range", "must be a finite amount of at least 0")
-    return amount
 
 
 def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -272,6 +341,142 @@ def _check_params(value: dict[str, Any] | None) -> dict[str, Any] | None:
                 {"key": key, "allowed": ", ".join(ENDPOINT_PARAMS)},
             )
     return _Params.model_validate(value).model_dump(mode="json", exclude_none=True)
+
+
+def template_variables(template: str) -> tuple[str, ...]:
+    """The variable names ``template`` uses, in first-use order, each once.
+
+    Raises ``ValueError`` (with the offending character offset) when a ``{{`` opens no
+    well-formed placeholder: unclosed, empty, or a name that is not an identifier.
+    """
+    names: list[str] = []
+    at = 0
+    while (start := template.find("{{", at)) != -1:
+        match = _PLACEHOLDER.match(template, start)
+        if match is None:
+            close = template.find("}}", start + 2)
+            if close == -1:
+                raise ValueError(f"'{{{{' at character {start} is never closed with '}}}}'")
+            inner = template[start + 2 : close].strip()
+            raise ValueError(
+                f"'{{{{{inner}}}}}' at character {start} is not a placeholder: use "
+                "{{name}}, the name letters, digits and '_', not starting with a digit"
+            )
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        at = match.end()
+    return tuple(names)
+
+
+def _check_template(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            template_variables(value)
+        except ValueError as exc:
+            raise PydanticCustomError("template_syntax", "{why}", {"why": str(exc)}) from None
+    return value
+
+
+def _check_schema_depth(value: object) -> object:
+    """``value`` unless it nests more than ``MAX_SCHEMA_DEPTH`` levels (an iterative walk, so
+    a deep one is a 400 here rather than a ``RecursionError`` in the meta-schema check)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        children = node.values() if isinstance(node, dict) else node
+        if depth > MAX_SCHEMA_DEPTH:
+            raise PydanticCustomError(
+                "schema_depth",
+                "the schema is nested more than {n} levels deep",
+                {"n": MAX_SCHEMA_DEPTH},
+            )
+        stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def _check_rate_limits(value: object) -> dict[str, int] | None:
+    """``value`` as ``RateLimits`` stores it (nulls dropped); errors nest under the field."""
+    if value is None:
+        return None
+    return RateLimits.model_validate(value).model_dump(exclude_none=True)
+
+
+def _to_decimal(value: object) -> object:
+    """A JSON number or a decimal string as an exact ``Decimal`` (before the bounds check).
+
+    A JSON number arrives as a float; its shortest repr is what the client wrote (``25.5``,
+    never ``25.499999...``). A boolean, a list or an object is a type error; the bounds
+    (>= 0, at most 6 decimal places, finite) are the field's own.
+    """
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise PydanticCustomError(
+                "decimal_text", 'not a decimal number (write it as 25 or "25.00")'
+            ) from None
+    raise PydanticCustomError("decimal_type", "expected a decimal number or a decimal string")
+
+
+def _check_fallbacks(value: list[str] | None) -> list[str] | None:
+    """At most ``MAX_FALLBACKS`` non-empty names, none repeated (the catalog is the route's)."""
+    if value is None:
+        return None
+    if len(value) > MAX_FALLBACKS:
+        raise PydanticCustomError(
+            "too_long", "at most {n} fallbacks are allowed", {"n": MAX_FALLBACKS}
+        )
+    seen: set[str] = set()
+    for i, name in enumerate(value):
+        if not name or len(name) > 200:
+            raise PydanticCustomError(
+                "fallback_name",
+                "fallbacks[{i}] must be a model name of 1-200 characters",
+                {"i": i},
+            )
+        if name in seen:
+            raise PydanticCustomError(
+                "duplicate_fallback", "fallbacks[{i}] repeats '{name}'", {"i": i, "name": name}
+            )
+        seen.add(name)
+    return value
+
+
+def _max_request_tokens() -> Any:
+    return Field(
+        default=None,
+        ge=1,
+        le=MAX_REQUEST_TOKENS,
+        description="Per-request cap: estimated prompt tokens plus max output; null: none.",
+    )
+
+
+def _monthly_budget() -> Any:
+    return Field(
+        default=None,
+        ge=0,
+        max_digits=20,
+        decimal_places=6,
+        description="Monthly spend limit in the price book's currency (a JSON number or a "
+        'decimal string, e.g. "25.00"); null: none.',
+    )
+
+
+def _session_ttl(default: int | None) -> Any:
+    return Field(
+        default=default,
+        ge=1,
+        le=MAX_TTL_SECONDS,
+        description="Seconds a session lives after its last turn (1 s to 30 days).",
+    )
 
 
 class EndpointBase(SQLModel):
@@ -347,15 +552,40 @@ class EndpointCreate(EndpointBase):
 
     model: str = Field(min_length=1, max_length=200)
     system_prompt: str | None = Field(default=None, max_length=100_000)
+    prompt_template: str | None = Field(default=None, max_length=100_000)
+    max_request_tokens: int | None = _max_request_tokens()
+    monthly_budget: Decimal | None = _monthly_budget()
+    session_ttl_seconds: int = _session_ttl(86400)
 
     _slug = field_validator("slug")(_check_slug)
     _params = field_validator("params")(_check_params)
-    _budget = field_validator("monthly_budget", mode="before")(_budget_text)
+    _template = field_validator("prompt_template")(_check_template)
+    _schemas = field_validator("input_schema", "output_schema", mode="before")(_check_schema_depth)
+    _rate_limits = field_validator("rate_limits", mode="before")(_check_rate_limits)
+    _budget = field_validator("monthly_budget", mode="before")(_to_decimal)
+    _fallbacks = field_validator("fallbacks")(_check_fallbacks)
+
+
+#: ``EndpointUpdate`` fields that may not be null (the others: null clears them).
+_NOT_NULL = (
+    "slug",
+    "model",
+    "params",
+    "streaming_enabled",
+    "active",
+    "guardrails",
+    "fallbacks",
+    "sessions_enabled",
+    "session_ttl_seconds",
+)
 
 
 class EndpointUpdate(SQLModel):
     """``PATCH /admin/projects/{id}/endpoints/{slug}``: fields left out keep their value;
-    ``params`` is replaced whole; ``description`` / ``system_prompt`` null clear them."""
+    ``params``, ``guardrails``, ``rate_limits`` and ``fallbacks`` are replaced whole; null
+    clears ``description``, ``system_prompt``, ``prompt_template``, ``input_schema``,
+    ``output_schema``, ``max_request_tokens``, ``monthly_budget`` and ``rate_limits``
+    (``[]`` clears the lists)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)  # type: ignore[assignment]
 
@@ -366,17 +596,28 @@ class EndpointUpdate(SQLModel):
     params: dict[str, Any] | None = None
     streaming_enabled: bool | None = None
     active: bool | None = None
-    monthly_budget: Decimal | None = Field(
-        default=None, description="Monthly spend limit (decimal string); null removes it."
-    )
+    prompt_template: str | None = Field(default=None, max_length=100_000)
+    input_schema: dict[str, Any] | bool | None = None
+    output_schema: dict[str, Any] | bool | None = None
+    guardrails: list[dict[str, Any]] | None = None
+    max_request_tokens: int | None = _max_request_tokens()
+    monthly_budget: Decimal | None = _monthly_budget()
+    rate_limits: dict[str, Any] | None = None
+    fallbacks: list[str] | None = None
+    sessions_enabled: bool | None = None
+    session_ttl_seconds: int | None = _session_ttl(None)
 
     _slug = field_validator("slug")(_check_slug)
     _params = field_validator("params")(_check_params)
-    _budget = field_validator("monthly_budget", mode="before")(_budget_text)
+    _template = field_validator("prompt_template")(_check_template)
+    _schemas = field_validator("input_schema", "output_schema", mode="before")(_check_schema_depth)
+    _rate_limits = field_validator("rate_limits", mode="before")(_check_rate_limits)
+    _budget = field_validator("monthly_budget", mode="before")(_to_decimal)
+    _fallbacks = field_validator("fallbacks")(_check_fallbacks)
 
     @model_validator(mode="after")
     def _not_null(self) -> EndpointUpdate:
-        for name in ("slug", "model", "params", "streaming_enabled", "active"):
+        for name in _NOT_NULL:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise PydanticCustomError("not_null", "'{name}' cannot be null", {"name": name})
         return self
@@ -397,8 +638,9 @@ class Endpoint(EndpointBase, table=True):
 
 
 class EndpointPublic(_UtcTimes, EndpointBase):
-    """An endpoint as APIs show it."""
+    """An endpoint as APIs show it (``monthly_budget`` as a plain decimal string)."""
 
+    monthly_budget: Money | None = None
     id: str
     project_id: str
     created_at: datetime

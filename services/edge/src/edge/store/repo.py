@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
@@ -17,7 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from .models import PREFIX_LEN, ApiKey, ApiKeyCreate, Project, ProviderCredential
 
 __all__ = [
+    "UNSET",
     "DuplicateName",
+    "Unset",
     "create_api_key",
     "create_project",
     "delete_api_key",
@@ -32,9 +35,20 @@ __all__ = [
     "list_projects",
     "revoke_api_key",
     "touch_api_keys",
+    "update_api_key",
     "update_project",
     "upsert_api_key",
 ]
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+#: An argument left out, as distinct from None (which sets the column to null).
+UNSET: Final = _Unset.UNSET
+#: The type of ``UNSET``.
+Unset = Literal[_Unset.UNSET]
 
 
 class DuplicateName(ValueError):
@@ -42,10 +56,15 @@ class DuplicateName(ValueError):
 
 
 async def create_project(
-    *, session: AsyncSession, name: str, type: str, settings: dict[str, Any]
+    *,
+    session: AsyncSession,
+    name: str,
+    type: str,
+    settings: dict[str, Any],
+    rate_limits: dict[str, Any] | None = None,
 ) -> Project:
     """A new project; ``DuplicateName`` when the name is taken."""
-    project = Project(name=name, type=type, settings=settings)
+    project = Project(name=name, type=type, settings=settings, rate_limits=rate_limits)
     session.add(project)
     try:
         await session.commit()
@@ -74,12 +93,16 @@ async def update_project(
     project: Project,
     name: str | None = None,
     settings: dict[str, Any] | None = None,
+    rate_limits: dict[str, Any] | Literal[_Unset.UNSET] | None = UNSET,
 ) -> Project:
-    """Rename ``project`` and/or replace its settings; ``DuplicateName`` when the name is taken."""
+    """Rename ``project`` and/or replace its settings and ``rate_limits`` (None: no limits;
+    ``UNSET``: unchanged); ``DuplicateName`` when the name is taken."""
     if name is not None:
         project.name = name
     if settings is not None:
         project.settings = settings
+    if rate_limits is not UNSET:
+        project.rate_limits = rate_limits
     session.add(project)
     try:
         await session.commit()
@@ -192,6 +215,21 @@ async def revoke_api_key(*, session: AsyncSession, key: ApiKey) -> ApiKey:
         key.revoked_at = datetime.now(UTC)
         session.add(key)
         await session.commit()
+    return key
+
+
+async def update_api_key(
+    *, session: AsyncSession, key: ApiKey, changes: Mapping[str, Any]
+) -> ApiKey:
+    """Set ``changes`` (``name``, ``description``, ``rate_limits``, ``allowed_models``; any
+    other name is a programming error) on ``key``."""
+    allowed = {"name", "description", "rate_limits", "allowed_models"}
+    if not set(changes) <= allowed:
+        raise ValueError(f"cannot update {sorted(set(changes) - allowed)} of a key")
+    for name, value in changes.items():
+        setattr(key, name, value)
+    session.add(key)
+    await session.commit()
     return key
 
 

@@ -8,7 +8,13 @@ entry) holds the parts that must behave the same for every provider:
   aiohttp's where the transport lets one through) and non-2xx
   statuses become our error types by one policy (429/5xx retryable, 408 a
   timeout, other 4xx the request's fault). Each adapter only parses its
-  provider's error body and hands the message to ``status_error``.
+  provider's error body and hands the message (and code) to ``status_error``.
+  A provider's own refusal of a prompt longer than the model's context window
+  (``context_overflow``: OpenAI's code ``context_length_exceeded`` or its
+  "maximum context length" wording, Anthropic's "prompt is too long: M tokens
+  > N maximum", Gemini's "input token count (M) exceeds the maximum number of
+  tokens allowed (N)") becomes ``ContextLengthExceeded``, the 400 the edge
+  answers for a prompt it counted too long itself; never retried.
 - ``send`` and ``sse_events``: one call, unary or streamed, with the upstream
   response closed on every path out; ``list_names`` for model list endpoints.
 """
@@ -16,6 +22,7 @@ entry) holds the parts that must behave the same for every provider:
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,7 +33,9 @@ import aiohttp
 import httpx
 import orjson
 
+from gateway_common import tokens
 from gateway_common.errors import (
+    ContextLengthExceeded,
     GatewayError,
     ProviderRejected,
     ProviderTimeout,
@@ -40,6 +49,7 @@ from .sse import ServerSentEvent, SSEDecoder
 __all__ = [
     "HTTPX_ERRORS",
     "ErrorMapper",
+    "context_overflow",
     "json_object",
     "list_names",
     "retry_after",
@@ -73,6 +83,24 @@ HTTPX_ERRORS: Mapping[type[BaseException], type[GatewayError]] = MappingProxyTyp
 #: Provider 4xx statuses the client sees as they are, with the provider's message.
 _PASSTHROUGH_STATUSES = frozenset({400, 404, 409, 413, 422})
 
+#: Provider 4xx statuses a context-length refusal comes with (400 in practice).
+_OVERFLOW_STATUSES = frozenset({400, 413, 422})
+#: "M tokens > N maximum" (Anthropic) and "count (M) exceeds ... allowed (N)" (Gemini):
+#: the provider's count and window, restated in OpenAI's words.
+_COUNTED_OVERFLOWS = (
+    re.compile(r"prompt is too long: (?P<prompt>\d+) tokens > (?P<window>\d+) maximum"),
+    re.compile(
+        r"input token count \((?P<prompt>\d+)\) exceeds the maximum number of tokens "
+        r"allowed \((?P<window>\d+)\)"
+    ),
+)
+#: Wordings of the same refusal that carry no numbers we restate (kept as said).
+_OVERFLOW_WORDS = re.compile(
+    r"maximum context length|context length exceeded|prompt is too long|"
+    r"exceeds the maximum number of tokens",
+    re.IGNORECASE,
+)
+
 #: Turns a provider's non-2xx response (body already read) into our error.
 ErrorMapper = Callable[[httpx.Response], GatewayError]
 
@@ -95,12 +123,34 @@ def retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def context_overflow(message: str | None, code: str | None = None) -> ContextLengthExceeded | None:
+    """``ContextLengthExceeded`` if a provider's 4xx error (``message``, ``code``) says the
+    prompt is longer than the model's context window, else None.
+
+    Anthropic's and Gemini's counts are restated in OpenAI's message; OpenAI's own
+    message (and any other provider's) is kept as the provider said it.
+    """
+    text = message or ""
+    for pattern in _COUNTED_OVERFLOWS:
+        found = pattern.search(text)
+        if found is not None:
+            window, prompt = int(found["window"]), int(found["prompt"])
+            said = tokens.overflow_message(window, prompt, 0)
+            return ContextLengthExceeded(said or text)
+    if code == tokens.CONTEXT_LENGTH_EXCEEDED or _OVERFLOW_WORDS.search(text):
+        return ContextLengthExceeded(
+            text or "The prompt is longer than the model's maximum context length."
+        )
+    return None
+
+
 def status_error(
     response: httpx.Response,
     provider: str,
     message: str | None,
     *,
     param: str | None = None,
+    code: str | None = None,
     retry_after_s: float | None = None,
 ) -> GatewayError:
     """Our error for a provider's non-2xx ``response`` whose body said ``message``.
@@ -109,10 +159,14 @@ def status_error(
     the provider's Retry-After header or else ``retry_after_s`` (a delay the
     provider put in its body); 408 is a timeout; other 4xx are the request's
     fault. For 400/404/409/413/422 the client sees the provider's
-    status and message; anything else (401, 403, ...) becomes a 502 whose
-    message names no secret.
+    status and message, except a context-length refusal (``context_overflow``):
+    OpenAI's 400 ``context_length_exceeded``; anything else (401, 403, ...)
+    becomes a 502 whose message names no secret. ``code`` is the provider's own
+    error code, where its body has one.
     """
     status = response.status_code
+    if status in _OVERFLOW_STATUSES and (overflow := context_overflow(message, code)):
+        return overflow
     said = f": {message}" if message else ""
     if status == 429 or status >= 500:
         wait = retry_after(response.headers)

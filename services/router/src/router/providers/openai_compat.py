@@ -142,6 +142,7 @@ class _WireUsage(_Wire):
 class _WireError(_Wire):
     message: str = ""
     param: str | None = None
+    code: str | int | None = None
 
 
 class _ErrorEnvelope(_Wire):
@@ -246,6 +247,7 @@ def _map_error(response: httpx.Response, provider: str) -> GatewayError:
         provider,
         error.message if error else None,
         param=error.param if error else None,
+        code=str(error.code) if error and error.code is not None else None,
     )
 
 

@@ -4,27 +4,41 @@
 A call names one of the project's endpoints (``edge.endpoints``): by the
 path's slug, or by the body's ``endpoint`` on the dispatcher. Its body is
 
-    {"message": "..."}  or  {"messages": [OpenAI chat messages]}   exactly one
+    {"message": "..."}  or  {"messages": [OpenAI chat messages]}   at most one; none
+                         only when the endpoint has a prompt_template
+    "variables": {...}   fills the endpoint's prompt_template, checked by its input_schema
     "stream": bool       honoured only if the endpoint has streaming enabled
-    "session_id"         refused (400) until sessions are built
+    "session_id"         resume a session (endpoints with ``sessions_enabled``;
+                         ``edge.pipeline.history``)
     "endpoint": slug     the dispatcher's only (and required there)
 
-Steps, in seed 001's order (a step that refuses spares the later ones):
+This module is the surface only: auth (dependencies), project type, endpoint
+lookup and body parsing, then ``edge.pipeline.run`` runs seed 001's steps in
+their order (read its docstring: rate limit, per-request cap, guardrails, input
+schema, prompt apply, provider call with the endpoint's fallbacks, output
+checks), and the ``Outcome`` is shaped here:
 
     auth          401 no / unknown / revoked / expired key; 403 a key of another
                   project ("Token does not belong to this project."); 403 no ``chat``
-    (rate limit)  not built yet
     project type  400 unless the project is ``ai_gateway``
     endpoint      404 unknown or inactive slug (route 1 looks it up before reading
                   the body; the dispatcher after, since the slug is in it)
+    rate limit    ``Proxy.rate_limit`` (``edge.pipeline.limits_step``): 403
+                  ``model_not_allowed`` when the key's ``allowed_models`` lacks the
+                  endpoint's model; 429 with ``Retry-After`` from the key's, project's
+                  or endpoint's request limits; token limits reserve the worst case in
+                  ``Proxy.forward`` once the prompt is built (429 then too)
     body          413 too large; 400 malformed, naming the field
-    prompt apply  [system prompt] + messages; the endpoint's model and params
-    budget        422 with the budget's message (``Proxy.forward``: the worst case
-                  is priced from the body being sent, so it comes after prompt apply)
-    router call   with failover in the router; 502 when every attempt failed
-                  (``attempts`` lists them)
+    sessions      (in prompt apply) 400 ``invalid_session_id`` / ``sessions_disabled``, 404
+                  ``session_not_found``; history fitted to the context window, the call's
+                  turns stored before its answer reaches the client
+    pipeline      422 ``max_request_tokens_exceeded``, ``guardrail_blocked`` (+ ``guardrail``:
+                  name, type, index, direction, reason), ``input_schema_invalid`` (+ ``detail``: path,
+                  reason), ``missing_variable``, budget / credits (``Proxy.forward``);
+                  502 provider failure after failover and fallbacks (``attempts``, each
+                  with its ``model``), ``output_schema_invalid`` (+ ``detail``)
 
-The router call goes through ``Proxy.forward``, exactly as ``/v1`` does:
+Each router attempt goes through ``Proxy.forward``, exactly as ``/v1`` does:
 budgets, managed credentials, BYOK (``X-Provider-Key``), metrics, the
 ``x-switchyard-*`` headers; it names the endpoint (``CompleteRequest.endpoint``),
 so usage by endpoint shows the slug.
@@ -32,28 +46,40 @@ so usage by endpoint shows the slug.
 Answers. Unary: ``{"ok": true, "id", "model", "content", "finish_reason",
 "usage", "meta": {"request_id", "endpoint", "provider", "deployment",
 "attempts"}}`` (+ ``generation_context`` when the project has it on), meta
-equal to the response headers. Stream: OpenAI's SSE chunks exactly as on
-``/v1``, the meta in the headers. Errors: ``{"ok": false, "error", "code"}``
-(``GatewayApiRoute``), never OpenAI's shape.
+equal to the response headers; ``attempts`` counts every model's attempts, and
+``model`` is the model that answered (a fallback's, when one did); with a
+session, meta also has ``session_id``, ``session_created``, ``session_expired``,
+``history_truncated``, ``turns_dropped`` (the id also in
+``x-switchyard-session-id``, as on streams). Stream:
+OpenAI's SSE chunks as on ``/v1`` (content redacted by output guardrails), the
+meta in the headers; an error found before the first byte is answered with its
+status and body, one found after (output schema, a guardrail block mid-stream)
+ends the stream with ``data: {"error": {...}}`` and no ``[DONE]``. Errors:
+``{"ok": false, "error", "code"}`` (``GatewayApiRoute``), never OpenAI's shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import (
     BudgetExceeded,
     CreditsExhausted,
     GatewayError,
+    GuardrailBlocked,
+    InputSchemaInvalid,
     InvalidRequest,
     NotFound,
+    OutputSchemaInvalid,
     ProviderError,
 )
 from gateway_common.openai import ChatMessage
@@ -61,7 +87,12 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ...auth import KeyEntry
 from ...endpoints import EndpointCache, EndpointView
-from ..deps import EndpointsDep, ProjectChatKeyDep, ProxyDep, SettingsDep
+from ...pipeline import history
+from ...pipeline import run as pipeline
+from ...pipeline.call import Completion, GatewayCall, StreamShaper, UpstreamAnswer
+from ...pipeline.fallbacks import ModelsFailed
+from ...pipeline.limits_step import Admission
+from ..deps import EndpointsDep, ProjectChatKeyDep, ProxyDep, StateDep
 from ..errors import OkShapedRoute, ok_error_response, validation_error
 from ..proxy import Proxy
 
@@ -77,20 +108,76 @@ __all__ = [
 
 #: Response header naming the endpoint that served a call (next to ``x-switchyard-*``).
 ENDPOINT_HEADER: Final = "x-switchyard-endpoint"
+_ATTEMPTS_HEADER: Final = "x-switchyard-attempts"
 _GATEWAY_PROJECT: Final = "ai_gateway"
 
 
+def _error_payload(err: GatewayError) -> dict[str, Any]:
+    """The structured extras of seed 001's error body: which guardrail, the validator's
+    detail, each attempt's model."""
+    extra: dict[str, Any] = {}
+    if isinstance(err, GuardrailBlocked):
+        extra["guardrail"] = {
+            "name": err.guardrail,
+            "type": err.guardrail_type,
+            "direction": err.direction,
+            "reason": err.reason,
+            "index": err.index,
+        }
+    elif isinstance(err, InputSchemaInvalid | OutputSchemaInvalid):
+        extra["detail"] = {"path": err.path, "reason": err.reason}
+    if err.param:
+        extra["param"] = err.param
+    if isinstance(err, ModelsFailed):
+        extra["attempts"] = [
+            attempt for model, failed in err.failures for attempt in _tried(model, failed)
+        ]
+    return extra
+
+
+def _tried(model: str, failed: GatewayError) -> list[dict[str, Any]]:
+    """One model's failed attempts, each naming the model (one entry when none were listed)."""
+    if not failed.attempts:
+        return [
+            {
+                "model": model,
+                "status": failed.http_status,
+                "code": failed.code,
+                "message": failed.message,
+            }
+        ]
+    return [
+        {
+            "model": model,
+            "provider": a.provider,
+            "deployment": a.deployment,
+            "status": a.http_status,
+            "code": a.code,
+            "message": a.message,
+        }
+        for a in failed.attempts
+    ]
+
+
 class GatewayApiRoute(OkShapedRoute):
-    """Seed 001's statuses: a budget or credits refusal is 422, a provider failure 502."""
+    """Seed 001's statuses: a budget or credits refusal is 422, a provider failure 502
+    (also when every deployment was rate limited); plus the structured extras."""
 
     @staticmethod
     def error_response(err: GatewayError) -> Response:
         status: int | None = None
         if isinstance(err, BudgetExceeded | CreditsExhausted):
             status = 422
-        elif isinstance(err, ProviderError):
+        elif isinstance(err, ProviderError) or err.attempts:
             status = 502
-        return ok_error_response(err, status=status)
+        response = ok_error_response(err, status=status)
+        extra = _error_payload(err)
+        if not extra:
+            return response
+        payload = {**orjson.loads(bytes(response.body)), **extra}
+        return Response(
+            orjson.dumps(payload), status_code=response.status_code, media_type="application/json"
+        )
 
 
 router = APIRouter(prefix="/api", tags=["gateway-api"], route_class=GatewayApiRoute)
@@ -105,20 +192,25 @@ class _Call(BaseModel):
     messages: list[ChatMessage] | None = Field(
         default=None, min_length=1, description="The whole conversation (OpenAI messages)."
     )
+    variables: dict[str, Any] | None = Field(
+        default=None, description="Values of the endpoint's prompt_template placeholders."
+    )
     stream: bool = Field(default=False, description="Honoured if the endpoint streams.")
-    session_id: str | None = Field(default=None, description="Not supported yet (400).")
+    session_id: str | None = Field(
+        default=None, description="Resume this session (a UUID from meta.session_id)."
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> _Call:
-        if (self.message is None) == (self.messages is None):
+        if self.message is not None and self.messages is not None:
             raise PydanticCustomError("one_input", "give exactly one of 'message' or 'messages'")
         return self
 
-    def conversation(self) -> list[dict[str, Any]]:
+    def conversation(self) -> tuple[dict[str, Any], ...]:
         """The caller's messages as sent upstream (unknown message fields kept)."""
         if self.messages is None:
-            return [{"role": "user", "content": self.message}]
-        return [m.model_dump(mode="json", exclude_unset=True) for m in self.messages]
+            return () if self.message is None else ({"role": "user", "content": self.message},)
+        return tuple(m.model_dump(mode="json", exclude_unset=True) for m in self.messages)
 
 
 C = TypeVar("C", bound=_Call)
@@ -165,26 +257,6 @@ class GatewayApiAnswer(BaseModel):
     )
 
 
-class _Message(BaseModel):
-    content: str | None = None
-
-
-class _Choice(BaseModel):
-    message: _Message | None = None
-    finish_reason: str | None = None
-
-
-class _Completion(BaseModel):
-    """The fields of an OpenAI chat completion this API reads (the rest is dropped); lenient
-    about nulls, since a provider's answer that reached here was already a success."""
-
-    id: str | None = None
-    model: str | None = None
-    choices: list[_Choice] | None = None
-    usage: GatewayApiUsage | None = None
-    generation_context: dict[str, Any] | None = None
-
-
 def _project_type(endpoints: EndpointCache, project_id: str) -> None:
     """400 unless the project is an ``ai_gateway`` project (unknown yet: the lookup decides)."""
     kind = endpoints.project_type(project_id)
@@ -210,43 +282,79 @@ def _parse(raw: bytes, schema: type[C]) -> C:
         body = schema.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_error(exc.errors(include_url=False)) from None
-    if body.session_id is not None:
-        raise InvalidRequest(
-            "Sessions are not available on this gateway yet: 'session_id' is not supported. "
-            "Send the whole conversation in 'messages'.",
-            param="session_id",
-            code="sessions_unsupported",
-        )
     return body
 
 
-def _answer(response: Response, slug: str) -> Response:
-    """Seed 001's unary answer from the OpenAI completion ``Proxy.forward`` returned."""
-    try:
-        completion = _Completion.model_validate_json(bytes(response.body))
-    except ValidationError:
-        raise ProviderError("The provider's answer could not be read.") from None
-    first = completion.choices[0] if completion.choices else _Choice()
-    headers = {k: v for k, v in response.headers.items() if k.startswith("x-switchyard-")}
+def _answer(completion: Completion, slug: str, extra_meta: Mapping[str, Any]) -> Response:
+    """Seed 001's unary answer from the pipeline's ``Completion``."""
+    headers = dict(completion.headers)
     answer = GatewayApiAnswer(
-        id=completion.id or "",
-        model=completion.model or "",
-        content=first.message.content if first.message is not None else None,
-        finish_reason=first.finish_reason,
-        usage=completion.usage or GatewayApiUsage(),
+        id=completion.id,
+        model=completion.model,
+        content=completion.content,
+        finish_reason=completion.finish_reason,
+        usage=GatewayApiUsage.model_validate(dict(completion.usage)),
         meta=GatewayApiMeta(
             request_id=REQUEST_ID.get(),
             endpoint=slug,
             provider=headers.get("x-switchyard-provider", ""),
             deployment=headers.get("x-switchyard-deployment", ""),
-            attempts=int(headers.get("x-switchyard-attempts") or 0),
+            attempts=int(headers.get(_ATTEMPTS_HEADER) or 0),
         ),
-        generation_context=completion.generation_context,
+        generation_context=None
+        if completion.generation_context is None
+        else dict(completion.generation_context),
     )
     payload = answer.model_dump()
+    payload["meta"].update(extra_meta)
     if answer.generation_context is None:
         del payload["generation_context"]
+    headers[ENDPOINT_HEADER] = slug
     return Response(orjson.dumps(payload), media_type="application/json", headers=headers)
+
+
+class _ProxyUpstream:
+    """The pipeline's ``Upstream`` for one HTTP call: each attempt is a ``Proxy.forward``."""
+
+    def __init__(
+        self,
+        proxy: Proxy,
+        request: Request,
+        key: KeyEntry,
+        endpoint: EndpointView,
+        admission: Admission,
+    ) -> None:
+        self._proxy = proxy
+        self._request = request
+        self._key = key
+        self._endpoint = endpoint
+        # Counted once by the route; a fallback attempt reuses it (its tokens are reserved by
+        # the first attempt and settled once).
+        self._admission = admission
+
+    async def _forward(
+        self, model: str, body: bytes, *, stream: bool, shaper: StreamShaper | None = None
+    ) -> Response:
+        return await self._proxy.forward(
+            self._request,
+            router_pb2.OPERATION_CHAT_COMPLETIONS,
+            model=model,
+            body=body,
+            stream=stream,
+            key=self._key,
+            shaper=shaper,
+            max_output_tokens=self._endpoint.max_output_tokens,
+            endpoint=self._endpoint.slug,
+            endpoint_id=self._endpoint.endpoint_id,
+            admission=self._admission,
+        )
+
+    async def complete(self, model: str, body: bytes) -> UpstreamAnswer:
+        response = await self._forward(model, body, stream=False)
+        return UpstreamAnswer(bytes(response.body), dict(response.headers))
+
+    async def stream(self, model: str, body: bytes, shaper: StreamShaper | None) -> Response:
+        return await self._forward(model, body, stream=True, shaper=shaper)
 
 
 async def _call(
@@ -256,35 +364,47 @@ async def _call(
     endpoint: EndpointView,
     body: _Call,
     proxy: Proxy,
-    max_messages: int,
+    env: pipeline.PipelineEnv,
+    admission: Admission,
 ) -> Response:
-    """Prompt apply, then the router call through ``Proxy.forward``; the answer in seed 001's shape."""
-    messages = body.conversation()
-    total = len(messages) + (1 if endpoint.system_prompt else 0)
-    if total > max_messages:
-        raise InvalidRequest(
-            f"Too many messages: {total}; the limit is {max_messages}.",
-            param="messages",
-            code="too_many_messages",
-        )
-    stream = body.stream and endpoint.streaming_enabled
-    response = await proxy.forward(
-        request,
-        router_pb2.OPERATION_CHAT_COMPLETIONS,
-        model=endpoint.model,
-        body=endpoint.body(messages, stream=stream),
-        stream=stream,
+    """The pipeline for ``body``, its ``Outcome`` in seed 001's shape."""
+    call = GatewayCall(
         key=key,
-        max_output_tokens=endpoint.max_output_tokens,
-        endpoint=endpoint.slug,
-        endpoint_id=endpoint.endpoint_id,
+        request_id=REQUEST_ID.get(),
+        messages=body.conversation(),
+        variables=body.variables,
+        stream=body.stream,
+        session_id=body.session_id,
     )
-    if isinstance(response, StreamingResponse):
+    outcome = await pipeline.run(
+        call, endpoint, env, _ProxyUpstream(proxy, request, key, endpoint, admission)
+    )
+    answer = outcome.answer
+    if isinstance(answer, Completion):
+        if outcome.prior_attempts:
+            attempts = int(answer.headers.get(_ATTEMPTS_HEADER) or 0) + outcome.prior_attempts
+            answer = dataclasses.replace(
+                answer, headers={**answer.headers, _ATTEMPTS_HEADER: str(attempts)}
+            )
+        response = _answer(answer, endpoint.slug, outcome.session_meta)
+    else:
+        response = answer
         response.headers[ENDPOINT_HEADER] = endpoint.slug
-        return response
-    answer = _answer(response, endpoint.slug)
-    answer.headers[ENDPOINT_HEADER] = endpoint.slug
-    return answer
+        if outcome.prior_attempts:
+            attempts = int(response.headers.get(_ATTEMPTS_HEADER) or 0) + outcome.prior_attempts
+            response.headers[_ATTEMPTS_HEADER] = str(attempts)
+    if outcome.session_id is not None:
+        response.headers[history.SESSION_HEADER] = outcome.session_id
+    return response
+
+
+async def _env(state: StateDep) -> pipeline.PipelineEnv:
+    return pipeline.PipelineEnv(
+        metrics=state.metrics,
+        catalog=state.catalog,
+        max_messages=state.settings.max_messages,
+        sessions=state.sessions,
+    )
 
 
 class GatewayApiError(BaseModel):
@@ -293,8 +413,16 @@ class GatewayApiError(BaseModel):
     ok: bool = False
     error: str
     code: str
+    param: str | None = Field(default=None, description="The request field it is about.")
+    guardrail: dict[str, Any] | None = Field(
+        default=None,
+        description="The guardrail that blocked: name, type, index, direction, reason.",
+    )
+    detail: dict[str, str] | None = Field(
+        default=None, description="A schema failure: the failing path and the reason."
+    )
     attempts: list[dict[str, Any]] | None = Field(
-        default=None, description="Each failed attempt, when failover gave up (502)."
+        default=None, description="Each failed attempt, when failover and fallbacks gave up (502)."
     )
 
 
@@ -311,8 +439,13 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
             (403, "Another project's key, or no chat scope"),
             (404, "No active endpoint with this slug"),
             (413, "Body too large"),
-            (422, "Budget or credits refused the call"),
-            (502, "The provider failed after failover"),
+            (
+                422,
+                "Per-request token cap, budget or credits, guardrail, input schema, "
+                "or a missing template variable",
+            ),
+            (429, "A rate limit refused the call (Retry-After: seconds until it admits)"),
+            (502, "The provider failed after failover and fallbacks, or the output schema"),
         )
     },
 }
@@ -325,19 +458,21 @@ async def call_dispatcher(
     key: ProjectChatKeyDep,
     endpoints: EndpointsDep,
     proxy: ProxyDep,
-    settings: SettingsDep,
+    state: StateDep,
 ) -> Response:
     """Call the project's endpoint named by the body's ``endpoint``."""
     _project_type(endpoints, project_id)
     body = _parse(await proxy.read_body(request), DispatchCall)
     endpoint = _endpoint(endpoints, project_id, body.endpoint)
+    admission = await proxy.rate_limit(request, key, endpoint=endpoint)
     return await _call(
         request,
         key=key,
         endpoint=endpoint,
         body=body,
         proxy=proxy,
-        max_messages=settings.max_messages,
+        env=await _env(state),
+        admission=admission,
     )
 
 
@@ -349,11 +484,12 @@ async def call_endpoint(
     key: ProjectChatKeyDep,
     endpoints: EndpointsDep,
     proxy: ProxyDep,
-    settings: SettingsDep,
+    state: StateDep,
 ) -> Response:
     """Call the project's endpoint ``slug``."""
     _project_type(endpoints, project_id)
     endpoint = _endpoint(endpoints, project_id, slug)
+    admission = await proxy.rate_limit(request, key, endpoint=endpoint)
     body = _parse(await proxy.read_body(request), EndpointCall)
     return await _call(
         request,
@@ -361,5 +497,6 @@ async def call_endpoint(
         endpoint=endpoint,
         body=body,
         proxy=proxy,
-        max_messages=settings.max_messages,
+        env=await _env(state),
+        admission=admission,
     )

@@ -1,4 +1,8 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: the router's catalog in OpenAI's shape."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the router's catalog in OpenAI's shape.
+
+A key with ``allowed_models`` sees only the models it may call (another is 404, as
+OpenAI answers for a model the caller has no access to). Neither route is rate limited.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from gateway.router.v1 import router_pb2
 from gateway_common.errors import ModelNotFound
 from gateway_common.openai import Model, ModelList, ModelPricing
 
-from ..deps import ApiKeyDep, RouterClientDep
+from ...auth import KeyEntry
+from ...pipeline.limits_step import LimitsStep
+from ..deps import ApiKeyDep, LimitsDep, RouterClientDep
 
 __all__ = ["router"]
 
@@ -33,16 +39,23 @@ def _to_model(info: router_pb2.ModelInfo) -> Model:
     )
 
 
+def _visible(limits: LimitsStep, key: KeyEntry, info: router_pb2.ModelInfo) -> bool:
+    return limits.allows(key, info.id)
+
+
 @router.get("", response_model=ModelList)
-async def list_models(_: ApiKeyDep, client: RouterClientDep) -> ModelList:
-    """List every model the gateway serves."""
-    return ModelList(data=[_to_model(info) for info in await client.list_models()])
+async def list_models(key: ApiKeyDep, client: RouterClientDep, limits: LimitsDep) -> ModelList:
+    """List every model the gateway serves that the key may call."""
+    infos = await client.list_models()
+    return ModelList(data=[_to_model(i) for i in infos if _visible(limits, key, i)])
 
 
 @router.get("/{model_id:path}", response_model=Model)
-async def retrieve_model(model_id: str, _: ApiKeyDep, client: RouterClientDep) -> Model:
-    """One model, by id or alias."""
+async def retrieve_model(
+    model_id: str, key: ApiKeyDep, client: RouterClientDep, limits: LimitsDep
+) -> Model:
+    """One model, by id or alias (if the key may call it)."""
     for info in await client.list_models():
-        if model_id == info.id or model_id in info.aliases:
+        if (model_id == info.id or model_id in info.aliases) and _visible(limits, key, info):
             return _to_model(info)
     raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")

@@ -5,6 +5,15 @@ An endpoint is addressed by its slug, unique per project (a repeat is 409).
 Its model must be in the gateway's catalog when saved (400 otherwise; a
 catalog edit that later drops it makes calls answer the router's 404); its
 ``params`` may hold generation parameters only (``store.models.ENDPOINT_PARAMS``).
+
+Every setting is refused at save time with a 400 naming the field, never at
+call time: the body models check each field (``store.models``), then the
+endpoint as it would be saved (after a PATCH: the row with the patch applied) is
+checked as a whole here: its ``fallbacks`` each a catalog model other than the
+endpoint's own (``fallbacks[1]``), and it is compiled exactly as every edge's
+cache will compile it (``endpointsync.view_of``: ``input_schema`` /
+``output_schema`` against their meta-schema, ``guardrails`` item by item), so a
+saved endpoint always loads.
 Every write patches this edge's endpoint cache at once and publishes
 ``endpoints.changed.v1`` ``{"project_id"}``, so every edge serves the change
 within moments (``edge.endpointsync``).
@@ -22,6 +31,7 @@ applies it (setting a budget is idempotent).
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from decimal import Decimal
 
 from fastapi import APIRouter, status
@@ -33,7 +43,7 @@ from gateway_common import subjects
 from gateway_common.errors import InvalidRequest, NotFound, ServiceUnavailable
 
 from ....billing_admin import BillingAdmin
-from ....endpointsync import EndpointSync
+from ....endpointsync import EndpointSync, view_of
 from ....state import EdgeState
 from ....store import Endpoint, EndpointCreate, EndpointPublic, EndpointUpdate, endpoints_repo
 from .base import (
@@ -71,14 +81,49 @@ def _taken(slug: str) -> InvalidRequest:
     )
 
 
-def _check_model(state: EdgeState, model: str | None) -> None:
+def _check_model(state: EdgeState, model: str) -> None:
     """400 unless the catalog resolves ``model``."""
-    if model is not None and not state.catalog.knows(model):
+    if not state.catalog.knows(model):
         raise InvalidRequest(
             f"The model '{model}' is not in the gateway's catalog.",
             param="model",
             code="model_not_found",
         )
+
+
+def _check_fallbacks(state: EdgeState, model: str, fallbacks: list[str]) -> None:
+    """400 naming ``fallbacks[i]`` unless each is a catalog model other than ``model``
+    (the same name, or an alias of the same model; a provider-prefixed name pins another
+    route and may follow its model)."""
+    own = state.catalog.unpinned_public_name(model)
+    for i, name in enumerate(fallbacks):
+        param = f"fallbacks[{i}]"
+        if not state.catalog.knows(name):
+            raise InvalidRequest(
+                f"Invalid '{param}': the model '{name}' is not in the gateway's catalog.",
+                param=param,
+                code="model_not_found",
+            )
+        if name == model or (own is not None and state.catalog.unpinned_public_name(name) == own):
+            raise InvalidRequest(
+                f"Invalid '{param}': '{name}' is the endpoint's own model; a fallback must "
+                "be another model.",
+                param=param,
+                code="invalid_fallback",
+            )
+
+
+def _check_endpoint(state: EdgeState, row: Endpoint, changed: Collection[str]) -> None:
+    """400 naming the field unless ``row`` (not saved yet) is one every edge can serve.
+
+    The catalog checks cover what ``changed`` names, so a PATCH of another field (say
+    ``active``) still works after a catalog edit dropped the model.
+    """
+    if "model" in changed:
+        _check_model(state, row.model)
+    if "model" in changed or "fallbacks" in changed:
+        _check_fallbacks(state, row.model, list(row.fallbacks or ()))
+    view_of(row)
 
 
 async def _load(
@@ -128,7 +173,8 @@ async def create_endpoint(
 ) -> EndpointPublic:
     """Create an endpoint; it answers on ``POST /api/{project_id}/{slug}`` at once."""
     project = await load_project(session, caller.principal, project_id)
-    _check_model(caller.state, body.model)
+    candidate = Endpoint.model_validate(body, update={"project_id": project.id})
+    _check_endpoint(caller.state, candidate, EndpointCreate.model_fields)
     try:
         row = await endpoints_repo.create_endpoint(
             session=session, project_id=project.id, data=body
@@ -168,9 +214,12 @@ async def update_endpoint(
     caller: ProjectCallerDep,
     session: SessionDep,
 ) -> EndpointPublic:
-    """Change an endpoint; fields left out keep their value, ``params`` is replaced whole."""
+    """Change an endpoint; fields left out keep their value, null clears a nullable one,
+    ``params`` / ``guardrails`` / ``rate_limits`` / ``fallbacks`` are replaced whole."""
     row = await _load(session, caller.principal, project_id, slug)
-    _check_model(caller.state, body.model)
+    changes = body.model_dump(exclude_unset=True)
+    candidate = Endpoint.model_validate({**row.model_dump(), **changes})
+    _check_endpoint(caller.state, candidate, changes)
     try:
         row = await endpoints_repo.update_endpoint(session=session, row=row, data=body)
     except endpoints_repo.DuplicateSlug:

@@ -1,4 +1,9 @@
-"""``/admin/projects/{project_id}/keys``: create, list, show, revoke, delete API keys.
+"""``/admin/projects/{project_id}/keys``: create, list, show, update, revoke, delete API keys.
+
+A key may carry ``rate_limits`` (requests per minute / per day, tokens per
+minute, counted on every edge) and ``allowed_models`` (catalog names or aliases;
+each must be in the catalog when saved, 400 naming ``allowed_models`` otherwise);
+both are set at creation and changed with ``PATCH``.
 
 The full key is in the creation answer only; afterwards a key shows its
 prefix, scopes and times, never the key or its hash. A key id of another
@@ -14,9 +19,10 @@ from fastapi import APIRouter, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.responses import Response
 
-from gateway_common.errors import NotFound
+from gateway_common.errors import InvalidRequest, NotFound
 
 from ....auth import generate_api_key
+from ....state import EdgeState
 from ....store import ApiKey, ApiKeyCreate, ApiKeyPublic, repo
 from .base import (
     ERROR_RESPONSES,
@@ -27,7 +33,7 @@ from .base import (
     announce_key,
     load_project,
 )
-from .schemas import KeyCreate, KeyCreated, KeyList
+from .schemas import KeyCreate, KeyCreated, KeyList, KeyUpdate, stored_limits
 
 __all__ = ["router"]
 
@@ -46,12 +52,24 @@ async def _load_key(
     return key
 
 
+def _check_models(state: EdgeState, models: list[str] | None) -> None:
+    """400 naming ``allowed_models`` unless the catalog resolves every listed model."""
+    unknown = [m for m in models or () if not state.catalog.knows(m)]
+    if unknown:
+        raise InvalidRequest(
+            f"allowed_models: the model '{unknown[0]}' is not in the gateway's catalog.",
+            param="allowed_models",
+            code="model_not_found",
+        )
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
 async def create_key(
     project_id: str, body: KeyCreate, caller: ProjectCallerDep, session: SessionDep
 ) -> KeyCreated:
     """Create a key; the answer carries the full key, shown this once."""
     project = await load_project(session, caller.principal, project_id)
+    _check_models(caller.state, body.allowed_models)
     key = generate_api_key()
     row = await repo.create_api_key(
         session=session,
@@ -61,6 +79,8 @@ async def create_key(
             description=body.description,
             scopes=list(body.scopes),
             expires_at=body.expiry(datetime.now(UTC)),
+            rate_limits=stored_limits(body.rate_limits),
+            allowed_models=body.allowed_models,
         ),
         key=key,
         key_hash=caller.state.keys.hash(key),
@@ -85,6 +105,23 @@ async def show_key(
     return ApiKeyPublic.model_validate(
         await _load_key(session, caller.principal, project_id, key_id)
     )
+
+
+@router.patch("/{key_id}", response_model=ApiKeyPublic)
+async def update_key(
+    project_id: str, key_id: str, body: KeyUpdate, caller: ProjectCallerDep, session: SessionDep
+) -> ApiKeyPublic:
+    """Change a key's name, description, rate limits or allowed models; every edge applies
+    the change within moments (keys.changed.v1)."""
+    key = await _load_key(session, caller.principal, project_id, key_id)
+    changes = body.model_dump(include=body.model_fields_set)
+    if "rate_limits" in changes:
+        changes["rate_limits"] = stored_limits(body.rate_limits)
+    if "allowed_models" in changes:
+        _check_models(caller.state, body.allowed_models)
+    key = await repo.update_api_key(session=session, key=key, changes=changes)
+    await announce_key(caller.state, key.id, key)
+    return ApiKeyPublic.model_validate(key)
 
 
 @router.post("/{key_id}/revoke", response_model=ApiKeyPublic)

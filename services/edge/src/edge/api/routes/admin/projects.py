@@ -1,10 +1,14 @@
 """``/admin/projects``: create, list, show, update, delete projects.
 
 Creating and deleting projects is the operator's; a project admin key lists
-and shows only its own project and may update its settings.
+and shows only its own project and may update its settings. A project's
+``rate_limits`` are shared by all its keys (counted on every edge); setting
+them is the operator's, since they bound what the project's own admins may use.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, status
 from starlette.responses import Response
@@ -23,7 +27,7 @@ from .base import (
     load_project,
 )
 from .base import announce_project_deleted as _announce_deleted
-from .schemas import ProjectCreate, ProjectList, ProjectUpdate
+from .schemas import ProjectCreate, ProjectList, ProjectUpdate, stored_limits
 
 __all__ = ["router"]
 
@@ -42,7 +46,11 @@ async def create_project(
     caller.principal.require_operator()
     try:
         project = await repo.create_project(
-            session=session, name=body.name, type=body.type, settings=body.settings
+            session=session,
+            name=body.name,
+            type=body.type,
+            settings=body.settings,
+            rate_limits=stored_limits(body.rate_limits),
         )
     except repo.DuplicateName:
         raise _taken(body.name) from None
@@ -70,11 +78,19 @@ async def show_project(
 async def update_project(
     project_id: str, body: ProjectUpdate, caller: ProjectCallerDep, session: SessionDep
 ) -> ProjectPublic:
-    """Rename a project and/or replace its settings."""
+    """Rename a project and/or replace its settings or (operator only) its rate limits."""
     project = await load_project(session, caller.principal, project_id)
+    limits: dict[str, Any] | repo.Unset | None = repo.UNSET
+    if "rate_limits" in body.model_fields_set:
+        caller.principal.require_operator()
+        limits = stored_limits(body.rate_limits)
     try:
         project = await repo.update_project(
-            session=session, project=project, name=body.name, settings=body.settings
+            session=session,
+            project=project,
+            name=body.name,
+            settings=body.settings,
+            rate_limits=limits,
         )
     except repo.DuplicateName:
         raise _taken(body.name or "") from None

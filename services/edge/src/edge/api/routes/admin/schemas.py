@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ....auth import Scope
+from ....pipeline.ratelimit import RateLimits
 from ....store import (
     ApiKeyPublic,
     EndpointPublic,
@@ -16,6 +17,7 @@ from ....store import (
     ProjectType,
     ProviderCredentialPublic,
 )
+from ....store.models import checked_allowed_models
 
 __all__ = [
     "CredentialCreate",
@@ -24,6 +26,7 @@ __all__ = [
     "KeyCreate",
     "KeyCreated",
     "KeyList",
+    "KeyUpdate",
     "ProjectCreate",
     "ProjectList",
     "ProjectUpdate",
@@ -37,26 +40,55 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+_RATE_LIMITS = (
+    'Requests and tokens per window, e.g. {"per_minute": 60, "per_day": 10000, '
+    '"tokens_per_minute": 90000} (each optional, integers >= 1); null: no limit.'
+)
+_ALLOWED_MODELS = (
+    "Catalog models (names or aliases) this key may call; another model is refused "
+    "with 403 model_not_allowed. Null: every model."
+)
+
+
+def stored_limits(limits: RateLimits | None) -> dict[str, Any] | None:
+    """``rate_limits`` as the column stores them (None when no limit is set)."""
+    if limits is None:
+        return None
+    return limits.model_dump(exclude_none=True) or None
+
+
+class _AllowedModels(_Body):
+    @field_validator("allowed_models", mode="before", check_fields=False)
+    @classmethod
+    def _models(cls, value: Any) -> list[str] | None:
+        return checked_allowed_models(value)
+
+
 class ProjectCreate(_Body):
     """``POST /admin/projects``."""
 
     name: str = Field(min_length=1, max_length=200, description="Unique name.")
     type: ProjectType = Field(default="ai_gateway", description="ai_gateway or channel.")
     settings: dict[str, Any] = Field(default_factory=dict, description="Free-form options.")
+    rate_limits: RateLimits | None = Field(
+        default=None, description="Shared by every key of the project. " + _RATE_LIMITS
+    )
 
 
 class ProjectUpdate(_Body):
-    """``PATCH /admin/projects/{id}``: fields left out keep their value; settings are replaced."""
+    """``PATCH /admin/projects/{id}``: fields left out keep their value; settings are replaced;
+    ``rate_limits`` is replaced (null removes every limit)."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     settings: dict[str, Any] | None = None
+    rate_limits: RateLimits | None = Field(default=None, description=_RATE_LIMITS)
 
 
 class ProjectList(BaseModel):
     data: list[ProjectPublic]
 
 
-class KeyCreate(_Body):
+class KeyCreate(_AllowedModels):
     """``POST /admin/projects/{id}/keys``: at most one of ``expires_in`` / ``expires_at``."""
 
     name: str = Field(min_length=1, max_length=200)
@@ -66,6 +98,8 @@ class KeyCreate(_Body):
         default=None, gt=0, le=10 * 366 * 86400, description="Validity period in seconds."
     )
     expires_at: datetime | None = Field(default=None, description="Expiry instant (with zone).")
+    rate_limits: RateLimits | None = Field(default=None, description=_RATE_LIMITS)
+    allowed_models: list[str] | None = Field(default=None, description=_ALLOWED_MODELS)
 
     @field_validator("scopes")
     @classmethod
@@ -94,6 +128,23 @@ class KeyCreate(_Body):
         if self.expires_in is not None:
             return now + timedelta(seconds=self.expires_in)
         return self.expires_at
+
+
+class KeyUpdate(_AllowedModels):
+    """``PATCH /admin/projects/{id}/keys/{key_id}``: fields left out keep their value; a
+    field sent replaces it (``null`` removes the limits, or allows every model)."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=1000)
+    rate_limits: RateLimits | None = Field(default=None, description=_RATE_LIMITS)
+    allowed_models: list[str] | None = Field(default=None, description=_ALLOWED_MODELS)
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, value: str | None) -> str:
+        if value is None:
+            raise ValueError("a key keeps a name; it cannot be null")
+        return value
 
 
 class KeyCreated(ApiKeyPublic):
