@@ -208,7 +208,7 @@ async def test_an_endpoints_monthly_budget_is_set_changed_and_removed_in_billing
     )
     assert untouched.status_code == 200, untouched.text
     assert await _endpoint_budgets(edge, pid, "capped") == [("endpoint", Decimal(1))]
-    for bad in (2.5, "-1", "lots"):
+    for bad in ("-1", "lots"):  # (14c accepts a JSON number too)
         resp = await edge.client.patch(
             f"{base}/capped", json={"monthly_budget": bad}, headers=auth()
         )
