@@ -264,7 +264,7 @@ async def test_every_committed_limit_change_is_announced_after_its_commit(
 
     async def on_change(msg: Msg) -> None:
         change = BudgetsChanged.model_validate_json(msg.data)
-        query = SpendQuery(project_id=project, api_key_id="k1")
+        query = SpendQuery(project_id=project, api_key_id="k1", endpoint_id="ep-1")
         seen.put_nowait((change, await ask(edge, subjects.BILLING_SPEND_GET, query, SpendReport)))
 
     async def announced(
@@ -293,11 +293,19 @@ async def test_every_committed_limit_change_is_announced_after_its_commit(
             ("key", "k1", "budget_set"),
             [("key", Decimal(1)), ("project", Decimal(2))],
         )
+        endpoint_budget = BudgetSet(
+            project_id=project, scope="endpoint", endpoint_id="ep-1", limit=Decimal("0.5")
+        )
+        change, state = await announced(subjects.BILLING_BUDGET_SET, endpoint_budget, Ack)
+        assert (change, budgets(state)) == (
+            ("endpoint", "ep-1", "budget_set"),
+            [("endpoint", Decimal("0.5")), ("key", Decimal(1)), ("project", Decimal(2))],
+        )
         removal = BudgetSet(project_id=project, limit=None)
         change, state = await announced(subjects.BILLING_BUDGET_SET, removal, Ack)
         assert (change, budgets(state)) == (
             ("project", project, "budget_removed"),
-            [("key", Decimal(1))],
+            [("endpoint", Decimal("0.5")), ("key", Decimal(1))],
         )
         top_up = CreditsTopUp(project_id=project, topup_id="t1", amount=Decimal("3"))
         change, state = await announced(subjects.BILLING_CREDITS_TOPUP, top_up, CreditsReport)

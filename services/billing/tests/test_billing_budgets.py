@@ -42,11 +42,17 @@ async def lease(
     want: str,
     *,
     key: str = "",
+    endpoint: str = "",
     edge: str = "edge-a",
     min: Decimal = Decimal(0),
 ) -> Lease:
     request = LeaseRequest(
-        edge_id=edge, project_id=project, api_key_id=key, want=Decimal(want), min=min
+        edge_id=edge,
+        project_id=project,
+        api_key_id=key,
+        endpoint_id=endpoint,
+        want=Decimal(want),
+        min=min,
     )
     async with db.make_sessionmaker(engine)() as session:
         return await budgets.grant_lease(session=session, request=request, policy=POLICY, now=NOW)
@@ -59,7 +65,13 @@ async def set_budget(engine: AsyncEngine, project: str, limit: str | None, **kw:
 
 
 async def bill(
-    engine: AsyncEngine, project: str, amount: str, *, lease_id: str = "", key: str = ""
+    engine: AsyncEngine,
+    project: str,
+    amount: str,
+    *,
+    lease_id: str = "",
+    key: str = "",
+    endpoint: str = "",
 ) -> None:
     event = UsageRecorded(
         occurred_at=NOW,
@@ -72,17 +84,21 @@ async def bill(
         deployment="fake/a",
         usage=TokenUsage(prompt_tokens=1),
         budget_lease_id=lease_id,
+        endpoint="slug" if endpoint else "",
+        endpoint_id=endpoint,
     )
     item = LineItem("inference.chat_completions.in", 1, Decimal(amount), Decimal(amount), "x")
     async with db.make_sessionmaker(engine)() as session:
         assert await record_usage(session=session, event=event, items=[item])
 
 
-async def report(engine: AsyncEngine, project: str, key: str = "", *, now: datetime = NOW):
+async def report(
+    engine: AsyncEngine, project: str, key: str = "", *, endpoint: str = "", now: datetime = NOW
+):
     async with db.make_sessionmaker(engine)() as session:
         return await budgets.spend_report(
             session=session,
-            query=SpendQuery(project_id=project, api_key_id=key),
+            query=SpendQuery(project_id=project, api_key_id=key, endpoint_id=endpoint),
             policy=POLICY,
             now=now,
         )
@@ -313,3 +329,68 @@ async def test_concurrent_grants_from_two_edges_never_exceed_the_limit(
     assert sum((row.granted for row in rows), Decimal(0)) == Decimal("1.00")
     [state] = (await report(engine, project)).budgets
     assert (state.spent, state.held, state.remaining) == (Decimal("0.1"), Decimal("0.9"), 0)
+
+
+async def test_an_endpoint_budget_bounds_that_endpoints_leases_only(engine: AsyncEngine) -> None:
+    """Spend counted by endpoint id (leased or not), holds of that endpoint's leases only."""
+    project = new_project()
+    await set_budget(engine, project, "1.00", scope="endpoint", endpoint_id="ep-1")
+    await bill(engine, project, "0.25", endpoint="ep-1")  # admitted while it had no budget
+    await bill(engine, project, "5", endpoint="ep-2")  # another endpoint's spend
+    first = await lease(engine, project, "0.5", key="k1", endpoint="ep-1")
+    assert (first.granted, first.limited_by) == (Decimal("0.5"), "")
+    second = await lease(engine, project, "1", key="k2", endpoint="ep-1")  # any key
+    assert (second.granted, second.limited_by) == (Decimal("0.25"), "endpoint_budget")
+    refused = await lease(engine, project, "0.1", key="k1", endpoint="ep-1", min=Decimal("0.1"))
+    assert (refused.granted, refused.limited_by, refused.remaining) == (
+        0,
+        "endpoint_budget",
+        0,
+    )
+    assert (await lease(engine, project, "3", key="k1", endpoint="ep-2")).unlimited
+    assert (await lease(engine, project, "3", key="k1")).unlimited  # /v1: no endpoint
+    state = await report(engine, project, endpoint="ep-1")
+    assert [(b.scope, b.scope_id, b.spent, b.held, b.remaining) for b in state.budgets] == [
+        ("endpoint", "ep-1", Decimal("0.25"), Decimal("0.75"), 0)
+    ]
+    assert (state.project_spend, state.endpoint_spend) == (Decimal("5.25"), Decimal("0.25"))
+    await bill(engine, project, "0.5", lease_id=first.lease_id, endpoint="ep-1")
+    await release(engine, first.lease_id, "0.5")
+    await release(engine, second.lease_id, "0")
+    again = await lease(engine, project, "1", endpoint="ep-1")
+    assert (again.granted, again.limited_by) == (Decimal("0.25"), "endpoint_budget")
+    await invariant_holds_for_endpoint(engine, project, "ep-1")
+    await set_budget(engine, project, None, scope="endpoint", endpoint_id="ep-1")
+    assert (await lease(engine, project, "3", endpoint="ep-1")).unlimited
+
+
+async def test_the_tightest_of_project_key_and_endpoint_budgets_binds(engine: AsyncEngine) -> None:
+    project = new_project()
+    await set_budget(engine, project, "3")
+    await set_budget(engine, project, "2", scope="key", api_key_id="k1")
+    await set_budget(engine, project, "1", scope="endpoint", endpoint_id="ep-1")
+    granted = await lease(engine, project, "5", key="k1", endpoint="ep-1")
+    assert (granted.granted, granted.limited_by) == (Decimal(1), "endpoint_budget")
+    granted = await lease(engine, project, "5", key="k1")
+    assert (granted.granted, granted.limited_by) == (Decimal(1), "key_budget")
+    granted = await lease(engine, project, "5", key="k2")
+    assert (granted.granted, granted.limited_by) == (Decimal(1), "project_budget")
+
+
+async def test_concurrent_grants_never_exceed_an_endpoint_budget(engine: AsyncEngine) -> None:
+    """200 lease requests at once on one endpoint, over several keys: grants sum to its limit."""
+    project = new_project()
+    await set_budget(engine, project, "1.00", scope="endpoint", endpoint_id="ep-1")
+    grants = await asyncio.gather(
+        *(
+            lease(engine, project, "0.07", key=f"k{i % 3}", endpoint="ep-1", edge=f"edge-{i % 2}")
+            for i in range(200)
+        )
+    )
+    assert sum((g.granted for g in grants), Decimal(0)) == Decimal("1.00")
+    await invariant_holds_for_endpoint(engine, project, "ep-1")
+
+
+async def invariant_holds_for_endpoint(engine: AsyncEngine, project: str, endpoint: str) -> None:
+    for state in (await report(engine, project, endpoint=endpoint)).budgets:
+        assert state.spent + state.held <= state.limit, state

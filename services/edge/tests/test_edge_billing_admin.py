@@ -13,10 +13,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
 from pydantic import SecretStr
 
 from edge import EdgeSettings, create_app
+from gateway_common import billing_api as wire
+from gateway_common import subjects
 from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.testing import nats_server, wait_for
 
@@ -177,6 +180,58 @@ async def test_usage_reports_and_one_requests_line_items(edge: Edge, nats_url: s
     assert pid not in foreign.text and "mock-chat" not in foreign.text
 
 
+async def _endpoint_budgets(edge: Edge, pid: str, slug: str) -> list[tuple[str, Decimal]]:
+    resp = await edge.client.get(f"/admin/projects/{pid}/spend?endpoint={slug}", headers=auth())
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["endpoint_spend"] is not None
+    return [(b["scope"], Decimal(b["limit"])) for b in resp.json()["budgets"]]
+
+
+async def test_an_endpoints_monthly_budget_is_set_changed_and_removed_in_billing(
+    edge: Edge, nats_url: str
+) -> None:
+    pid = await _project_id(edge)
+    base = f"/admin/projects/{pid}/endpoints"
+    body = {"slug": "capped", "model": "mock-chat", "monthly_budget": "2.50"}
+    created = await edge.client.post(base, json=body, headers=auth())
+    assert created.status_code == 201, created.text
+    endpoint_id = created.json()["id"]
+    assert await _endpoint_budgets(edge, pid, "capped") == [("endpoint", Decimal("2.50"))]
+    changed = await edge.client.patch(
+        f"{base}/capped", json={"monthly_budget": "1"}, headers=auth()
+    )
+    assert changed.status_code == 200, changed.text
+    assert Decimal(changed.json()["monthly_budget"]) == 1
+    assert await _endpoint_budgets(edge, pid, "capped") == [("endpoint", Decimal(1))]
+    untouched = await edge.client.patch(
+        f"{base}/capped", json={"description": "kept"}, headers=auth()
+    )
+    assert untouched.status_code == 200, untouched.text
+    assert await _endpoint_budgets(edge, pid, "capped") == [("endpoint", Decimal(1))]
+    for bad in ("-1", "lots"):  # (14c accepts a JSON number too)
+        resp = await edge.client.patch(
+            f"{base}/capped", json={"monthly_budget": bad}, headers=auth()
+        )
+        assert resp.status_code == 400, (bad, resp.text)
+    removed = await edge.client.patch(
+        f"{base}/capped", json={"monthly_budget": None}, headers=auth()
+    )
+    assert removed.status_code == 200 and removed.json()["monthly_budget"] is None
+    assert await _endpoint_budgets(edge, pid, "capped") == []
+
+    await edge.client.patch(f"{base}/capped", json={"monthly_budget": "3"}, headers=auth())
+    assert (await edge.client.delete(f"{base}/capped", headers=auth())).status_code == 204
+    nc = await nats.connect(nats_url)
+    try:
+        query = wire.SpendQuery(project_id=pid, endpoint_id=endpoint_id)
+        msg = await nc.request(subjects.BILLING_SPEND_GET, query.to_bytes(), timeout=5)
+    finally:
+        await nc.close()
+    assert wire.SpendReport.model_validate_json(msg.data).budgets == []
+    resp = await edge.client.get(f"/admin/projects/{pid}/spend?endpoint=capped", headers=auth())
+    assert resp.status_code == 404 and resp.json()["code"] == "endpoint_not_found"
+
+
 async def test_billing_not_answering_is_a_503_in_the_admin_shape(
     settings: EdgeSettings, tmp_path: Path
 ) -> None:
@@ -204,3 +259,12 @@ async def test_billing_not_answering_is_a_503_in_the_admin_shape(
                         "error": "Billing is unavailable. Please retry.",
                         "code": "billing_unavailable",
                     }
+                # An endpoint with a budget is saved, and the 503 says its budget is not set.
+                body = {"slug": "capped", "model": "mock-chat", "monthly_budget": "1"}
+                base = f"/admin/projects/{pid}/endpoints"
+                resp = await client.post(base, json=body, headers=auth())
+                assert resp.status_code == 503, resp.text
+                assert resp.json()["code"] == "billing_unavailable"
+                assert "saved" in resp.json()["error"] and "not in force" in resp.json()["error"]
+                shown = await client.get(f"{base}/capped", headers=auth())
+                assert shown.status_code == 200 and Decimal(shown.json()["monthly_budget"]) == 1

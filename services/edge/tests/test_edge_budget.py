@@ -118,7 +118,9 @@ async def ask(nc: Client, subject: str, message: wire.BudgetSet | wire.CreditsTo
     assert reply["status"] == "ok", reply
 
 
-async def set_budget(nc: Client, key: KeyEntry, limit: Decimal, *, scope: str = "project") -> None:
+async def set_budget(
+    nc: Client, key: KeyEntry, limit: Decimal, *, scope: str = "project", endpoint: str = ""
+) -> None:
     await ask(
         nc,
         subjects.BILLING_BUDGET_SET,
@@ -126,13 +128,18 @@ async def set_budget(nc: Client, key: KeyEntry, limit: Decimal, *, scope: str = 
             project_id=key.project_id,
             scope=scope,  # type: ignore[arg-type]
             api_key_id=key.key_id if scope == "key" else "",
+            endpoint_id=endpoint if scope == "endpoint" else "",
             limit=limit,
         ),
     )
 
 
-async def admit(gate: BudgetGate, key: KeyEntry, max_tokens: int | None = 100) -> Ticket:
-    return await gate.admit(key, CHAT, "chat", BODY, max_output_tokens=max_tokens)
+async def admit(
+    gate: BudgetGate, key: KeyEntry, max_tokens: int | None = 100, *, endpoint: str = ""
+) -> Ticket:
+    return await gate.admit(
+        key, CHAT, "chat", BODY, max_output_tokens=max_tokens, endpoint_id=endpoint
+    )
 
 
 async def observe(nc: Client, subject: str) -> list[bytes]:
@@ -239,6 +246,51 @@ async def test_a_key_budget_is_refused_in_the_keys_name(gate: BudgetGate, nc: Cl
     await set_budget(nc, key, WORST / 2, scope="key")
     with pytest.raises(BudgetExceeded, match="this API key's monthly budget"):
         await admit(gate, key)
+
+
+async def test_an_endpoint_budget_binds_that_endpoints_calls_only(
+    gate: BudgetGate, nc: Client
+) -> None:
+    """Every key's calls through the endpoint share its budget; /v1 and other endpoints don't."""
+    key = new_key()
+    sibling = KeyEntry(key_id=uuid.uuid4().hex, project_id=key.project_id, scopes=frozenset())
+    await set_budget(nc, key, WORST * 3, scope="endpoint", endpoint="ep-1")
+    leases = await observe(nc, subjects.BILLING_BUDGET_LEASE)
+    tickets = [await admit(gate, key, endpoint="ep-1") for _ in range(3)]
+    assert all(t.lease_id for t in tickets)
+    with pytest.raises(BudgetExceeded, match="this endpoint's monthly budget"):
+        await admit(gate, key, endpoint="ep-1")
+    with pytest.raises(BudgetExceeded, match="this endpoint's monthly budget"):
+        await admit(gate, sibling, endpoint="ep-1")  # the key's lease holds all of it
+    assert (await admit(gate, key)).lease_id == ""
+    assert (await admit(gate, key, endpoint="ep-2")).lease_id == ""
+    asked = [wire.LeaseRequest.model_validate_json(data) for data in leases]
+    assert {r.endpoint_id for r in asked} == {"ep-1", "ep-2", ""}
+    for ticket in tickets:
+        ticket.close()
+
+
+async def test_an_endpoint_change_drops_that_endpoints_accounts_only(
+    synced: BudgetGate, nc: Client
+) -> None:
+    key = new_key()
+    await set_budget(nc, key, WORST * 100)
+    held = (await admit(synced, key)).lease_id
+    other = (await admit(synced, key, endpoint="ep-2")).lease_id
+    old = (await admit(synced, key, endpoint="ep-1")).lease_id
+    await set_budget(nc, key, WORST / 2, scope="endpoint", endpoint="ep-1")
+
+    async def refused() -> bool:
+        try:
+            (await admit(synced, key, endpoint="ep-1")).close()
+        except BudgetExceeded:
+            return True
+        return False
+
+    await eventually(refused, within=1.0)
+    assert (await admit(synced, key)).lease_id == held
+    assert (await admit(synced, key, endpoint="ep-2")).lease_id == other
+    assert old not in (held, other)
 
 
 async def test_exhausted_credits_refuse_until_a_top_up(gate: BudgetGate, nc: Client) -> None:
@@ -399,7 +451,7 @@ async def test_a_lowered_budget_stops_the_outstanding_lease(synced: BudgetGate, 
     await set_budget(nc, key, WORST * 3)
 
     async def retired() -> bool:
-        return not synced._accounts[(key.project_id, key.key_id)].lease
+        return not synced._accounts[(key.project_id, key.key_id, "")].lease
 
     await eventually(retired, within=1.0)
     in_flight.close()  # the whole reservation: it may have been billed

@@ -51,6 +51,7 @@ __all__ = [
     "Ack",
     "BudgetAccount",
     "BudgetChange",
+    "BudgetScope",
     "BudgetSet",
     "BudgetState",
     "BudgetsChanged",
@@ -80,11 +81,13 @@ __all__ = [
 Money = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str, when_used="json")]
 Status = Literal["ok", "not_found", "invalid", "error"]
 #: Which limit bounded a lease ("" when none did: the whole ``want`` was granted).
-LimitedBy = Literal["", "project_budget", "key_budget", "credits"]
+LimitedBy = Literal["", "project_budget", "key_budget", "endpoint_budget", "credits"]
 UsageGroup = Literal["key", "model", "day", "endpoint"]
 #: Whose limit changed: a project (its budget or its credits), one key, one endpoint.
 AccountKind = Literal["project", "key", "endpoint"]
 BudgetChange = Literal["budget_set", "budget_removed", "credits_added"]
+#: Whose budget a ``BudgetSet`` sets: the project's, one key's, one endpoint's.
+BudgetScope = Literal["project", "key", "endpoint"]
 _PERIOD = r"^(monthly|\d{4}-(0[1-9]|1[0-2]))$"
 
 
@@ -108,11 +111,16 @@ class Ack(Reply):
 
 
 class LeaseRequest(_Message):
-    """Reserve up to ``want`` of what remains for ``project_id`` (and ``api_key_id``)."""
+    """Reserve up to ``want`` of what remains for ``project_id`` (and ``api_key_id``, and
+    ``endpoint_id``): a lease admits only requests of that project, key and endpoint."""
 
     edge_id: str = Field(min_length=1, description="The asking edge replica (for the reaper).")
     project_id: str = Field(min_length=1)
     api_key_id: str = Field(default="", description="Also bound by this key's budget, if any.")
+    endpoint_id: str = Field(
+        default="",
+        description='Also bound by this Gateway API endpoint\'s budget, if any ("": no endpoint).',
+    )
     want: Money = Field(gt=0, description="Amount the edge would like to admit against.")
     min: Money = Field(
         default=Decimal(0), ge=0, description="Grant nothing unless at least this much remains."
@@ -148,11 +156,13 @@ class LeaseRelease(_Message):
 
 
 class BudgetSet(_Message):
-    """Set (or, with ``limit`` None, delete) a budget of a project or of one of its keys."""
+    """Set (or, with ``limit`` None, delete) a budget of a project, one of its keys or one of
+    its Gateway API endpoints (the edge sets an endpoint's ``monthly_budget`` this way)."""
 
     project_id: str = Field(min_length=1)
-    scope: Literal["project", "key"] = "project"
+    scope: BudgetScope = "project"
     api_key_id: str = Field(default="", description="Required for scope key.")
+    endpoint_id: str = Field(default="", description="Required for scope endpoint.")
     period: str = Field(
         default="monthly", pattern=_PERIOD, description="'monthly' (every month) or one 'YYYY-MM'."
     )
@@ -162,7 +172,18 @@ class BudgetSet(_Message):
     def _key_scope(self) -> BudgetSet:
         if (self.scope == "key") != bool(self.api_key_id):
             raise ValueError("api_key_id is required for scope key and only for it")
+        if (self.scope == "endpoint") != bool(self.endpoint_id):
+            raise ValueError("endpoint_id is required for scope endpoint and only for it")
         return self
+
+    @property
+    def scope_id(self) -> str:
+        """The id of the budget's account: the project's, the key's or the endpoint's."""
+        if self.scope == "key":
+            return self.api_key_id
+        if self.scope == "endpoint":
+            return self.endpoint_id
+        return self.project_id
 
 
 class BudgetAccount(_Message):
@@ -204,17 +225,18 @@ class CreditsReport(Reply):
 
 
 class SpendQuery(_Message):
-    """Spend and limits of a project (and a key) in one month."""
+    """Spend and limits of a project (and a key, and an endpoint) in one month."""
 
     project_id: str = Field(min_length=1)
     api_key_id: str = ""
+    endpoint_id: str = ""
     period: str = Field(default="", description="'YYYY-MM'; empty: the current month (UTC).")
 
 
 class BudgetState(_Message):
     """One budget that applies in the period, and how much of it is left."""
 
-    scope: Literal["project", "key"]
+    scope: BudgetScope
     scope_id: str
     period: str = Field(description="As configured: 'monthly' or 'YYYY-MM'.")
     limit: Money
@@ -238,6 +260,7 @@ class SpendReport(Reply):
     period: str = ""
     project_spend: Money = Decimal(0)
     key_spend: Money | None = None
+    endpoint_spend: Money | None = None
     budgets: list[BudgetState] = Field(default_factory=list)
     credits: CreditState | None = None
 

@@ -235,7 +235,8 @@ class RateLimited(GatewayError):
 
 
 class BudgetExceeded(RateLimited):
-    """A project's or key's monthly budget cannot cover the request (429, OpenAI's shape)."""
+    """A project's, key's or endpoint's monthly budget cannot cover the request (429, OpenAI's
+    shape; 422 on the Gateway API)."""
 
     code = "insufficient_quota"
     error_type = "insufficient_quota"

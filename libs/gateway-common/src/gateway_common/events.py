@@ -84,6 +84,10 @@ class UsageRecorded(Event):
         description="The billing budget lease the edge admitted the request under, if any.",
     )
     endpoint: str = Field(default="", description="Project endpoint slug that was called, if any.")
+    endpoint_id: str = Field(
+        default="",
+        description="That endpoint's id (its monthly spend is counted by id, for its budget).",
+    )
     sku_usage: tuple[SkuQuantity, ...] = Field(
         default=(), description="Extra SKUs consumed besides the model's tokens (priced first)."
     )

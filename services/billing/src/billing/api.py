@@ -179,11 +179,7 @@ def _change_of(request: BaseModel, reply: wire.Reply) -> wire.BudgetsChanged | N
     if reply.status != "ok":
         return None
     if isinstance(request, wire.BudgetSet):
-        account = (
-            wire.BudgetAccount(kind="key", id=request.api_key_id)
-            if request.scope == "key"
-            else wire.BudgetAccount(kind="project", id=request.project_id)
-        )
+        account = wire.BudgetAccount(kind=request.scope, id=request.scope_id)
         change: wire.BudgetChange = "budget_removed" if request.limit is None else "budget_set"
         return wire.BudgetsChanged(project_id=request.project_id, account=account, change=change)
     if isinstance(request, wire.CreditsTopUp) and isinstance(reply, wire.CreditsReport):

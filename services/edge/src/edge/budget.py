@@ -8,7 +8,9 @@ router is called (seed 001: auth -> rate limit -> budget -> ...)::
     ticket.record(usage)       when the router reports the call's usage
     ticket.close(error)        when the request ends, however it ends
 
-**Accounts.** The gate keeps one account per (project, key), in memory:
+**Accounts.** The gate keeps one account per (project, key, endpoint), in memory
+(the endpoint is the Gateway API endpoint's id, "" for ``/v1``; its lease is
+bound by the endpoint's ``monthly_budget`` too, see ``billing.store.budgets``):
 
     unlimited until T   billing said no budget or credits apply: admit at no cost
     current lease L     admits a request whose worst case is w (``edge.pricebook``) if
@@ -100,6 +102,10 @@ _FORGET_AFTER_S = 600.0
 _MIN_TTL_S = 1.0
 
 
+#: Whose monthly budget refused, in a refusal's message.
+_WHOSE: dict[str, str] = {"key_budget": "this API key's", "endpoint_budget": "this endpoint's"}
+
+
 def _refusal(refused: _Refusal, estimate: Estimate) -> GatewayError:
     """The refusal of a request whose worst case ``estimate`` billing could not grant.
 
@@ -109,7 +115,7 @@ def _refusal(refused: _Refusal, estimate: Estimate) -> GatewayError:
     hint = _worst_case_hint(refused, estimate)
     if refused.limited_by == "credits":
         return CreditsExhausted(f"Credits exhausted.{hint}")
-    whose = "this API key's" if refused.limited_by == "key_budget" else "the project's"
+    whose = _WHOSE.get(refused.limited_by, "the project's")
     return BudgetExceeded(
         f"You exceeded your current quota: {whose} monthly budget cannot cover this request." + hint
     )
@@ -170,6 +176,7 @@ class _Refusal:
 class _Account:
     project_id: str
     api_key_id: str
+    endpoint_id: str
     used: float
     lease: _Lease | None = None
     unlimited_until: float | None = None  # kept once past: "last seen unlimited"
@@ -267,7 +274,7 @@ class BudgetGate:
         self._policy = policy
         self._clock = clock
         self._wall = wall
-        self._accounts: dict[tuple[str, str], _Account] = {}
+        self._accounts: dict[tuple[str, str, str], _Account] = {}
         self._draining: set[_Lease] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -288,19 +295,22 @@ class BudgetGate:
         *,
         max_output_tokens: int | None = None,
         choices: int = 1,
+        endpoint_id: str = "",
     ) -> Ticket:
         """A ticket for one request, or ``BudgetExceeded`` / ``CreditsExhausted`` /
         ``ServiceUnavailable`` (billing unreachable, see the module docstring).
 
         ``max_output_tokens`` is the request's completion cap per choice (None:
-        unset), ``choices`` its ``n``. A model the catalog does not know is
-        admitted free: the router answers it with 404.
+        unset), ``choices`` its ``n``, ``endpoint_id`` the Gateway API endpoint
+        the call came through ("" for none: no endpoint budget applies). A model
+        the catalog does not know is admitted free: the router answers it with 404.
         """
         now = self._clock()
-        account = self._accounts.get((key.project_id, key.key_id))
+        name = (key.project_id, key.key_id, endpoint_id)
+        account = self._accounts.get(name)
         if account is None:
-            account = _Account(key.project_id, key.key_id, now)
-            self._accounts[(key.project_id, key.key_id)] = account
+            account = _Account(key.project_id, key.key_id, endpoint_id, now)
+            self._accounts[name] = account
         account.used = now
         if account.unlimited_until is not None and now < account.unlimited_until:
             return Ticket()
@@ -358,6 +368,7 @@ class BudgetGate:
             edge_id=self._edge_id,
             project_id=account.project_id,
             api_key_id=account.api_key_id,
+            endpoint_id=account.endpoint_id,
             want=want,
             min=amount,
         )
@@ -418,16 +429,21 @@ class BudgetGate:
             return None
         return self._release(lease)
 
-    def forget(self, project_id: str, api_key_id: str | None = None) -> int:
-        """Drop what the gate cached for the project's accounts (only ``api_key_id``'s, if
-        given): leases stop admitting and are released, "unlimited" and refusals are
-        forgotten, and an answer to a lease request already on its way is not used.
-        The next request of such an account asks billing again. Returns how many
-        accounts were dropped. Called on ``billing.budgets.changed.v1`` (``edge.budgetsync``).
+    def forget(
+        self, project_id: str, api_key_id: str | None = None, *, endpoint_id: str | None = None
+    ) -> int:
+        """Drop what the gate cached for the project's accounts (only ``api_key_id``'s, or
+        only ``endpoint_id``'s, if given): leases stop admitting and are released,
+        "unlimited" and refusals are forgotten, and an answer to a lease request already
+        on its way is not used. The next request of such an account asks billing again.
+        Returns how many accounts were dropped. Called on ``billing.budgets.changed.v1``
+        (``edge.budgetsync``).
         """
         dropped = 0
-        for (project, key), account in self._accounts.items():
+        for (project, key, endpoint), account in self._accounts.items():
             if project != project_id or (api_key_id is not None and key != api_key_id):
+                continue
+            if endpoint_id is not None and endpoint != endpoint_id:
                 continue
             dropped += 1
             account.generation += 1
@@ -441,7 +457,7 @@ class BudgetGate:
 
     def forget_all(self) -> None:
         """``forget`` every account (an announcement that cannot be read)."""
-        for project in {project for project, _ in self._accounts}:
+        for project in {project for project, _, _ in self._accounts}:
             self.forget(project)
 
     def _release(self, lease: _Lease) -> asyncio.Task[None]:

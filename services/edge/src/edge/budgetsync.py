@@ -11,7 +11,7 @@ lowered binds every edge within a NATS delivery, well inside 1 s.
 
     project  -> every account (key) of the project
     key      -> that key's account
-    endpoint -> every account of the project (the gate keeps no per-endpoint state)
+    endpoint -> the accounts (any key) of calls through that endpoint
     unreadable announcement -> every account
 
 Core NATS, no replay: a message this edge missed (disconnected at that moment)
@@ -69,8 +69,12 @@ class BudgetSync:
             log.warning("unreadable budget change (%s); dropping every cached budget state", exc)
             self._gate.forget_all()
             return
-        key = change.account.id if change.account.kind == "key" else None
-        dropped = self._gate.forget(change.project_id, key)
+        account = change.account
+        dropped = self._gate.forget(
+            change.project_id,
+            account.id if account.kind == "key" else None,
+            endpoint_id=account.id if account.kind == "endpoint" else None,
+        )
         log.debug(
             "budget change %s of %s %s: %d cached accounts dropped",
             change.change,

@@ -58,7 +58,8 @@ class CallContext:
     ``budget_lease_id`` is the budget lease the call was admitted under ("" when
     none applies); the router copies it onto the call's usage event. ``endpoint``
     is the Gateway API endpoint (slug) the call came through, "" for ``/v1``; it
-    also lands on the usage event (usage by endpoint).
+    also lands on the usage event (usage by endpoint), with its ``endpoint_id``
+    (billing counts an endpoint's monthly spend by id, for its budget).
     """
 
     request_id: str
@@ -69,6 +70,7 @@ class CallContext:
     include_generation_context: bool = True
     budget_lease_id: str = ""
     endpoint: str = ""
+    endpoint_id: str = ""
 
 
 class Completion(NamedTuple):
@@ -121,6 +123,7 @@ class RouterClient:
             include_generation_context=ctx.include_generation_context,
             budget_lease_id=ctx.budget_lease_id,
             endpoint=ctx.endpoint,
+            endpoint_id=ctx.endpoint_id,
         )
 
     async def complete(

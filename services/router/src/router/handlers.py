@@ -137,6 +137,7 @@ def decode(request: router_pb2.CompleteRequest) -> Call:
         byok=bool(request.provider_key),
         budget_lease_id=request.budget_lease_id,
         endpoint=request.endpoint,
+        endpoint_id=request.endpoint_id,
     )
     return Call(
         operation,

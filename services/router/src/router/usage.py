@@ -39,8 +39,8 @@ class Payer:
     """Who a call is billed to, as the edge stated it; ``byok`` when the caller brought the key.
 
     ``budget_lease_id`` is the billing lease the edge admitted the call under
-    and ``endpoint`` the project endpoint it came through ("" for none); both
-    are copied onto the usage event.
+    and ``endpoint`` / ``endpoint_id`` the project endpoint it came through (""
+    for none); all are copied onto the usage event.
     """
 
     request_id: str
@@ -49,6 +49,7 @@ class Payer:
     byok: bool
     budget_lease_id: str = ""
     endpoint: str = ""
+    endpoint_id: str = ""
 
 
 class UsageSink(Protocol):
@@ -90,6 +91,7 @@ def usage_event(
         status=status,
         budget_lease_id=payer.budget_lease_id,
         endpoint=payer.endpoint,
+        endpoint_id=payer.endpoint_id,
     )
 
 

@@ -19,8 +19,8 @@ shrinks to what is still unbilled, and the lease closes once the ledger has
 caught up. A lease whose edge vanished is closed by ``reap_leases`` after
 ``expires_at + settle``.
 
-For a budget B (a project's or a key's limit of the month, or a project's
-prepaid credits)::
+For a budget B (a project's, a key's or a Gateway API endpoint's limit of the
+month, or a project's prepaid credits)::
 
     remaining(B) = limit(B) - spent(B) - held(B)        (credits: balance - held)
 
@@ -59,6 +59,15 @@ edge that missed the announcement admits under its lease until the lease's
 ``expires_at`` at most, all of it within the hold: the invariant holds, and
 the new limit binds once that lease expires (the lease TTL).
 
+**Endpoint budgets.** A lease is asked for one (project, key, endpoint): the
+endpoint a Gateway API call came through (``LeaseRequest.endpoint_id``, ""
+for ``/v1``) is stored on the lease, so ``held`` of an endpoint's budget is
+what the live leases *of that endpoint* hold, and its ``spent`` is the
+endpoint's spend of the month (``endpoint_spend_totals``, counted by endpoint
+id from every usage event that names it, leased or not). Endpoints belong to
+one project, so the per-project lock serializes their grants too and the
+invariant holds for them by the same argument.
+
 Periods are UTC calendar months; a 'YYYY-MM' budget replaces the 'monthly'
 one of the same scope for that month. Leases hold across a month boundary
 (conservative for the new month).
@@ -78,6 +87,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway_common.billing_api import (
     Ack,
+    BudgetScope,
     BudgetSet,
     BudgetState,
     CreditsReport,
@@ -92,7 +102,15 @@ from gateway_common.billing_api import (
 )
 from gateway_common.pricing import exact_sum
 
-from .models import Budget, BudgetLease, Credit, CreditTransaction, KeySpendTotal, SpendTotal
+from .models import (
+    Budget,
+    BudgetLease,
+    Credit,
+    CreditTransaction,
+    EndpointSpendTotal,
+    KeySpendTotal,
+    SpendTotal,
+)
 from .repo import billing_period
 
 __all__ = [
@@ -106,6 +124,15 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+#: The limit a budget of each scope is, in a lease's ``limited_by``.
+_LIMITED_BY: dict[str, LimitedBy] = {
+    "project": "project_budget",
+    "key": "key_budget",
+    "endpoint": "endpoint_budget",
+}
+#: The scopes that exist, in the order budgets are reported in.
+_SCOPE_OF: dict[str, BudgetScope] = {"project": "project", "key": "key", "endpoint": "endpoint"}
+_SCOPES = tuple(_SCOPE_OF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,17 +145,15 @@ class LeasePolicy:
 
 @dataclass(frozen=True, slots=True)
 class _Limits:
-    """What bounds a (project, key) right now: remaining amounts per budget, in one read."""
+    """What bounds a (project, key, endpoint) right now: remaining amounts per budget, in one
+    read."""
 
     budgets: list[tuple[Budget, Decimal, Decimal]]  # (budget, spent, held)
     credits: tuple[Decimal, Decimal] | None  # (balance, held)
 
     def remaining(self) -> list[tuple[LimitedBy, Decimal]]:
         found: list[tuple[LimitedBy, Decimal]] = [
-            (
-                "project_budget" if budget.scope == "project" else "key_budget",
-                exact_sum((budget.limit_amount, -spent, -held)),
-            )
+            (_LIMITED_BY[budget.scope], exact_sum((budget.limit_amount, -spent, -held)))
             for budget, spent, held in self.budgets
         ]
         if self.credits is not None:
@@ -144,13 +169,18 @@ async def grant_lease(
 
     Nothing is granted (``granted`` 0, no ``lease_id``) when less than
     ``request.min`` (or nothing) remains; then ``remaining`` says how much did.
-    ``limited_by`` names the tightest budget whenever it cut the grant. ``unlimited`` when no budget or credits
-    apply to the project and key: no row is written.
+    ``limited_by`` names the tightest budget whenever it cut the grant. ``unlimited`` when no
+    budget or credits apply to the project, key and endpoint: no row is written.
     """
     async with session.begin():
         await _lock_project(session, request.project_id)
         limits = await _limits(
-            session, request.project_id, request.api_key_id, now=now, settle=policy.settle
+            session,
+            request.project_id,
+            request.api_key_id,
+            request.endpoint_id,
+            now=now,
+            settle=policy.settle,
         )
         expires_at = now + policy.ttl
         remaining = limits.remaining()
@@ -170,6 +200,7 @@ async def grant_lease(
                 edge_id=request.edge_id,
                 project_id=request.project_id,
                 api_key_id=request.api_key_id,
+                endpoint_id=request.endpoint_id,
                 granted=granted,
                 consumed=_ZERO,
                 created_at=now,
@@ -228,7 +259,7 @@ async def set_budget(*, session: AsyncSession, request: BudgetSet, now: datetime
     Leases granted before stay as they are, holds included (see "Changing a
     limit" in the module docstring).
     """
-    scope_id = request.api_key_id if request.scope == "key" else request.project_id
+    scope_id = request.scope_id
     this_budget = (
         col(Budget.project_id) == request.project_id,
         col(Budget.scope) == request.scope,
@@ -295,19 +326,25 @@ async def spend_report(
             session,
             query.project_id,
             query.api_key_id,
+            query.endpoint_id,
             now=now,
             settle=policy.settle,
             period=period,
         )
-        project_spend = await _spent(session, query.project_id, "", period)
+        project_spend = await _spent(session, query.project_id, period)
         key_spend = (
-            await _spent(session, query.project_id, query.api_key_id, period)
+            await _spent(session, query.project_id, period, api_key_id=query.api_key_id)
             if query.api_key_id
+            else None
+        )
+        endpoint_spend = (
+            await _spent(session, query.project_id, period, endpoint_id=query.endpoint_id)
+            if query.endpoint_id
             else None
         )
     budgets = [
         BudgetState(
-            scope="project" if budget.scope == "project" else "key",
+            scope=_SCOPE_OF[budget.scope],
             scope_id=budget.scope_id,
             period=budget.period,
             limit=budget.limit_amount,
@@ -328,6 +365,7 @@ async def spend_report(
         period=period,
         project_spend=project_spend,
         key_spend=key_spend,
+        endpoint_spend=endpoint_spend,
         budgets=budgets,
         credits=credits,
     )
@@ -351,6 +389,7 @@ async def _limits(
     session: AsyncSession,
     project_id: str,
     api_key_id: str,
+    endpoint_id: str = "",
     *,
     now: datetime,
     settle: timedelta,
@@ -373,12 +412,21 @@ async def _limits(
         for lease in leases
         if api_key_id and lease.api_key_id == api_key_id
     )
+    held_endpoint = exact_sum(
+        max(lease.granted - lease.consumed, _ZERO)
+        for lease in leases
+        if endpoint_id and lease.endpoint_id == endpoint_id
+    )
     budgets: list[tuple[Budget, Decimal, Decimal]] = []
-    for budget in await _applicable_budgets(session, project_id, api_key_id, period):
+    for budget in await _applicable_budgets(session, project_id, api_key_id, endpoint_id, period):
         if budget.scope == "project":
-            spent, held = await _spent(session, project_id, "", period), held_project
+            spent, held = await _spent(session, project_id, period), held_project
+        elif budget.scope == "key":
+            spent = await _spent(session, project_id, period, api_key_id=api_key_id)
+            held = held_key
         else:
-            spent, held = await _spent(session, project_id, api_key_id, period), held_key
+            spent = await _spent(session, project_id, period, endpoint_id=endpoint_id)
+            held = held_endpoint
         budgets.append((budget, spent, held))
     credit = await session.get(Credit, project_id, populate_existing=True)
     credits = None if credit is None else (credit.balance, held_project)
@@ -386,12 +434,15 @@ async def _limits(
 
 
 async def _applicable_budgets(
-    session: AsyncSession, project_id: str, api_key_id: str, period: str
+    session: AsyncSession, project_id: str, api_key_id: str, endpoint_id: str, period: str
 ) -> Sequence[Budget]:
-    """The project's and the key's budget for ``period`` (a dated one beats 'monthly')."""
+    """The project's, the key's and the endpoint's budget for ``period`` (a dated one beats
+    'monthly')."""
     scopes = [(col(Budget.scope) == "project") & (col(Budget.scope_id) == project_id)]
     if api_key_id:
         scopes.append((col(Budget.scope) == "key") & (col(Budget.scope_id) == api_key_id))
+    if endpoint_id:
+        scopes.append((col(Budget.scope) == "endpoint") & (col(Budget.scope_id) == endpoint_id))
     rows = (
         await session.exec(
             select(Budget).where(
@@ -405,15 +456,29 @@ async def _applicable_budgets(
     for row in rows:
         if row.scope not in chosen or row.period != "monthly":
             chosen[row.scope] = row
-    return [chosen[scope] for scope in ("project", "key") if scope in chosen]
+    return [chosen[scope] for scope in _SCOPES if scope in chosen]
 
 
-async def _spent(session: AsyncSession, project_id: str, api_key_id: str, period: str) -> Decimal:
+async def _spent(
+    session: AsyncSession,
+    project_id: str,
+    period: str,
+    *,
+    api_key_id: str = "",
+    endpoint_id: str = "",
+) -> Decimal:
+    """Spend of the month: the project's, or one key's, or one endpoint's."""
     if api_key_id:
         query = select(col(KeySpendTotal.amount)).where(
             col(KeySpendTotal.project_id) == project_id,
             col(KeySpendTotal.api_key_id) == api_key_id,
             col(KeySpendTotal.period) == period,
+        )
+    elif endpoint_id:
+        query = select(col(EndpointSpendTotal.amount)).where(
+            col(EndpointSpendTotal.project_id) == project_id,
+            col(EndpointSpendTotal.endpoint_id) == endpoint_id,
+            col(EndpointSpendTotal.period) == period,
         )
     else:
         query = select(col(SpendTotal.amount)).where(

@@ -4,7 +4,8 @@
     ledger_line_items   the priced SKUs of an entry
     spend_totals        running spend per (project, 'YYYY-MM' period)
     key_spend_totals    running spend per (project, API key, 'YYYY-MM' period)
-    budgets             monthly limits of a project or a key ('monthly' or one 'YYYY-MM')
+    endpoint_spend_totals running spend per (project, Gateway API endpoint id, 'YYYY-MM' period)
+    budgets             monthly limits of a project, a key or an endpoint ('monthly' or 'YYYY-MM')
     credits             prepaid balance of a project (debited by each billed entry)
     credit_transactions top-ups, unique per (project, client topup id)
     budget_leases       budget granted to edges for local admission (see store.budgets)
@@ -184,8 +185,20 @@ class KeySpendTotal(BillingModel, table=True):
     amount: Decimal = Field(sa_type=ExactDecimal)
 
 
+class EndpointSpendTotal(BillingModel, table=True):
+    """Running spend of one Gateway API endpoint (by id) of a project in a calendar month (UTC)."""
+
+    __tablename__ = "endpoint_spend_totals"
+
+    project_id: str = Field(primary_key=True)
+    endpoint_id: str = Field(primary_key=True)
+    period: str = Field(primary_key=True, max_length=7)
+    amount: Decimal = Field(sa_type=ExactDecimal)
+
+
 class Budget(BillingModel, table=True):
-    """A spending limit: ``scope`` project (``scope_id`` = project id) or key (= key id).
+    """A spending limit: ``scope`` project (``scope_id`` = project id), key (= key id) or
+    endpoint (= the Gateway API endpoint's id, its ``monthly_budget``).
 
     ``period`` 'monthly' applies to every month; a 'YYYY-MM' row replaces it for that month.
     """
@@ -236,6 +249,7 @@ class BudgetLease(BillingModel, table=True):
     edge_id: str
     project_id: str
     api_key_id: str
+    endpoint_id: str = Field(default="")
     granted: Decimal = Field(sa_type=ExactDecimal)
     consumed: Decimal = Field(sa_type=ExactDecimal)
     created_at: datetime = Field(sa_type=DateTime(timezone=True))

@@ -4,16 +4,18 @@
 priced events in ONE transaction and relies on ``ledger_entries.event_id``
 being unique, so a redelivered event is a harmless no-op and spend is
 counted exactly once. Everything an entry changes moves in that one
-transaction: the line items, the project's and the key's spend of the
-month, the credits balance, and the ``consumed`` of the budget lease the
-request was admitted under, so a live lease never counts an amount that
-spend already counts (see store.budgets).
+transaction: the line items, the project's, the key's and the Gateway API
+endpoint's (by ``endpoint_id``) spend of the month, the credits balance, and
+the ``consumed`` of the budget lease the request was admitted under, so a
+live lease never counts an amount that spend already counts (see
+store.budgets).
 
 A batch costs a fixed number of statements, whatever its size::
 
     INSERT ledger_entries ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id, id
     INSERT ledger_line_items                      (entries just inserted only)
-    spend_totals, key_spend_totals                one row per (project[, key], period)
+    spend_totals, key_spend_totals,
+    endpoint_spend_totals                         one row per (project[, key | endpoint], period)
     SELECT credits FOR UPDATE; UPDATE credits     one row per project with credits
     SELECT budget_leases FOR UPDATE; UPDATE ...   one row per lease
 
@@ -42,7 +44,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from gateway_common.events import UsageRecorded
 from gateway_common.pricing import LineItem, exact_sum
 
-from .models import BudgetLease, Credit, KeySpendTotal, LedgerEntry, LedgerLineItem, SpendTotal
+from .models import (
+    BudgetLease,
+    Credit,
+    EndpointSpendTotal,
+    KeySpendTotal,
+    LedgerEntry,
+    LedgerLineItem,
+    SpendTotal,
+)
 
 __all__ = ["PricedUsage", "billing_period", "record_usage", "record_usages"]
 
@@ -52,6 +62,7 @@ _ENTRIES: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 _LINE_ITEMS: Table = LedgerLineItem.__table__  # type: ignore[attr-defined]
 _SPEND: Table = SpendTotal.__table__  # type: ignore[attr-defined]
 _KEY_SPEND: Table = KeySpendTotal.__table__  # type: ignore[attr-defined]
+_ENDPOINT_SPEND: Table = EndpointSpendTotal.__table__  # type: ignore[attr-defined]
 _CREDITS: Table = Credit.__table__  # type: ignore[attr-defined]
 _LEASES: Table = BudgetLease.__table__  # type: ignore[attr-defined]
 
@@ -127,6 +138,7 @@ async def record_usages(
             await _insert_line_items(connection, new, entry_ids)
             spend: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
             key_spend: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
+            endpoint_spend: dict[tuple[str, ...], list[Decimal]] = defaultdict(list)
             credits: dict[str, list[Decimal]] = defaultdict(list)
             leases: dict[tuple[str, str], list[Decimal]] = defaultdict(list)
             for usage in new:
@@ -135,11 +147,14 @@ async def record_usages(
                 spend[event.project_id, period].append(amount)
                 if event.api_key_id:
                     key_spend[event.project_id, event.api_key_id, period].append(amount)
+                if event.endpoint_id:
+                    endpoint_spend[event.project_id, event.endpoint_id, period].append(amount)
                 credits[event.project_id].append(amount)
                 if event.budget_lease_id:
                     leases[event.budget_lease_id, event.project_id].append(amount)
             await _add_spend(connection, _SPEND, _summed(spend))
             await _add_spend(connection, _KEY_SPEND, _summed(key_spend))
+            await _add_spend(connection, _ENDPOINT_SPEND, _summed(endpoint_spend))
             await _debit_credits(connection, _summed(credits))
             await _consume_leases(connection, _summed(leases))
     return frozenset(entry_ids)

@@ -59,8 +59,9 @@ request ends with, errors included: ``rate_limit`` leaves them in
 ``request.state`` under ``RESPONSE_HEADERS`` and the middleware adds them.
 
 Budgets (``edge.budget``): after the body and header checks, each call is
-admitted against its project's and key's budgets and credits (refused with
-429 ``insufficient_quota`` or 403 before the router sees it) and carries its
+admitted against its project's, key's and (Gateway API calls) endpoint's
+budgets and credits (refused with 429 ``insufficient_quota`` or 403 before
+the router sees it; 422 on the Gateway API) and carries its
 lease in ``CompleteRequest.budget_lease_id``; its ticket is settled with the
 usage the router reports, however the request ends (streams: in ``_sse``'s
 ``finally``).
@@ -293,6 +294,7 @@ class Proxy:
         max_output_tokens: int | None = None,
         choices: int = 1,
         endpoint: str = "",
+        endpoint_id: str = "",
         admission: Admission | None = None,
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
@@ -300,7 +302,8 @@ class Proxy:
         ``max_output_tokens`` (the request's completion cap per choice, None when
         unset) and ``choices`` (its ``n``) bound the worst case the budget and the
         token limits reserve. ``endpoint`` names the Gateway API endpoint the call
-        came through ("": none); ``admission`` is its ``rate_limit`` (None: ``/v1``,
+        came through ("": none) and ``endpoint_id`` is its id: the call is also bound
+        by the endpoint's budget; ``admission`` is its ``rate_limit`` (None: ``/v1``,
         the model is checked and the call counted here).
         """
         started: float = request.state.started_at
@@ -324,7 +327,13 @@ class Proxy:
                 self._publish(request, admission)
             try:
                 ticket = await self._budget.admit(
-                    key, op, model, body, max_output_tokens=max_output_tokens, choices=choices
+                    key,
+                    op,
+                    model,
+                    body,
+                    max_output_tokens=max_output_tokens,
+                    choices=choices,
+                    endpoint_id=endpoint_id,
                 )
             except BaseException:
                 await self._limits.settle(admission, _NO_USAGE)  # no call: no tokens used
@@ -338,6 +347,7 @@ class Proxy:
             include_generation_context=options.include_generation_context,
             budget_lease_id=ticket.lease_id,
             endpoint=endpoint,
+            endpoint_id=endpoint_id,
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:

@@ -20,7 +20,7 @@ OPERATION_EMBEDDINGS: Operation
 OPERATION_RESPONSES: Operation
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key", "credentials", "budget_lease_id", "include_generation_context", "endpoint")
+    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key", "credentials", "budget_lease_id", "include_generation_context", "endpoint", "endpoint_id")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class CompleteRequest(_message.Message):
     BUDGET_LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_GENERATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     operation: Operation
     model: str
     body: bytes
@@ -43,7 +44,8 @@ class CompleteRequest(_message.Message):
     budget_lease_id: str
     include_generation_context: bool
     endpoint: str
-    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., budget_lease_id: _Optional[str] = ..., include_generation_context: _Optional[bool] = ..., endpoint: _Optional[str] = ...) -> None: ...
+    endpoint_id: str
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., budget_lease_id: _Optional[str] = ..., include_generation_context: _Optional[bool] = ..., endpoint: _Optional[str] = ..., endpoint_id: _Optional[str] = ...) -> None: ...
 
 class ProviderCredential(_message.Message):
     __slots__ = ("provider", "api_key", "base_url")

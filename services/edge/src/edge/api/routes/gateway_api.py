@@ -343,6 +343,7 @@ class _ProxyUpstream:
             shaper=shaper,
             max_output_tokens=self._endpoint.max_output_tokens,
             endpoint=self._endpoint.slug,
+            endpoint_id=self._endpoint.endpoint_id,
             admission=self._admission,
         )
 

@@ -11,7 +11,9 @@ hang. Money is a decimal string in and out.
     GET  /keys/{key_id}/budget
     POST /credits/topups              add prepaid credits, idempotent by ``topup_id``
     GET  /credits                     balance, held, remaining
-    GET  /spend?period=&key_id=       spend, budgets and credits of a month (default: current)
+    GET  /spend?period=&key_id=&endpoint=
+                                      spend, budgets and credits of a month (default: current);
+                                      ``endpoint`` (a slug) adds that endpoint's budget and spend
     GET  /usage?group_by=&from=&to=   usage by key, model, day or endpoint
     GET  /usage/requests/{request_id} one request's entries and line items (404 if not ours)
 """
@@ -30,7 +32,7 @@ from gateway_common.errors import InvalidRequest, NotFound
 from gateway_common.pricing import exact_sum
 
 from ....billing_admin import BillingAdmin
-from ....store import repo
+from ....store import endpoints_repo, repo
 from .base import ERROR_RESPONSES, AdminErrorBody, AdminRoute, Caller, ProjectCallerDep, SessionDep
 from .base import load_project as _load_project
 from .billing_schemas import (
@@ -179,14 +181,30 @@ async def get_spend(
     session: SessionDep,
     period: MonthQuery = None,
     key_id: Annotated[str | None, Query(description="Also report this key.")] = None,
+    endpoint: Annotated[
+        str | None, Query(description="Also report this Gateway API endpoint (its slug).")
+    ] = None,
 ) -> SpendView:
     """Spend, budgets and credits of the project in a month (default: the current one)."""
     if key_id:
         await _check_key(session, caller, project_id, key_id)
     else:
         await _load_project(session, caller.principal, project_id)
+    endpoint_id = ""
+    if endpoint:
+        row = await endpoints_repo.get_endpoint(
+            session=session, project_id=project_id, slug=endpoint
+        )
+        if row is None:
+            raise NotFound("Endpoint not found in this project.", code="endpoint_not_found")
+        endpoint_id = row.id
     report = await _billing(caller).spend(
-        wire.SpendQuery(project_id=project_id, api_key_id=key_id or "", period=period or "")
+        wire.SpendQuery(
+            project_id=project_id,
+            api_key_id=key_id or "",
+            endpoint_id=endpoint_id,
+            period=period or "",
+        )
     )
     return SpendView.model_validate(report.model_dump(exclude={"status", "message"}))
 

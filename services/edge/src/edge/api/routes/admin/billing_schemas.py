@@ -96,12 +96,15 @@ class CreditsView(BaseModel):
 
 
 class SpendView(BaseModel):
-    """Spend, budgets and credits of a project (and a key) in one month."""
+    """Spend, budgets and credits of a project (and a key, and an endpoint) in one month."""
 
     project_id: str
     period: str
     project_spend: Money
     key_spend: Money | None
+    endpoint_spend: Money | None = Field(
+        default=None, description="The endpoint's spend, when one was asked for."
+    )
     budgets: list[BudgetState]
     credits: CreditState | None
 

@@ -17,19 +17,32 @@ saved endpoint always loads.
 Every write patches this edge's endpoint cache at once and publishes
 ``endpoints.changed.v1`` ``{"project_id"}``, so every edge serves the change
 within moments (``edge.endpointsync``).
+
+``monthly_budget`` is stored here and enforced by billing: after the commit,
+a create or update that sets it (and a delete of an endpoint that had one)
+sets or removes billing's budget of scope ``endpoint`` (id = the endpoint's id)
+through billing's admin request/reply (``edge.billing_admin``); billing
+announces ``billing.budgets.changed.v1`` before it answers, so the budget
+binds every edge when the call returns. Billing not answering is a 503 saying
+the endpoint was saved but its budget is not in force; repeating the request
+applies it (setting a budget is idempotent).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
+from decimal import Decimal
 
 from fastapi import APIRouter, status
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.responses import Response
 
+from gateway_common import billing_api as wire
 from gateway_common import subjects
-from gateway_common.errors import InvalidRequest, NotFound
+from gateway_common.errors import InvalidRequest, NotFound, ServiceUnavailable
 
+from ....billing_admin import BillingAdmin
 from ....endpointsync import EndpointSync, view_of
 from ....state import EdgeState
 from ....store import Endpoint, EndpointCreate, EndpointPublic, EndpointUpdate, endpoints_repo
@@ -46,6 +59,8 @@ from .base import (
 from .schemas import EndpointList
 
 __all__ = ["router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(
     prefix="/projects/{project_id}/endpoints",
@@ -127,6 +142,26 @@ async def _announce(state: EdgeState, session: AsyncSession, project_id: str) ->
     await publish(state, {"project_id": project_id}, subjects.ENDPOINTS_CHANGED)
 
 
+async def _set_budget(
+    state: EdgeState, project_id: str, endpoint_id: str, limit: Decimal | None, *, deleted: bool
+) -> None:
+    """Make billing's budget of the endpoint ``limit`` (after the endpoint's row was committed)."""
+    request = wire.BudgetSet(
+        project_id=project_id, scope="endpoint", endpoint_id=endpoint_id, limit=limit
+    )
+    try:
+        await BillingAdmin(state.nats).set_budget(request)
+    except ServiceUnavailable:
+        if deleted:  # a budget of an endpoint that no longer exists never applies again
+            log.warning("budget of deleted endpoint %s not removed from billing", endpoint_id)
+            return
+        raise ServiceUnavailable(
+            "The endpoint was saved, but billing did not answer, so its monthly_budget is "
+            "not in force yet. Repeat the request to apply it.",
+            code="billing_unavailable",
+        ) from None
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -148,6 +183,8 @@ async def create_endpoint(
         raise _taken(body.slug) from None
     public = EndpointPublic.model_validate(row)
     await _announce(caller.state, session, project.id)
+    if row.monthly_budget is not None:
+        await _set_budget(caller.state, project.id, row.id, row.monthly_budget, deleted=False)
     return public
 
 
@@ -189,6 +226,8 @@ async def update_endpoint(
         raise _taken(body.slug or slug) from None
     public = EndpointPublic.model_validate(row)
     await _announce(caller.state, session, project_id)
+    if "monthly_budget" in body.model_fields_set:
+        await _set_budget(caller.state, project_id, row.id, row.monthly_budget, deleted=False)
     return public
 
 
@@ -198,6 +237,9 @@ async def delete_endpoint(
 ) -> Response:
     """Delete an endpoint: its URL answers 404 at once, on every edge."""
     row = await _load(session, caller.principal, project_id, slug)
+    endpoint_id, budgeted = row.id, row.monthly_budget is not None
     await endpoints_repo.delete_endpoint(session=session, row=row)
     await _announce(caller.state, session, project_id)
+    if budgeted:
+        await _set_budget(caller.state, project_id, endpoint_id, None, deleted=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
