@@ -15,8 +15,10 @@
                        "Token does not belong to this project." otherwise) with the
                        ``chat`` scope: the Gateway API's caller (seed 001)
     EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
+    CatalogDep         PriceBook (the catalog as the edge reads it)
     SessionsDep        SessionsClient (stored responses)
 
+Keys come from ``Authorization: Bearer`` or ``x-api-key`` (``auth.presented_key``).
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
 route authenticates gateway keys only, so a provider key is a 401 there.
 
@@ -31,9 +33,10 @@ from fastapi import Depends, Request
 
 from gateway_common.errors import PermissionDenied
 
-from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
+from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, presented_key, require_scope
 from ..config import EdgeSettings
 from ..endpoints import EndpointCache
+from ..pricebook import PriceBook
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
 from ..state import EdgeState
@@ -41,6 +44,7 @@ from .proxy import Proxy
 
 __all__ = [
     "ApiKeyDep",
+    "CatalogDep",
     "ChatCallDep",
     "ChatKeyDep",
     "EmbeddingsCallDep",
@@ -86,14 +90,23 @@ async def get_endpoints(state: StateDep) -> EndpointCache:
     return state.endpoints
 
 
+async def get_catalog(state: StateDep) -> PriceBook:
+    return state.catalog
+
+
+def _presented(request: Request) -> str:
+    return presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
-    """The caller's key, from ``Authorization: Bearer``; raises ``Unauthenticated``."""
-    return state.keys.authenticate(request.headers.get("authorization"))
+    """The caller's key, from ``Authorization: Bearer`` (else ``x-api-key``); raises
+    ``Unauthenticated``."""
+    return state.keys.lookup(_presented(request))
 
 
 async def authenticate_call(request: Request, state: StateDep) -> KeyEntry:
     """As ``authenticate``; a bearer that is no gateway key may yet be a passthrough caller."""
-    token = bearer_token(request.headers.get("authorization"))
+    token = _presented(request)
     try:
         return state.keys.lookup(token)
     except UnknownKey:
@@ -108,6 +121,7 @@ RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
 EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
+CatalogDep = Annotated[PriceBook, Depends(get_catalog)]
 ApiKeyDep = Annotated[KeyEntry, Depends(authenticate)]
 CallerDep = Annotated[KeyEntry, Depends(authenticate_call)]
 

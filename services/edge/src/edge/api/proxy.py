@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -71,6 +71,7 @@ from gateway_common.errors import (
 from gateway_common.openai import ChatCompletionRequest, EmbeddingRequest, ResponsesRequest
 from gateway_common.telemetry import REQUEST_ID
 
+from ..anthropic import CountTokensRequest, MessagesRequest
 from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
 from ..metrics import EdgeMetrics
@@ -79,10 +80,17 @@ from ..projects import CallOptions, ProjectCache
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 
-__all__ = ["Proxy", "Shaper", "server_timing"]
+__all__ = ["ErrorFramer", "Proxy", "Shaper", "server_timing"]
 
 #: The body of a routed endpoint; each names its ``model``.
-M = TypeVar("M", ChatCompletionRequest, EmbeddingRequest, ResponsesRequest)
+M = TypeVar(
+    "M",
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+    MessagesRequest,
+    CountTokensRequest,
+)
 
 _DONE = b"data: [DONE]\n\n"
 #: Metric label per operation, named as usage events name them.
@@ -96,7 +104,10 @@ _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _NO_PROJECT = CallOptions()
 
 
-def _error_frame(err: GatewayError) -> bytes:
+def _error_frame(err: GatewayError, shaper: Shaper | None = None) -> bytes:
+    """The in-band frame that ends a failed stream: the shaper's own, else OpenAI's."""
+    if isinstance(shaper, ErrorFramer):
+        return shaper.error_frame(err)
     body = error_bytes(message=err.message, type=err.error_type, param=err.param, code=err.code)
     return b"data: " + body + b"\n\n"
 
@@ -140,11 +151,20 @@ class Shaper(Protocol):
     in-band error frame that ends the stream, after the frames before it.
     """
 
-    done: bytes
+    @property
+    def done(self) -> bytes: ...
 
     async def body(self, body: bytes) -> bytes: ...
 
     async def frame(self, chunk: bytes) -> bytes: ...
+
+
+@runtime_checkable
+class ErrorFramer(Protocol):
+    """A ``Shaper`` whose API frames a mid-stream failure its own way (Anthropic's ``error``
+    event); other shapers' failures are framed as OpenAI's ``data: {"error": ...}``."""
+
+    def error_frame(self, err: GatewayError) -> bytes: ...
 
 
 class Proxy:
@@ -220,12 +240,15 @@ class Proxy:
         max_output_tokens: int | None = None,
         choices: int = 1,
         endpoint: str = "",
+        generation_context: bool = True,
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
 
         ``max_output_tokens`` (the request's completion cap per choice, None when
         unset) and ``choices`` (its ``n``) bound the worst case the budget reserves.
         ``endpoint`` names the Gateway API endpoint the call came through ("": none).
+        ``generation_context=False`` leaves it off whatever the project says (a surface
+        whose answer has no place for it: Anthropic's Messages).
         """
         started: float = request.state.started_at
         provider_key: str | None
@@ -245,7 +268,7 @@ class Proxy:
             api_key_id=key.key_id,
             provider_key=provider_key,
             credentials=options.credentials,
-            include_generation_context=options.include_generation_context,
+            include_generation_context=generation_context and options.include_generation_context,
             budget_lease_id=ticket.lease_id,
             endpoint=endpoint,
         )
@@ -320,13 +343,13 @@ class Proxy:
                     else:
                         frames, failure = await _shaped(shaper, chunks)
                         if failure is not None:
-                            yield frames + _error_frame(failure)
+                            yield frames + _error_frame(failure, shaper)
                             return
                         yield frames
                 elif kind == "usage":
                     ticket.record(event.usage)
                 elif kind == "error":
-                    yield _error_frame(from_detail(event.error))
+                    yield _error_frame(from_detail(event.error), shaper)
                     return
                 event = await anext(events, None)
             done = _DONE if shaper is None else shaper.done
@@ -334,7 +357,7 @@ class Proxy:
                 yield done
         except GatewayError as err:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
-            yield _error_frame(err)
+            yield _error_frame(err, shaper)
         finally:
             ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()

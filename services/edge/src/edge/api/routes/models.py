@@ -1,18 +1,40 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: the router's catalog in OpenAI's shape."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}``: the router's catalog in OpenAI's shape.
+
+A request carrying ``anthropic-version`` (Anthropic's SDKs send it on every call)
+gets Anthropic's shapes instead: ``{"data": [{"type": "model", "id",
+"display_name", "created_at"}], "has_more", "first_id", "last_id"}``, one such
+model object, and Anthropic's error shape (``AnthropicVersionRoute``). The list
+is the whole catalog on one page (``limit``/``after_id`` are not paged).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from gateway.router.v1 import router_pb2
 from gateway_common.errors import ModelNotFound
 from gateway_common.openai import Model, ModelList, ModelPricing
 
+from ...anthropic import ANTHROPIC_VERSION_HEADER, AnthropicVersionRoute
 from ..deps import ApiKeyDep, RouterClientDep
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=AnthropicVersionRoute)
+
+
+def _anthropic_model(info: router_pb2.ModelInfo) -> dict[str, Any]:
+    created = datetime.fromtimestamp(info.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"type": "model", "id": info.id, "display_name": info.id, "created_at": created}
+
+
+def _json(payload: Any) -> Response:
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
 def _to_model(info: router_pb2.ModelInfo) -> Model:
@@ -34,15 +56,26 @@ def _to_model(info: router_pb2.ModelInfo) -> Model:
 
 
 @router.get("", response_model=ModelList)
-async def list_models(_: ApiKeyDep, client: RouterClientDep) -> ModelList:
+async def list_models(
+    request: Request, _: ApiKeyDep, client: RouterClientDep
+) -> ModelList | Response:
     """List every model the gateway serves."""
-    return ModelList(data=[_to_model(info) for info in await client.list_models()])
+    infos = await client.list_models()
+    if ANTHROPIC_VERSION_HEADER in request.headers:
+        data = [_anthropic_model(info) for info in infos]
+        first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+        return _json({"data": data, "has_more": False, "first_id": first, "last_id": last})
+    return ModelList(data=[_to_model(info) for info in infos])
 
 
 @router.get("/{model_id:path}", response_model=Model)
-async def retrieve_model(model_id: str, _: ApiKeyDep, client: RouterClientDep) -> Model:
+async def retrieve_model(
+    request: Request, model_id: str, _: ApiKeyDep, client: RouterClientDep
+) -> Model | Response:
     """One model, by id or alias."""
     for info in await client.list_models():
         if model_id == info.id or model_id in info.aliases:
+            if ANTHROPIC_VERSION_HEADER in request.headers:
+                return _json(_anthropic_model(info))
             return _to_model(info)
     raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
