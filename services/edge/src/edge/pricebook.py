@@ -269,6 +269,7 @@ class PriceBook:
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
             ),
         )
         prices = self._file.current().index.prices_at(estimate.model, event.occurred_at)

@@ -193,3 +193,5 @@ class MessagesRequest(CountTokensRequest):
     top_p: float | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
     metadata: Metadata | None = None
+    #: Automatic prompt caching: one breakpoint the provider places itself.
+    cache_control: CacheControl | None = None

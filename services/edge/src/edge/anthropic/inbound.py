@@ -14,6 +14,7 @@ would go (budgets, ledger, failover: ``Proxy.forward``):
                                     images in a result follow as a user message
     assistant text / tool_use       ``content`` and ``tool_calls`` (input as JSON)
     assistant thinking              dropped: no chat provider reads another model's thinking
+                                    (kept as ``thinking_blocks`` when ``native``)
     max_tokens                      max_completion_tokens
     stop_sequences                  stop
     metadata.user_id                user
@@ -25,8 +26,9 @@ would go (budgets, ledger, failover: ``Proxy.forward``):
 
 ``native`` (every deployment the model may route to speaks Messages): the
 Anthropic-only parts ride as extension fields the router's Anthropic adapter
-reads back - ``cache_control`` on content parts, system parts and tools, and
-top-level ``top_k`` and ``thinking`` - so prompt caching and sampling survive
+reads back - ``cache_control`` on content parts, system parts and tools,
+top-level ``top_k``, ``thinking`` and ``cache_control``, earlier turns'
+``thinking_blocks`` - so prompt caching, thinking and sampling survive
 the trip. Without it they are dropped: an OpenAI-compatible provider would
 refuse an unknown field, and a cache breakpoint changes nothing in the answer.
 """
@@ -99,6 +101,8 @@ class _Translation:
                 body[name] = value
         if self.native and req.top_k is not None:
             body["top_k"] = req.top_k
+        if self.native and req.cache_control is not None:
+            body["cache_control"] = req.cache_control.model_dump(exclude_none=True)
         if req.stop_sequences:
             body["stop"] = req.stop_sequences
         if req.metadata is not None and req.metadata.user_id:
@@ -161,6 +165,7 @@ class _Translation:
     def assistant(self, blocks: list[Any], param: str) -> dict[str, Any]:
         texts: list[dict[str, Any]] = []
         calls: list[dict[str, Any]] = []
+        thinking: list[dict[str, Any]] = []
         for j, block in enumerate(blocks):
             if isinstance(block, TextBlock):
                 texts.append(self._cache(self.text(block.text), block))
@@ -169,7 +174,8 @@ class _Translation:
                 call = {"name": block.name, "arguments": arguments}
                 calls.append({"id": block.id, "type": "function", "function": call})
             elif block.type in ("thinking", "redacted_thinking"):
-                continue
+                if self.native:  # Anthropic wants them back, signature and all
+                    thinking.append(block.model_dump(exclude_none=True))
             else:
                 where = f"{param}[{j}]"
                 raise InvalidRequest(
@@ -184,6 +190,8 @@ class _Translation:
             message["content"] = text or (None if calls else "")
         if calls:
             message["tool_calls"] = calls
+        if thinking:
+            message["thinking_blocks"] = thinking
         return message
 
     @staticmethod

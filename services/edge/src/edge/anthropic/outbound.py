@@ -9,13 +9,14 @@ A ``chat.completion`` becomes one Message::
                 length -> max_tokens, tool_calls -> tool_use, content_filter -> refusal
     usage       input_tokens = prompt - cache reads - cache writes, output_tokens,
                 cache_read_input_tokens (prompt_tokens_details.cached_tokens),
-                cache_creation_input_tokens (``cache_creation_tokens``, when reported)
+                cache_creation_input_tokens (the router's ``cache_write_tokens``)
 
 A stream's chunks become Anthropic's events, in Anthropic's order::
 
     message_start, ping
     content_block_start / content_block_delta* / content_block_stop   per block:
-        thinking (thinking_delta), text (text_delta), tool_use (input_json_delta)
+        thinking (thinking_delta, signature_delta), text (text_delta),
+        tool_use (input_json_delta)
     message_delta (stop_reason, usage), message_stop
 
 A block opens when its first delta arrives and closes when a delta of another
@@ -63,12 +64,25 @@ class _ToolCall(_In):
     function: _Function = _Function()
 
 
+class _ThinkingBlock(_In):
+    type: str = "thinking"
+    thinking: str = ""
+    signature: str = ""
+
+
 class _Message(_In):
-    """A choice's ``message`` or a chunk's ``delta``."""
+    """A choice's ``message`` or a chunk's ``delta``.
+
+    ``thinking_blocks`` (with their signatures) and ``reasoning_signature`` are the
+    router's Anthropic adapter's extensions; ``reasoning_content`` / ``reasoning``
+    is how OpenAI-compatible reasoning providers send thinking.
+    """
 
     content: str | None = None
     reasoning_content: str | None = None
     reasoning: str | None = None
+    reasoning_signature: str | None = None
+    thinking_blocks: list[_ThinkingBlock] | None = None
     refusal: str | None = None
     tool_calls: list[_ToolCall] | None = None
 
@@ -87,7 +101,7 @@ class _Choice(_In):
 
 class _PromptDetails(_In):
     cached_tokens: int | None = None
-    cache_creation_tokens: int | None = None
+    cache_write_tokens: int | None = None
 
 
 class _Usage(_In):
@@ -124,7 +138,7 @@ def usage_json(usage: _Usage | None) -> dict[str, int]:
         usage = _Usage()
     details = usage.prompt_tokens_details or _PromptDetails()
     read = details.cached_tokens or 0
-    written = details.cache_creation_tokens or 0
+    written = details.cache_write_tokens or 0
     return {
         "input_tokens": max(usage.prompt_tokens - read - written, 0),
         "output_tokens": usage.completion_tokens,
@@ -156,7 +170,9 @@ def message_body(raw: bytes, *, model: str) -> bytes:
     choice = answer.choices[0] if answer.choices else _Choice()
     said = choice.message or _Message()
     content: list[dict[str, Any]] = []
-    if said.thinking:
+    if said.thinking_blocks:
+        content.extend(block.model_dump() for block in said.thinking_blocks)
+    elif said.thinking:
         content.append({"type": "thinking", "thinking": said.thinking, "signature": ""})
     if text := (said.content or said.refusal):
         content.append({"type": "text", "text": text})
@@ -289,6 +305,8 @@ class MessageStream:
             block = {"type": "thinking", "thinking": "", "signature": ""}
             out.append(self._switch("thinking", block))
             out.append(self._block_delta({"type": "thinking_delta", "thinking": thinking}))
+        if (signature := delta.reasoning_signature) and self._open == "thinking":
+            out.append(self._block_delta({"type": "signature_delta", "signature": signature}))
         if text := (delta.content or delta.refusal):
             out.append(self._switch("text", {"type": "text", "text": ""}))
             out.append(self._block_delta({"type": "text_delta", "text": text}))

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.router.v1 import router_pb2
-from gateway_common import tokens
 from gateway_common.errors import InvalidRequest, ModelNotFound
+from gateway_common.tokens import chat_prompt_tokens, estimate
 
 from ...anthropic import AnthropicRoute, CountTokensRequest, MessagesRequest, MessageStream, to_chat
 from ..deps import CatalogDep, ChatCallDep, ProxyDep, SettingsDep
@@ -46,9 +46,7 @@ async def create_message(
     _, body = await proxy.read(request, MessagesRequest, key)
     _check_size(len(body.messages), settings.max_messages)
     chat = to_chat(body, native=catalog.anthropic_only(body.model))
-    shaper = MessageStream(
-        model=body.model, input_tokens=tokens.chat_prompt_tokens(chat, tokens.estimate)
-    )
+    shaper = MessageStream(model=body.model, input_tokens=chat_prompt_tokens(chat, estimate))
     return await proxy.forward(
         request,
         router_pb2.OPERATION_CHAT_COMPLETIONS,
@@ -72,5 +70,5 @@ async def count_tokens(
     if not catalog.knows(body.model):
         raise ModelNotFound(f"model: {body.model}", param="model")
     chat = to_chat(body, native=catalog.anthropic_only(body.model))
-    count = tokens.chat_prompt_tokens(chat, tokens.estimate)
+    count = chat_prompt_tokens(chat, estimate)
     return Response(orjson.dumps({"input_tokens": count}), media_type="application/json")
