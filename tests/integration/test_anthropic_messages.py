@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import anthropic
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 
-from tests.integration.helpers import fake_requests, provider_digest
+from devtools.stack import Stack
+from gateway_common.catalog import load_catalog
+from gateway_common.db import sync_url
+from tests.integration.helpers import fake_requests, poll, provider_digest
 
 pytestmark = pytest.mark.integration
 
@@ -407,3 +412,198 @@ def test_auth_errors_take_anthropics_shape(base_url: str, api_key: str) -> None:
         url, content=b"x" * (5 * 1024 * 1024), headers={"x-api-key": api_key}, timeout=30
     )
     _anthropic_error(big, 413, "request_too_large")
+
+
+# -- an Anthropic-kind model: least translation ------------------------------------------
+
+CLAUDE = "mock-claude"  # on the fake's Messages mode (tests/integration/catalog.yaml)
+
+
+def _ledger_items(stack: Stack, request_id: str) -> dict[str, Any] | None:
+    """Billing's line items of ``request_id`` by SKU, or None while not yet written."""
+    engine = sa.create_engine(sync_url(stack.database_url("billing")))
+    try:
+        with engine.connect() as conn:
+            entry = conn.execute(
+                sa.text("SELECT id FROM ledger_entries WHERE request_id = :r"), {"r": request_id}
+            ).one_or_none()
+            if entry is None:
+                return None
+            rows = conn.execute(
+                sa.text("SELECT * FROM ledger_line_items WHERE entry_id = :e"), {"e": entry.id}
+            ).all()
+            return {row.sku: row for row in rows}
+    finally:
+        engine.dispose()
+
+
+def test_cache_control_reaches_anthropic_and_cache_tokens_are_billed_at_their_rates(
+    client: anthropic.Anthropic, stack: Stack, fake_provider_url: str
+) -> None:
+    marker = _marker()
+    system: Any = [
+        {"type": "text", "text": f"You know these six long facts {marker}"},
+        {"type": "text", "text": "and two more", "cache_control": {"type": "ephemeral"}},
+    ]
+    ask: list[Any] = [{"role": "user", "content": "hello there"}]
+    first = client.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=50, system=system, messages=ask, extra_body={"top_k": 3}
+    )
+    second = client.messages.with_raw_response.create(
+        model=CLAUDE, max_tokens=50, system=system, messages=ask, extra_body={"top_k": 3}
+    )
+    cached_words = len(f"You know these six long facts {marker}".split()) + 3
+    one, two = first.parse(), second.parse()
+    assert one.usage.cache_creation_input_tokens == cached_words
+    assert one.usage.cache_read_input_tokens == 0
+    assert two.usage.cache_creation_input_tokens == 0
+    assert two.usage.cache_read_input_tokens == cached_words
+    assert one.usage.input_tokens == two.usage.input_tokens == 2  # "hello there"
+    assert first.headers["x-switchyard-provider"] == "fake-anthropic"
+
+    seen = fake_requests(fake_provider_url, marker)
+    assert [r["path"] for r in seen] == ["/v1/messages", "/v1/messages"]
+    sent = seen[0]["body"]
+    assert sent["system"] == system  # the blocks and their breakpoint, unchanged
+    assert sent["top_k"] == 3
+    assert sent["model"] == "claude-fake-1"
+
+    prices = load_catalog(stack.catalog_path).models[CLAUDE].prices
+    written = poll(lambda: _ledger_items(stack, first.headers["x-request-id"]))
+    read = poll(lambda: _ledger_items(stack, second.headers["x-request-id"]))
+    write_sku, read_sku = (
+        "inference.chat_completions.in.cache_write",
+        "inference.chat_completions.in.cached",
+    )
+    assert written[write_sku].quantity == cached_words
+    assert Decimal(written[write_sku].unit_price) == prices.cache_write
+    assert read_sku not in written
+    assert read[read_sku].quantity == cached_words
+    assert Decimal(read[read_sku].unit_price) == prices.cached_input
+    assert write_sku not in read
+    assert written["inference.chat_completions.in"].quantity == 2
+
+
+def test_thinking_streams_with_its_signature_on_an_anthropic_model(
+    client: anthropic.Anthropic, fake_provider_url: str
+) -> None:
+    text = f"ponder {_marker()}"
+    with client.messages.stream(
+        model=CLAUDE,
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": text}],
+    ) as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["thinking", "text"]
+    thinking = final.content[0]
+    assert thinking.thinking == f"Thinking about: {text}"  # type: ignore[union-attr]
+    assert thinking.signature.startswith("sig_")  # type: ignore[union-attr]
+    assert "thinking" in kinds and "signature" in kinds and "text" in kinds
+    (seen,) = fake_requests(fake_provider_url, text)
+    assert seen["body"]["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+    # The next turn sends the thinking back, signature and all, as Anthropic requires.
+    client.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+            {"role": "user", "content": f"again {text}"},
+        ],
+    )
+    again = fake_requests(fake_provider_url, f"again {text}")[-1]["body"]
+    assert again["messages"][1]["content"][0] == {
+        "type": "thinking",
+        "thinking": thinking.thinking,  # type: ignore[union-attr]
+        "signature": thinking.signature,  # type: ignore[union-attr]
+    }
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_a_stop_sequence_is_named_on_an_anthropic_model(
+    client: anthropic.Anthropic, stream: bool
+) -> None:
+    ask: list[Any] = [{"role": "user", "content": f"stop here [then not {_marker()}"}]
+    if stream:
+        with client.messages.stream(
+            model=CLAUDE, max_tokens=50, messages=ask, stop_sequences=["["]
+        ) as events:
+            message = events.get_final_message()
+    else:
+        message = client.messages.create(
+            model=CLAUDE, max_tokens=50, messages=ask, stop_sequences=["["]
+        )
+    assert message.stop_reason == "stop_sequence" and message.stop_sequence == "["
+    assert message.content[0].text == "stop here "  # type: ignore[union-attr]
+
+
+def test_tool_use_streams_input_json_on_an_anthropic_model(client: anthropic.Anthropic) -> None:
+    city = f"Oslo {_marker()}"
+    with client.messages.stream(
+        model=CLAUDE,
+        max_tokens=50,
+        messages=[{"role": "user", "content": city}],
+        tools=[_WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"},
+    ) as stream:
+        final = stream.get_final_message()
+    (use,) = final.content
+    assert use.type == "tool_use" and use.input == {"text": city}
+    assert use.id.startswith("toolu_")
+    assert final.stop_reason == "tool_use"
+
+
+def _raw_stream(base_url: str, api_key: str, body: dict[str, Any]) -> list[tuple[str, Any]]:
+    headers = {"x-api-key": api_key, "anthropic-version": "2023-06-01"}
+    with httpx.stream(
+        "POST",
+        f"{base_url}/v1/messages",
+        json={**body, "stream": True},
+        headers=headers,
+        timeout=30,
+    ) as answer:
+        assert answer.status_code == 200, answer.read()
+        lines = [line for line in answer.iter_lines() if line]
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    data = [orjson.loads(line[6:]) for line in lines if line.startswith("data: ")]
+    assert [d["type"] for d in data] == events, "every event is named as its data's type"
+    return list(zip(events, data, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("model", "text"),
+    [(CLAUDE, "fail [stream-error]"), ("fo-break", "a break mid-stream")],
+    ids=["anthropic-error-event", "openai-connection-drop"],
+)
+def test_a_mid_stream_failure_ends_with_an_error_event(
+    base_url: str, api_key: str, model: str, text: str
+) -> None:
+    body = {
+        "model": model,
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": f"{text} one two three four {_marker()}"}],
+    }
+    events = _raw_stream(base_url, api_key, body)
+    kinds = [kind for kind, _ in events]
+    assert kinds[:2] == ["message_start", "ping"]
+    assert "content_block_delta" in kinds
+    assert kinds[-1] == "error" and "message_stop" not in kinds
+    error = events[-1][1]
+    assert error["error"]["type"] == "api_error" and error["error"]["message"]
+
+
+def test_the_sdk_raises_on_a_mid_stream_error(client: anthropic.Anthropic) -> None:
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        client.messages.stream(
+            model=CLAUDE,
+            max_tokens=50,
+            messages=[{"role": "user", "content": f"fail [stream-error] {_marker()}"}],
+        ) as stream,
+    ):
+        for _ in stream:
+            pass
