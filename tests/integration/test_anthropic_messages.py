@@ -8,9 +8,14 @@ the provider to have received, and check what did reach it (``/_fake/requests``)
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -607,3 +612,48 @@ def test_the_sdk_raises_on_a_mid_stream_error(client: anthropic.Anthropic) -> No
     ):
         for _ in stream:
             pass
+
+
+# -- the Node SDK ----------------------------------------------------------------------
+
+_NODE_DIR = Path(__file__).with_name("node")
+
+
+@pytest.mark.parametrize("model", ["mock-chat", CLAUDE])
+def test_node_sdk(base_url: str, api_key: str, model: str) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the Node SDK test needs Node.js >= 20")
+    if not (_NODE_DIR / "node_modules" / "@anthropic-ai" / "sdk").is_dir():
+        pytest.skip("the Anthropic Node SDK is not installed: run `make node-deps` (npm ci)")
+    prompt = f"Weather in Rome {_marker()}"
+    env = {
+        **os.environ,
+        "SWITCHYARD_ORIGIN": base_url,
+        "SWITCHYARD_API_KEY": api_key,
+        "SWITCHYARD_MODEL": model,
+        "SWITCHYARD_PROMPT": prompt,
+    }
+    run = subprocess.run(
+        [node, "anthropic.mjs"], cwd=_NODE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["created"]["id"].startswith("msg_")
+    assert result["created"]["text"].startswith(prompt + " [")
+    assert result["created"]["stop"] == "end_turn"
+    assert result["stream"]["text"] == result["stream"]["final"] == result["created"]["text"]
+    assert result["stream"]["usage"]["output_tokens"] > 0
+    assert result["tool"] == {"name": "get_weather", "input": {"text": prompt}, "stop": "tool_use"}
+    assert result["answered"] == "end_turn"
+    assert result["countTokens"] > 0
+    assert result["unknownModel"] == {
+        "status": 404,
+        "name": "NotFoundError",
+        "type": "not_found_error",
+    }
+    assert result["wrongKey"] == {
+        "status": 401,
+        "name": "AuthenticationError",
+        "type": "authentication_error",
+    }
