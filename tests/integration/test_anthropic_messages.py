@@ -452,7 +452,12 @@ def test_cache_control_reaches_anthropic_and_cache_tokens_are_billed_at_their_ra
     ]
     ask: list[Any] = [{"role": "user", "content": "hello there"}]
     first = client.messages.with_raw_response.create(
-        model=CLAUDE, max_tokens=50, system=system, messages=ask, extra_body={"top_k": 3}
+        model=CLAUDE,
+        max_tokens=50,
+        system=system,
+        messages=ask,
+        extra_body={"top_k": 3},
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07, fake-beta-1"},
     )
     second = client.messages.with_raw_response.create(
         model=CLAUDE, max_tokens=50, system=system, messages=ask, extra_body={"top_k": 3}
@@ -472,6 +477,9 @@ def test_cache_control_reaches_anthropic_and_cache_tokens_are_billed_at_their_ra
     assert sent["system"] == system  # the blocks and their breakpoint, unchanged
     assert sent["top_k"] == 3
     assert sent["model"] == "claude-fake-1"
+    assert seen[0]["headers"]["anthropic-beta"] == "context-1m-2025-08-07,fake-beta-1"
+    assert seen[0]["headers"]["anthropic-version"] == "2023-06-01"
+    assert "anthropic-beta" not in seen[1]["headers"]
 
     prices = load_catalog(stack.catalog_path).models[CLAUDE].prices
     written = poll(lambda: _ledger_items(stack, first.headers["x-request-id"]))

@@ -35,6 +35,7 @@ refuse an unknown field, and a cache breakpoint changes nothing in the answer.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -61,9 +62,25 @@ __all__ = ["to_chat"]
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
-def to_chat(req: MessagesRequest | CountTokensRequest, *, native: bool) -> dict[str, Any]:
-    """The OpenAI chat request body for ``req`` (``InvalidRequest`` if it cannot be expressed)."""
-    return _Translation(native).request(req)
+#: One ``anthropic-beta`` feature name (the header is a comma-separated list of them).
+_BETA = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def to_chat(
+    req: MessagesRequest | CountTokensRequest, *, native: bool, beta: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI chat request body for ``req`` (``InvalidRequest`` if it cannot be expressed).
+
+    ``beta`` is the request's ``anthropic-beta`` header: when ``native`` its features ride
+    as ``anthropic_beta`` and the router's Anthropic adapter sends them on as the header.
+    """
+    body = _Translation(native).request(req)
+    if native and beta:
+        features = [part.strip() for part in beta.split(",") if part.strip()]
+        if not all(_BETA.fullmatch(f) for f in features):
+            raise InvalidRequest("anthropic-beta: expected comma-separated feature names")
+        body["anthropic_beta"] = features
+    return body
 
 
 class _Translation:

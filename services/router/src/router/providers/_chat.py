@@ -157,6 +157,7 @@ class ChatView(_In):
     top_k: int | None = Field(default=None, ge=0)
     thinking: dict[str, Any] | None = None
     cache_control: dict[str, Any] | None = None
+    anthropic_beta: list[str] | None = None  # the client's anthropic-beta features
 
     @property
     def output_limit(self) -> int | None:

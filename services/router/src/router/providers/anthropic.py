@@ -22,7 +22,7 @@ writes as ``cache_write_tokens`` (``prompt_tokens_details.cache_write_tokens``).
 Extensions (set by the edge's Messages surface, for Anthropic-kind models only,
 so that a Messages request loses nothing on the way): ``cache_control`` on
 content parts, system parts and tools, top-level ``top_k``, ``thinking`` and
-``cache_control``, ``file`` parts (a PDF or text document as a data URL) become
+``cache_control``, ``anthropic_beta`` (sent as the ``anthropic-beta`` header), ``file`` parts (a PDF or text document as a data URL) become
 Anthropic's own fields and ``document`` blocks. Back, thinking blocks become
 ``reasoning_content`` (message and deltas) and a matched stop sequence the
 choice's ``stop_sequence``: keys OpenAI clients ignore.
@@ -453,7 +453,8 @@ class AnthropicAdapter:
         return f"AnthropicAdapter({self._name!r}, {self._client.base_url})"
 
     async def complete(self, req: ProviderRequest, *, deadline: float | None) -> Completion:
-        request = self._request(req, to_provider(req, stream=False), deadline)
+        chat = read_chat(req)
+        request = self._request(req, _payload(req, chat, stream=False), deadline, chat)
         response = await send(self._client, request, self._map)
         return from_provider(response.content, self._name, created=int(time.time()))
 
@@ -461,7 +462,7 @@ class AnthropicAdapter:
         self, req: ProviderRequest, *, deadline: float | None
     ) -> AsyncGenerator[StreamChunk, None]:
         chat = read_chat(req)
-        request = self._request(req, _payload(req, chat, stream=True), deadline)
+        request = self._request(req, _payload(req, chat, stream=True), deadline, chat)
         translator = StreamTranslator(
             self._name, forward_usage=chat.wants_usage, created=int(time.time())
         )
@@ -492,14 +493,15 @@ class AnthropicAdapter:
         return _map_error(response, self._name)
 
     def _request(
-        self, req: ProviderRequest, payload: bytes, deadline: float | None
+        self, req: ProviderRequest, payload: bytes, deadline: float | None, chat: ChatView
     ) -> httpx.Request:
+        headers: dict[str, str] = {}
+        if req.provider_key:
+            headers["x-api-key"] = req.provider_key
+        if chat.anthropic_beta:
+            headers["anthropic-beta"] = ",".join(chat.anthropic_beta)
         return self._client.request(
-            "POST",
-            "messages",
-            content=payload,
-            headers={"x-api-key": req.provider_key} if req.provider_key else None,
-            deadline=deadline,
+            "POST", "messages", content=payload, headers=headers or None, deadline=deadline
         )
 
 

@@ -7,7 +7,8 @@ with ``MessageStream`` shaping the answer into a Message or Anthropic's events.
 Every failure, authentication and body validation included, answers in
 Anthropic's error shape (``AnthropicRoute``). Keys come as ``x-api-key`` or
 ``Authorization: Bearer``; ``anthropic-version`` and ``anthropic-beta`` are
-accepted (the router's Anthropic adapter sends its own version).
+accepted: the router's Anthropic adapter sends its own version, and the beta
+features on to Anthropic-kind models (``to_chat(beta=...)``).
 
 ``generation_context`` is off on this surface whatever the project says: a
 Message has no place for it (``Proxy.forward(generation_context=False)``).
@@ -45,7 +46,8 @@ async def create_message(
     """Create a Message; ``"stream": true`` answers with Anthropic's server-sent events."""
     _, body = await proxy.read(request, MessagesRequest, key)
     _check_size(len(body.messages), settings.max_messages)
-    chat = to_chat(body, native=catalog.anthropic_only(body.model))
+    beta = request.headers.get("anthropic-beta")
+    chat = to_chat(body, native=catalog.anthropic_only(body.model), beta=beta)
     shaper = MessageStream(model=body.model, input_tokens=chat_prompt_tokens(chat, estimate))
     return await proxy.forward(
         request,
