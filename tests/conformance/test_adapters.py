@@ -115,6 +115,8 @@ class Case:
     passthrough: bool = False
     streaming: bool = True
     tools: bool = True
+    #: Prompt-cache writes its fixtures report (Anthropic's cache_creation_input_tokens).
+    cache_writes: int = 0
     parallel_tool_calls: bool = True
     text_and_tool_call_in_one_chunk: bool = True
     #: The provider may attach usage to a chunk that also has choices.
@@ -186,6 +188,7 @@ CASES = [
         models=("claude-sonnet-4-20250514", "claude-3-5-haiku-20241022"),
         stream_fields={"stream": True},
         text_and_tool_call_in_one_chunk=False,  # text and tool use are separate content blocks
+        cache_writes=3,
     ),
     Case(
         "gemini",
@@ -358,6 +361,7 @@ def _usage_of(wire: dict[str, Any]) -> Usage:
         completion_tokens=wire["completion_tokens"],
         total_tokens=wire["total_tokens"],
         cached_tokens=(wire.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
+        cache_write_tokens=(wire.get("prompt_tokens_details") or {}).get("cache_write_tokens") or 0,
     )
 
 
@@ -437,7 +441,9 @@ async def test_complete_answers_in_openai_shape(case: Case, fixture: str, needs:
     if case.passthrough:
         assert result.body == case.fixture(fixture).read_bytes()
     wire_usage = orjson.loads(result.body)["usage"]
-    assert _usage_of(wire_usage) == _usage_of(orjson.loads(canonical)["usage"])
+    # Prompt-cache writes ride as an extension OpenAI's own answer does not have.
+    openai_usage = replace(_usage_of(wire_usage), cache_write_tokens=0)
+    assert openai_usage == _usage_of(orjson.loads(canonical)["usage"])
     assert _without_reasoning(result.usage) == _usage_of(wire_usage)
 
 
@@ -449,7 +455,11 @@ async def test_complete_reads_cached_tokens(case: Case) -> None:
     finally:
         await adapter.aclose()
     assert result.usage == Usage(
-        prompt_tokens=19, completion_tokens=10, total_tokens=29, cached_tokens=4
+        prompt_tokens=19,
+        completion_tokens=10,
+        total_tokens=29,
+        cached_tokens=4,
+        cache_write_tokens=case.cache_writes,
     )
 
 
@@ -536,7 +546,11 @@ async def test_stream_usage_with_cached_tokens_in_a_final_chunk(
         await adapter.aclose()
     *_, last = chunks
     assert _without_reasoning(last.usage) == Usage(
-        prompt_tokens=19, completion_tokens=10, total_tokens=29, cached_tokens=4
+        prompt_tokens=19,
+        completion_tokens=10,
+        total_tokens=29,
+        cached_tokens=4,
+        cache_write_tokens=case.cache_writes,
     )
     assert all(chunk.usage is None for chunk in chunks[:-1])
     if not include_usage:

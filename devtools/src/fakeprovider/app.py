@@ -6,6 +6,8 @@ Routes::
     POST   /v1/chat/completions    deterministic chat answer, JSON or SSE; 400
                                    context_length_exceeded past the model's window (``windows``)
     POST   /v1/embeddings          deterministic vectors, float or base64
+    POST   /v1/messages            Anthropic Messages mode (``messages``): a Message or its
+                                   events; errors (injected ones too) in Anthropic's shape
     GET    /healthz                liveness, never faulted
     GET    /_fake/requests         what was received (``recorder``)
     DELETE /_fake/requests         forget it
@@ -27,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from fakeprovider import replies, windows
+from fakeprovider import messages, replies, windows
 from fakeprovider.config import FakeProviderSettings
 from fakeprovider.faults import (
     Faults,
@@ -51,6 +53,7 @@ _SSE_HEADERS = [
 ]
 _DONE = b"data: [DONE]\n\n"
 _SWITCHES = "/_fake/switches"
+_MESSAGES = "/v1/messages"
 
 
 class FakeProviderApp:
@@ -59,6 +62,7 @@ class FakeProviderApp:
     def __init__(self, *, history: int = 1000) -> None:
         self.log = RequestLog(history)
         self.switches = Switchboard()
+        self.prompt_cache = messages.PromptCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -136,7 +140,11 @@ class FakeProviderApp:
         if faults.status is not None:
             entry.status = faults.status
             message = f"fake provider: injected status {faults.status}"
-            await _error(send, faults.status, message, code="injected_fault", headers=extra)
+            if api_path == _MESSAGES:
+                payload = messages.error_body(faults.status, message)
+                await _json(send, faults.status, payload, extra)
+            else:
+                await _error(send, faults.status, message, code="injected_fault", headers=extra)
             entry.completed = True
             return
         status = await self._route(method, api_path, body, entry, faults, extra, send, receive)
@@ -158,6 +166,8 @@ class FakeProviderApp:
             if method != "GET":
                 return await _error(send, 405, f"method {method} not allowed")
             await _json(send, 200, replies.model_list(), extra)
+        elif path == _MESSAGES and method == "POST":
+            return await self._messages(body, entry, faults, extra, send, receive)
         elif path not in ("/v1/chat/completions", "/v1/embeddings"):
             return await _error(send, 404, f"no route {path}", code="not_found")
         elif method != "POST":
@@ -183,9 +193,37 @@ class FakeProviderApp:
                 return await _error(send, 400, str(exc), code="invalid_value")
             if streaming:
                 entry.stream = True
-                await _stream(send, receive, entry, payload, faults, extra)
+                frames = [b"data: " + chunk + b"\n\n" for chunk in payload]
+                await _stream(send, receive, entry, [*frames, _DONE], faults, extra)
                 return 200
             await _json(send, 200, payload, extra)
+        entry.completed = True
+        return 200
+
+    async def _messages(
+        self,
+        body: Any,
+        entry: RecordedRequest,
+        faults: Faults,
+        extra: list[tuple[bytes, bytes]],
+        send: Send,
+        receive: Receive,
+    ) -> int:
+        """Answer ``POST /v1/messages`` as Anthropic would (see ``messages``)."""
+        problem = None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            problem = "messages: Field required"
+        elif not isinstance(body.get("max_tokens"), int):
+            problem = "max_tokens: Field required"
+        if problem is not None:
+            await _json(send, 400, messages.error_body(400, problem), extra)
+            return 400
+        if body.get("stream"):
+            entry.stream = True
+            frames = messages.message_events(body, self.prompt_cache)
+            await _stream(send, receive, entry, frames, faults, extra)
+            return 200
+        await _json(send, 200, messages.message(body, self.prompt_cache), extra)
         entry.completed = True
         return 200
 
@@ -199,19 +237,18 @@ async def _stream(
     send: Send,
     receive: Receive,
     entry: RecordedRequest,
-    chunks: list[bytes],
+    frames: list[bytes],
     faults: Faults,
     extra: list[tuple[bytes, bytes]],
 ) -> None:
-    """Send ``chunks`` as SSE then ``[DONE]``, honouring ``break_after``/``chunk_delay_ms``.
+    """Send the SSE ``frames`` (a chat stream's end with ``[DONE]``), honouring
+    ``break_after``/``chunk_delay_ms``.
 
     Without those faults the whole stream goes out in one write: the fastest path,
     and the client still parses one event per chunk. With them, events go out one
     by one while a watcher task waits for ``http.disconnect``, so a client that
     leaves mid-stream is recorded as ``disconnected``.
     """
-    frames = [b"data: " + chunk + b"\n\n" for chunk in chunks]
-    frames.append(_DONE)
     await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + extra})
     if faults.break_after is None and not faults.chunk_delay_ms:
         await send({"type": "http.response.body", "body": b"".join(frames)})

@@ -88,6 +88,7 @@ async def test_publishes_one_acknowledged_event(
         "completion_tokens": 5,
         "cached_tokens": 2,
         "reasoning_tokens": 0,
+        "cache_write_tokens": 0,
     }
     assert (event["model"], event["provider"], event["deployment"]) == (
         "mock-chat",

@@ -170,6 +170,14 @@ class Prices(_Strict):
     reasoning: Decimal | None = Field(
         default=None, ge=0, description="Per reasoning token; default: the output price."
     )
+    cache_write: Decimal | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Per prompt token written to the provider's prompt cache (Anthropic's "
+            "cache_creation_input_tokens); default: the input price."
+        ),
+    )
 
 
 class DatedPrices(_Strict):

@@ -54,6 +54,8 @@ class TokenUsage(BaseModel):
     completion_tokens: int = Field(default=0, ge=0)
     cached_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
+    #: Prompt tokens written to the provider's prompt cache (part of ``prompt_tokens``).
+    cache_write_tokens: int = Field(default=0, ge=0)
 
 
 class SkuQuantity(BaseModel):

@@ -8,8 +8,9 @@ same items for the same event.
 Line items per event, in this order (``<op>`` is ``chat_completions`` or ``responses``)::
 
     <sku>                           each of event.sku_usage   catalog.skus[sku] price
-    inference.<op>.in               prompt_tokens - cached     input price
+    inference.<op>.in               prompt - cached - written  input price
     inference.<op>.in.cached        cached_tokens (if > 0)     cached_input, else input
+    inference.<op>.in.cache_write   cache_write_tokens (if >0) cache_write, else input
     inference.<op>.out              completion - reasoning     output price
     inference.<op>.out.reasoning    reasoning_tokens (if > 0)  reasoning, else output
     inference.embeddings.in         prompt_tokens              input price
@@ -122,11 +123,20 @@ def price_usage(event: UsageRecorded, prices: Prices) -> list[LineItem]:
             f"event {event.event_id}: reasoning_tokens {usage.reasoning_tokens} > "
             f"completion_tokens {usage.completion_tokens}"
         )
+    if usage.cached_tokens + usage.cache_write_tokens > usage.prompt_tokens:
+        raise InconsistentUsage(
+            f"event {event.event_id}: cached_tokens {usage.cached_tokens} + cache_write_tokens "
+            f"{usage.cache_write_tokens} > prompt_tokens {usage.prompt_tokens}"
+        )
     prefix = f"inference.{event.operation.replace('.', '_')}"
-    items = [item(f"{prefix}.in", usage.prompt_tokens - usage.cached_tokens, prices.input)]
+    fresh = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    items = [item(f"{prefix}.in", fresh, prices.input)]
     if usage.cached_tokens:
         cached = prices.input if prices.cached_input is None else prices.cached_input
         items.append(item(f"{prefix}.in.cached", usage.cached_tokens, cached))
+    if usage.cache_write_tokens:
+        written = prices.input if prices.cache_write is None else prices.cache_write
+        items.append(item(f"{prefix}.in.cache_write", usage.cache_write_tokens, written))
     items.append(
         item(f"{prefix}.out", usage.completion_tokens - usage.reasoning_tokens, prices.output)
     )
@@ -262,7 +272,9 @@ class PriceIndex:
         """
         prices = self.prices_at(model, moment)
         ctx = _exact()
-        per_in = max(prices.input, prices.cached_input or Decimal(0))
+        per_in = max(
+            prices.input, prices.cached_input or Decimal(0), prices.cache_write or Decimal(0)
+        )
         per_out = max(prices.output, prices.reasoning or Decimal(0))
         return ctx.add(
             ctx.multiply(per_in, Decimal(prompt_tokens)),

@@ -10,6 +10,9 @@ single entries when ``keys.changed.v1`` names a key. The cache holds revoked
 and expired keys too, so their callers get a precise 401 instead of
 "unknown key"; expiry is checked against the clock on every lookup.
 
+The key comes from ``Authorization: Bearer`` or, when that header is absent,
+``x-api-key`` (Anthropic's clients; ``presented_key``).
+
 Decisions, in order: no bearer -> 401 "Missing Bearer token."; unknown hash
 -> 401; revoked -> 401; expired -> 401; lacking the route's scope -> 403
 naming the scope (``require_scope``); a project-scoped route of another
@@ -48,6 +51,7 @@ __all__ = [
     "bearer_token",
     "generate_api_key",
     "hash_api_key",
+    "presented_key",
     "require_scope",
 ]
 
@@ -73,6 +77,14 @@ def bearer_token(authorization: str | None) -> str:
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated(_MISSING)
     return token
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str:
+    """The key a request presents: its ``Authorization: Bearer`` token, else its
+    ``x-api-key`` header (how Anthropic's clients send it); ``Unauthenticated`` if neither."""
+    if authorization is None and x_api_key is not None and x_api_key.strip():
+        return x_api_key.strip()
+    return bearer_token(authorization)
 
 
 def hash_api_key(secret: bytes, key: str) -> str:

@@ -125,6 +125,9 @@ class _Snapshot:
         self.passthrough = frozenset(
             name for name, provider in catalog.providers.items() if provider.byok_passthrough
         )
+        self.anthropic = frozenset(
+            name for name, provider in catalog.providers.items() if provider.kind == "anthropic"
+        )
         self.models: dict[str, _Model] = {}
         for public, entry in catalog.models.items():
             providers = frozenset(dep.provider for dep in entry.deployments)
@@ -153,6 +156,18 @@ class _Snapshot:
         if prefixed is not None and prefixed[0] in self.providers:
             return self.models.get(prefixed[1])
         return None
+
+    def anthropic_only(self, name: str) -> bool:
+        """Whether every deployment the router may choose for ``name`` is of kind ``anthropic``
+        (as ``passthrough_only`` reads names)."""
+        found = self.models.get(name)
+        if found is not None:
+            return bool(found.providers) and found.providers <= self.anthropic
+        prefixed = split_provider(name)
+        if prefixed is None or prefixed[0] not in self.anthropic:
+            return False
+        found = self.models.get(prefixed[1])
+        return found is not None and prefixed[0] in found.providers
 
     def passthrough_only(self, name: str) -> bool:
         """Whether every deployment the router may choose for ``name`` is on a passthrough
@@ -314,6 +329,11 @@ class PriceBook:
         """
         return self._file.current().passthrough_only(model)
 
+    def anthropic_only(self, model: str) -> bool:
+        """Whether a call to ``model`` can reach Anthropic-kind providers only: the Messages
+        surface then keeps Anthropic's own fields (``edge.anthropic.inbound``)."""
+        return self._current(model).anthropic_only(model)
+
     def cost(self, estimate: Estimate, usage: types_pb2.Usage) -> Decimal:
         """What ``usage`` of the estimated call costs, as billing will price it.
 
@@ -332,6 +352,7 @@ class PriceBook:
                 completion_tokens=usage.completion_tokens,
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
             ),
         )
         prices = self._file.current().index.prices_at(estimate.model, event.occurred_at)

@@ -187,6 +187,7 @@ def _usage_pb(usage: Usage) -> types_pb2.Usage:
         total_tokens=usage.total_tokens,
         cached_tokens=usage.cached_tokens,
         reasoning_tokens=usage.reasoning_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
     )
 
 

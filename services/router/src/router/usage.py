@@ -86,6 +86,7 @@ def usage_event(
             completion_tokens=usage.completion_tokens,
             cached_tokens=usage.cached_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
         ),
         byok=payer.byok,
         status=status,

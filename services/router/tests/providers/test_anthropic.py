@@ -289,7 +289,7 @@ _START = _event(
 )
 
 
-def test_stream_skips_thinking_and_merges_cumulative_usage() -> None:
+def test_stream_forwards_thinking_as_reasoning_content_and_merges_cumulative_usage() -> None:
     translator = StreamTranslator("a", forward_usage=True, created=5)
     events = [
         _START,
@@ -310,11 +310,13 @@ def test_stream_skips_thinking_and_merges_cumulative_usage() -> None:
     deltas = [orjson.loads(c.data)["choices"] for c in chunks if c.data is not None]
     assert [d[0]["delta"] if d else None for d in deltas] == [
         {"role": "assistant", "content": ""},
+        {"reasoning_content": "hm"},
+        {"reasoning_signature": "s"},
         {"content": "Hi"},
         {},
         None,
     ]
-    assert deltas[2][0]["finish_reason"] == "length"
+    assert deltas[4][0]["finish_reason"] == "length"
     assert chunks[-1].usage == Usage(
         prompt_tokens=10, completion_tokens=9, total_tokens=19, cached_tokens=3
     )

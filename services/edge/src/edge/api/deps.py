@@ -19,6 +19,7 @@
     CatalogDep         PriceBook (the catalog's prices and limits: context windows)
     LimitsDep          LimitsStep (rate limits and ``allowed_models``)
 
+Keys come from ``Authorization: Bearer`` or ``x-api-key`` (``auth.presented_key``).
 Only the routed create endpoints take the ``*CallDep`` aliases; every other
 route authenticates gateway keys only, so a provider key is a 401 there.
 
@@ -33,7 +34,7 @@ from fastapi import Depends, Request
 
 from gateway_common.errors import PermissionDenied
 
-from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, bearer_token, require_scope
+from ..auth import WRONG_PROJECT, KeyEntry, Scope, UnknownKey, presented_key, require_scope
 from ..config import EdgeSettings
 from ..endpoints import EndpointCache
 from ..pipeline.limits_step import LimitsStep
@@ -100,14 +101,19 @@ async def get_limits(state: StateDep) -> LimitsStep:
     return state.limits
 
 
+def _presented(request: Request) -> str:
+    return presented_key(request.headers.get("authorization"), request.headers.get("x-api-key"))
+
+
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
-    """The caller's key, from ``Authorization: Bearer``; raises ``Unauthenticated``."""
-    return state.keys.authenticate(request.headers.get("authorization"))
+    """The caller's key, from ``Authorization: Bearer`` (else ``x-api-key``); raises
+    ``Unauthenticated``."""
+    return state.keys.lookup(_presented(request))
 
 
 async def authenticate_call(request: Request, state: StateDep) -> KeyEntry:
     """As ``authenticate``; a bearer that is no gateway key may yet be a passthrough caller."""
-    token = bearer_token(request.headers.get("authorization"))
+    token = _presented(request)
     try:
         return state.keys.lookup(token)
     except UnknownKey:

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from fastapi import Request
 from pydantic import ValidationError
@@ -89,6 +89,7 @@ from gateway_common.errors import (
 from gateway_common.openai import ChatCompletionRequest, EmbeddingRequest, ResponsesRequest
 from gateway_common.telemetry import REQUEST_ID
 
+from ..anthropic import CountTokensRequest, MessagesRequest
 from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
 from ..context_window import ContextWindow
@@ -103,10 +104,17 @@ from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 from .middleware import RESPONSE_HEADERS
 
-__all__ = ["Proxy", "Shaper", "server_timing"]
+__all__ = ["ErrorFramer", "Proxy", "Shaper", "server_timing"]
 
 #: The body of a routed endpoint; each names its ``model``.
-M = TypeVar("M", ChatCompletionRequest, EmbeddingRequest, ResponsesRequest)
+M = TypeVar(
+    "M",
+    ChatCompletionRequest,
+    EmbeddingRequest,
+    ResponsesRequest,
+    MessagesRequest,
+    CountTokensRequest,
+)
 
 _DONE = b"data: [DONE]\n\n"
 #: Metric label per operation, named as usage events name them.
@@ -124,7 +132,10 @@ _NO_USAGE = types_pb2.Usage()
 _Settle = Callable[[types_pb2.Usage | None, BaseException | None], Awaitable[None]]
 
 
-def _error_frame(err: GatewayError) -> bytes:
+def _error_frame(err: GatewayError, shaper: Shaper | None = None) -> bytes:
+    """The in-band frame that ends a failed stream: the shaper's own, else OpenAI's."""
+    if isinstance(shaper, ErrorFramer):
+        return shaper.error_frame(err)
     body = error_bytes(message=err.message, type=err.error_type, param=err.param, code=err.code)
     return b"data: " + body + b"\n\n"
 
@@ -175,6 +186,14 @@ class Shaper(Protocol):
     async def frame(self, chunk: bytes) -> bytes: ...
 
     async def finish(self) -> bytes: ...
+
+
+@runtime_checkable
+class ErrorFramer(Protocol):
+    """A ``Shaper`` whose API frames a mid-stream failure its own way (Anthropic's ``error``
+    event); other shapers' failures are framed as OpenAI's ``data: {"error": ...}``."""
+
+    def error_frame(self, err: GatewayError) -> bytes: ...
 
 
 class Proxy:
@@ -296,6 +315,7 @@ class Proxy:
         endpoint: str = "",
         endpoint_id: str = "",
         admission: Admission | None = None,
+        generation_context: bool = True,
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
 
@@ -304,7 +324,9 @@ class Proxy:
         token limits reserve. ``endpoint`` names the Gateway API endpoint the call
         came through ("": none) and ``endpoint_id`` is its id: the call is also bound
         by the endpoint's budget; ``admission`` is its ``rate_limit`` (None: ``/v1``,
-        the model is checked and the call counted here).
+        the model is checked and the call counted here). ``generation_context=False``
+        leaves it off whatever the project says (a surface whose answer has no place
+        for it: Anthropic's Messages).
         """
         started: float = request.state.started_at
         await self._window.check(op, model, body, max_output_tokens=max_output_tokens)
@@ -344,7 +366,7 @@ class Proxy:
             api_key_id=key.key_id,
             provider_key=provider_key,
             credentials=options.credentials,
-            include_generation_context=options.include_generation_context,
+            include_generation_context=generation_context and options.include_generation_context,
             budget_lease_id=ticket.lease_id,
             endpoint=endpoint,
             endpoint_id=endpoint_id,
@@ -439,7 +461,7 @@ class Proxy:
                     else:
                         frames, failure = await _shaped(shaper, chunks)
                         if failure is not None:
-                            yield frames + _error_frame(failure)
+                            yield frames + _error_frame(failure, shaper)
                             return
                         yield frames
                 elif kind == "usage":
@@ -447,7 +469,7 @@ class Proxy:
                     usage = event.usage
                 elif kind == "error":
                     failure = from_detail(event.error)
-                    yield _error_frame(failure)
+                    yield _error_frame(failure, shaper)
                     return
                 event = await anext(events, None)
             done = _DONE if shaper is None else await shaper.finish()
@@ -456,7 +478,7 @@ class Proxy:
         except GatewayError as err:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
             failure = err
-            yield _error_frame(err)
+            yield _error_frame(err, shaper)
         finally:
             ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()

@@ -40,23 +40,28 @@ class WireUsage(_Wire):
         return self.model_copy(update=later.model_dump(exclude_none=True))
 
     def to_usage(self) -> Usage:
-        """OpenAI's reading: cache reads and writes are prompt tokens; reads are cached."""
+        """OpenAI's reading: cache reads and writes are prompt tokens; reads are cached,
+        writes ``cache_write_tokens``."""
         cached = self.cache_read_input_tokens or 0
-        prompt = (self.input_tokens or 0) + cached + (self.cache_creation_input_tokens or 0)
+        written = self.cache_creation_input_tokens or 0
+        prompt = (self.input_tokens or 0) + cached + written
         completion = self.output_tokens or 0
         return Usage(
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
             cached_tokens=cached,
+            cache_write_tokens=written,
         )
 
 
 class Block(_Wire):
-    """One content block: ``text`` or ``tool_use`` matter; thinking and others are skipped."""
+    """One content block: ``text``, ``tool_use`` and ``thinking`` matter; others are skipped."""
 
     type: str
     text: str = ""
+    thinking: str = ""
+    signature: str = ""
     id: str = ""
     name: str = ""
     input: dict[str, Any] | None = None
@@ -79,6 +84,7 @@ class Message(_Wire):
     model: str = ""
     content: list[Block] = []
     stop_reason: str | None = None
+    stop_sequence: str | None = None
     usage: WireUsage = WireUsage()
 
 
@@ -87,8 +93,11 @@ class Delta(_Wire):
 
     type: str = ""
     text: str = ""
+    thinking: str = ""
+    signature: str = ""
     partial_json: str = ""
     stop_reason: str | None = None
+    stop_sequence: str | None = None
 
 
 class ErrorBody(_Wire):

@@ -45,13 +45,24 @@ class ImageURL(_In):
     url: str
 
 
+class FileData(_In):
+    filename: str | None = None
+    file_data: str | None = None
+
+
 class ContentPart(_In):
-    """One content part; ``type`` says which of the other fields is set."""
+    """One content part; ``type`` says which of the other fields is set.
+
+    ``cache_control`` is an extension the edge's Messages surface sets for
+    Anthropic-kind models only (a prompt-caching breakpoint on this part).
+    """
 
     type: str
     text: str | None = None
     refusal: str | None = None
     image_url: ImageURL | None = None
+    file: FileData | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 class FunctionCall(_In):
@@ -69,11 +80,21 @@ class ToolCall(_In):
     extra_content: dict[str, Any] | None = None
 
 
+class ThinkingBlock(_In):
+    """An assistant's earlier thinking, as Anthropic sent it (the ``thinking_blocks`` extension)."""
+
+    type: Literal["thinking", "redacted_thinking"]
+    thinking: str | None = None
+    signature: str | None = None
+    data: str | None = None
+
+
 class ChatMessage(_In):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    thinking_blocks: list[ThinkingBlock] | None = None
 
 
 class FunctionDef(_In):
@@ -85,6 +106,7 @@ class FunctionDef(_In):
 class Tool(_In):
     type: Literal["function"]
     function: FunctionDef
+    cache_control: dict[str, Any] | None = None  # extension, as on ``ContentPart``
 
 
 class _Named(_In):
@@ -131,6 +153,11 @@ class ChatView(_In):
     logprobs: bool | None = None
     user: str | None = None
     stream_options: _StreamOptions | None = None
+    #: Anthropic-only extensions the edge's Messages surface sets for Anthropic-kind models.
+    top_k: int | None = Field(default=None, ge=0)
+    thinking: dict[str, Any] | None = None
+    cache_control: dict[str, Any] | None = None
+    anthropic_beta: list[str] | None = None  # the client's anthropic-beta features
 
     @property
     def output_limit(self) -> int | None:
@@ -230,12 +257,16 @@ def arguments_of(call: ToolCall) -> dict[str, Any]:
 
 
 def usage_json(usage: Usage) -> dict[str, Any]:
-    """OpenAI's ``usage`` object for ``usage``."""
+    """OpenAI's ``usage`` object for ``usage``; prompt-cache writes, when there were any,
+    as the extension ``prompt_tokens_details.cache_write_tokens`` (SDKs keep unknown keys)."""
+    prompt_details: dict[str, int] = {"cached_tokens": usage.cached_tokens}
+    if usage.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = usage.cache_write_tokens
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
 
@@ -292,14 +323,22 @@ class ChunkWriter:
         self.forward_usage = forward_usage
 
     def delta(
-        self, delta: dict[str, Any], *, index: int = 0, finish_reason: str | None = None
+        self,
+        delta: dict[str, Any],
+        *,
+        index: int = 0,
+        finish_reason: str | None = None,
+        stop_sequence: str | None = None,
     ) -> StreamChunk:
         """One chunk with one choice's delta; a ``finish_reason`` makes it ``final``.
 
         OpenAI finishes a choice with a chunk of its own whose delta is empty:
-        callers pass a ``finish_reason`` only with ``delta={}``.
+        callers pass a ``finish_reason`` only with ``delta={}``. ``stop_sequence``
+        (the one that stopped the answer) rides on the choice as an extension.
         """
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        if stop_sequence:
+            choice["stop_sequence"] = stop_sequence
         data = orjson.dumps({**self._head, "choices": [choice], **self._tail})
         return StreamChunk(data, final=finish_reason is not None)
 

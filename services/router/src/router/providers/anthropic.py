@@ -16,11 +16,21 @@ and then to 4096. Fields with no Anthropic counterpart that only tune sampling
 ``response_format`` would change the answer's shape and are refused.
 
 Usage: Anthropic's ``input_tokens`` excludes cache reads and writes; OpenAI's
-``prompt_tokens`` includes both, with the reads as ``cached_tokens``.
+``prompt_tokens`` includes both, with the reads as ``cached_tokens`` and the
+writes as ``cache_write_tokens`` (``prompt_tokens_details.cache_write_tokens``).
+
+Extensions (set by the edge's Messages surface, for Anthropic-kind models only,
+so that a Messages request loses nothing on the way): ``cache_control`` on
+content parts, system parts and tools, top-level ``top_k``, ``thinking`` and
+``cache_control``, ``anthropic_beta`` (sent as the ``anthropic-beta`` header), ``file`` parts (a PDF or text document as a data URL) become
+Anthropic's own fields and ``document`` blocks. Back, thinking blocks become
+``reasoning_content`` (message and deltas) and a matched stop sequence the
+choice's ``stop_sequence``: keys OpenAI clients ignore.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import time
 from collections.abc import AsyncGenerator
@@ -112,6 +122,7 @@ def _payload(req: ProviderRequest, chat: ChatView, *, stream: bool) -> bytes:
                 "name": tool.function.name,
                 **({"description": d} if (d := tool.function.description) else {}),
                 "input_schema": tool.function.parameters or {"type": "object", "properties": {}},
+                **({"cache_control": c} if (c := tool.cache_control) else {}),
             }
             for tool in chat.tools
         ]
@@ -119,6 +130,12 @@ def _payload(req: ProviderRequest, chat: ChatView, *, stream: bool) -> bytes:
             payload["tool_choice"] = choice
     if chat.user:
         payload["metadata"] = {"user_id": chat.user}
+    if chat.top_k is not None:
+        payload["top_k"] = chat.top_k
+    if chat.thinking is not None:
+        payload["thinking"] = chat.thinking
+    if chat.cache_control is not None:
+        payload["cache_control"] = chat.cache_control
     if stream:
         payload["stream"] = True
     return orjson.dumps(payload)
@@ -175,15 +192,22 @@ def _messages(messages: list[ChatMessage]) -> tuple[list[dict[str, Any]], list[d
     return system, turns
 
 
-def _text_block(text: str) -> list[dict[str, Any]]:
+def _text_block(text: str, part: ContentPart | None = None) -> list[dict[str, Any]]:
     # Anthropic refuses empty text blocks; an empty string carries nothing anyway.
-    return [{"type": "text", "text": text}] if text else []
+    return _cached([{"type": "text", "text": text}] if text else [], part)
+
+
+def _cached(blocks: list[dict[str, Any]], part: ContentPart | None) -> list[dict[str, Any]]:
+    """``blocks`` with ``part``'s cache breakpoint on the last (the extension, see above)."""
+    if blocks and part is not None and part.cache_control is not None:
+        blocks[-1]["cache_control"] = part.cache_control
+    return blocks
 
 
 def _text_blocks(content: str | list[ContentPart] | None, param: str) -> list[dict[str, Any]]:
     if content is None or isinstance(content, str):
         return _text_block(content or "")
-    return [block for part in content for block in _text_block(text_of([part], param=param))]
+    return [block for part in content for block in _text_block(text_of([part], param=param), part)]
 
 
 def _user_blocks(content: str | list[ContentPart] | None, param: str) -> list[dict[str, Any]]:
@@ -192,10 +216,31 @@ def _user_blocks(content: str | list[ContentPart] | None, param: str) -> list[di
     blocks: list[dict[str, Any]] = []
     for part in content:
         if part.type == "image_url" and part.image_url is not None:
-            blocks.append({"type": "image", "source": _image_source(part.image_url.url)})
+            image = {"type": "image", "source": _image_source(part.image_url.url)}
+            blocks.extend(_cached([image], part))
+        elif part.type == "file" and part.file is not None and part.file.file_data:
+            blocks.extend(_cached([_document(part.file.file_data, param)], part))
         else:
-            blocks.extend(_text_block(text_of([part], param=param)))
+            blocks.extend(_text_block(text_of([part], param=param), part))
     return blocks
+
+
+def _document(file_data: str, param: str) -> dict[str, Any]:
+    """A ``file`` part's data URL as a ``document`` block (PDF as base64, text as text)."""
+    inline = data_url(file_data)
+    if inline is None:
+        raise InvalidRequest("A file part needs a data URL in file_data", param=param)
+    media_type, data = inline
+    if media_type == "text/plain":
+        text = base64.b64decode(data).decode("utf-8", "replace")
+        return {
+            "type": "document",
+            "source": {"type": "text", "media_type": media_type, "data": text},
+        }
+    return {
+        "type": "document",
+        "source": {"type": "base64", "media_type": media_type, "data": data},
+    }
 
 
 def _image_source(url: str) -> dict[str, str]:
@@ -206,7 +251,9 @@ def _image_source(url: str) -> dict[str, str]:
 
 
 def _assistant_blocks(message: ChatMessage, param: str) -> list[dict[str, Any]]:
-    blocks = _text_blocks(message.content, param)
+    # Earlier thinking goes back first and unchanged: Anthropic checks its signature.
+    blocks = [b.model_dump(exclude_none=True) for b in message.thinking_blocks or ()]
+    blocks += _text_blocks(message.content, param)
     for call in message.tool_calls or ():
         blocks.append(
             {
@@ -247,6 +294,15 @@ def from_provider(content: bytes, provider: str, *, created: int) -> Completion:
         tool_calls=[block.tool_call() for block in message.content if block.type == "tool_use"],
         finish_reason=_FINISH_REASONS.get(message.stop_reason or "", "stop"),
     )
+    thinking = [block for block in message.content if block.type == "thinking"]
+    if thinking:
+        choice["message"]["reasoning_content"] = "".join(block.thinking for block in thinking)
+        choice["message"]["thinking_blocks"] = [
+            {"type": "thinking", "thinking": block.thinking, "signature": block.signature}
+            for block in thinking
+        ]
+    if message.stop_sequence:
+        choice["stop_sequence"] = message.stop_sequence
     body = completion_json(
         id=message.id, created=created, model=message.model, choices=[choice], usage=usage
     )
@@ -326,6 +382,10 @@ class StreamTranslator:
             return None
         if delta.type == "text_delta" and delta.text:
             return writer.delta({"content": delta.text})
+        if delta.type == "thinking_delta" and delta.thinking:
+            return writer.delta({"reasoning_content": delta.thinking})
+        if delta.type == "signature_delta" and delta.signature:
+            return writer.delta({"reasoning_signature": delta.signature})
         if delta.type == "input_json_delta" and delta.partial_json:
             index = self._tool_index.get(event.index)
             if index is None:
@@ -338,7 +398,11 @@ class StreamTranslator:
         if event.usage is not None:
             self._usage = self._usage.updated(event.usage)
         reason = event.delta.stop_reason if event.delta else None
-        return writer.delta({}, finish_reason=_FINISH_REASONS.get(reason or "", "stop"))
+        return writer.delta(
+            {},
+            finish_reason=_FINISH_REASONS.get(reason or "", "stop"),
+            stop_sequence=event.delta.stop_sequence if event.delta else None,
+        )
 
     def _message_stop(self, writer: ChunkWriter, event: Event) -> StreamChunk | None:
         self.done = True
@@ -389,7 +453,8 @@ class AnthropicAdapter:
         return f"AnthropicAdapter({self._name!r}, {self._client.base_url})"
 
     async def complete(self, req: ProviderRequest, *, deadline: float | None) -> Completion:
-        request = self._request(req, to_provider(req, stream=False), deadline)
+        chat = read_chat(req)
+        request = self._request(req, _payload(req, chat, stream=False), deadline, chat)
         response = await send(self._client, request, self._map)
         return from_provider(response.content, self._name, created=int(time.time()))
 
@@ -397,7 +462,7 @@ class AnthropicAdapter:
         self, req: ProviderRequest, *, deadline: float | None
     ) -> AsyncGenerator[StreamChunk, None]:
         chat = read_chat(req)
-        request = self._request(req, _payload(req, chat, stream=True), deadline)
+        request = self._request(req, _payload(req, chat, stream=True), deadline, chat)
         translator = StreamTranslator(
             self._name, forward_usage=chat.wants_usage, created=int(time.time())
         )
@@ -428,14 +493,15 @@ class AnthropicAdapter:
         return _map_error(response, self._name)
 
     def _request(
-        self, req: ProviderRequest, payload: bytes, deadline: float | None
+        self, req: ProviderRequest, payload: bytes, deadline: float | None, chat: ChatView
     ) -> httpx.Request:
+        headers: dict[str, str] = {}
+        if req.provider_key:
+            headers["x-api-key"] = req.provider_key
+        if chat.anthropic_beta:
+            headers["anthropic-beta"] = ",".join(chat.anthropic_beta)
         return self._client.request(
-            "POST",
-            "messages",
-            content=payload,
-            headers={"x-api-key": req.provider_key} if req.provider_key else None,
-            deadline=deadline,
+            "POST", "messages", content=payload, headers=headers or None, deadline=deadline
         )
 
 

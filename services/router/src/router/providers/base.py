@@ -90,6 +90,8 @@ class Usage:
     total_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    #: Prompt tokens written to the provider's prompt cache (part of ``prompt_tokens``).
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True)

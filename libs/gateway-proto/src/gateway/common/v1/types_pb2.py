@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgateway/common/v1/types.proto\x12\x11gateway.common.v1\"\x80\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rcached_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\"{\n\x0c\x41ttemptError\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x11\n\tretryable\x18\x06 \x01(\x08\"\x96\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\r\n\x05param\x18\x05 \x01(\t\x12\x31\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x1f.gateway.common.v1.AttemptErrorb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgateway/common/v1/types.proto\x12\x11gateway.common.v1\"\x9c\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\x03\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\x03\x12\x15\n\rcached_tokens\x18\x04 \x01(\x03\x12\x18\n\x10reasoning_tokens\x18\x05 \x01(\x03\x12\x1a\n\x12\x63\x61\x63he_write_tokens\x18\x06 \x01(\x03\"{\n\x0c\x41ttemptError\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x11\n\tretryable\x18\x06 \x01(\x08\"\x96\x01\n\x0b\x45rrorDetail\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\r\n\x05param\x18\x05 \x01(\t\x12\x31\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\x1f.gateway.common.v1.AttemptErrorb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,9 +32,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.common.v1.types_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_USAGE']._serialized_start=53
-  _globals['_USAGE']._serialized_end=181
-  _globals['_ATTEMPTERROR']._serialized_start=183
-  _globals['_ATTEMPTERROR']._serialized_end=306
-  _globals['_ERRORDETAIL']._serialized_start=309
-  _globals['_ERRORDETAIL']._serialized_end=459
+  _globals['_USAGE']._serialized_end=209
+  _globals['_ATTEMPTERROR']._serialized_start=211
+  _globals['_ATTEMPTERROR']._serialized_end=334
+  _globals['_ERRORDETAIL']._serialized_start=337
+  _globals['_ERRORDETAIL']._serialized_end=487
 # @@protoc_insertion_point(module_scope)
