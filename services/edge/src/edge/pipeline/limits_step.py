@@ -118,7 +118,7 @@ class Admission:
         return self.requests.tightest(kind)
 
 
-_NO_LIMITS = Admission((), Decision(allowed=True))
+_ADMITTED = Decision(allowed=True)
 
 
 class LimitsStep:
@@ -184,7 +184,7 @@ class LimitsStep:
         """
         limits = self.limits_of(key, endpoint)
         if not limits:
-            return _NO_LIMITS
+            return Admission((), _ADMITTED)  # fresh: an Admission is mutable
         decision = await self._limiter.admit(limits, tokens=tokens or 0)
         admission = Admission(limits, decision)
         if tokens is not None and admission.token_limits:
