@@ -10,8 +10,10 @@ A service process is::
 a ``Runtime`` (``open_runtime``), does its work until ``stop`` is set, and
 returns; the runtime's exit stack then unwinds in reverse order of creation:
 
-    open:   migrate -> engine -> NATS + streams -> health responder -> /metrics
-    close:  /metrics -> NATS drain (subscriptions finish) -> engine dispose
+    open:   migrate (or wait for the Job's) -> engine -> NATS + streams -> health
+            responder -> probes + /metrics -> readiness watch
+    close:  readiness false -> probes + /metrics -> NATS drain (subscriptions
+            finish) -> engine dispose
 
 ``pull_batches`` is the JetStream pull-consumer loop: fetch a batch, hand it
 to a handler that acks/naks/terms every message of it, stop between batches
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -36,12 +39,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from . import db, telemetry
 from .nats import connect, ensure_streams, serve_health
+from .probes import ProbeServer, Readiness
 from .settings import BaseServiceSettings
 
 __all__ = [
@@ -76,23 +80,37 @@ class Runtime:
 async def open_runtime(
     settings: BaseServiceSettings, *, service: str, migrations_dir: Path
 ) -> AsyncIterator[Runtime]:
-    """Migrate, connect, answer ``health.<service>``, serve /metrics; undo it all on exit.
+    """Migrate, connect, answer ``health.<service>``, serve probes and /metrics; undo on exit.
 
     Migrations run first (idempotent; a no-op at head) so a service never
-    consumes into a schema it does not know. The health responder reports
-    ``degraded`` while the database does not answer. On exit NATS is drained
-    (in-flight callbacks finish, then the connection closes) before the
-    engine is disposed, so nothing still running can need the database.
+    consumes into a schema it does not know; with ``migrate_on_start`` false
+    (a migrate Job runs them once per rollout) the service waits for the schema
+    to reach head instead. Streams are declared with ``nats_stream_replicas``.
+    The health responder reports ``degraded`` while the database does not
+    answer; ``/readyz`` on the metrics port is 503 until everything is up, while
+    the database or NATS is lost, and from the first moment of shutdown. On exit
+    NATS is drained (in-flight callbacks finish, then the connection closes)
+    before the engine is disposed, so nothing still running can need the database.
     """
     url = settings.resolved_database_url()
-    await asyncio.to_thread(db.migrate, url=url, migrations_dir=migrations_dir, service=service)
+    if settings.migrate_on_start:
+        await asyncio.to_thread(db.migrate, url=url, migrations_dir=migrations_dir, service=service)
+    else:
+        await asyncio.to_thread(
+            db.wait_for_head,
+            url=url,
+            migrations_dir=migrations_dir,
+            service=service,
+            timeout_s=settings.migrate_wait_s,
+        )
+    readiness = Readiness()
     async with AsyncExitStack() as stack:
         engine = db.create_engine(url)
         stack.push_async_callback(engine.dispose)
         nc = await connect(settings.nats_url, name=service)
         stack.push_async_callback(_drain, nc)
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.nats_stream_replicas)
 
         async def database_ok() -> bool:
             return await db.ping(engine)
@@ -100,12 +118,15 @@ async def open_runtime(
         await serve_health(nc, service, check=database_ok)
         registry = CollectorRegistry()
         if settings.metrics_port > 0:
-            server, thread = start_http_server(
-                settings.metrics_port, addr=settings.metrics_host, registry=registry
+            probes = ProbeServer(
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                registry=registry,
+                readiness=readiness,
             )
-            stack.callback(thread.join, 5)
-            stack.callback(server.server_close)
-            stack.callback(server.shutdown)
+            stack.callback(probes.close)
+        watcher = asyncio.create_task(_watch_readiness(readiness, nc, database_ok))
+        stack.push_async_callback(_stop_watch, watcher, readiness)
         log.info("%s started", service)
         yield Runtime(
             engine=engine,
@@ -115,6 +136,32 @@ async def open_runtime(
             registry=registry,
         )
     log.info("%s stopped", service)
+
+
+#: Seconds between readiness checks of the database and NATS.
+_READINESS_INTERVAL_S = 2.0
+
+
+async def _watch_readiness(
+    readiness: Readiness, nc: Client, database_ok: Callable[[], Awaitable[bool]]
+) -> None:
+    """Keep ``readiness`` true while NATS is connected and the database answers."""
+    while True:
+        if not nc.is_connected:
+            readiness.set(False, "nats")
+        elif not await database_ok():
+            readiness.set(False, "database")
+        else:
+            readiness.set(True)
+        await asyncio.sleep(_READINESS_INTERVAL_S)
+
+
+async def _stop_watch(watcher: asyncio.Task[None], readiness: Readiness) -> None:
+    """First step of shutdown: not ready any more, then stop watching."""
+    readiness.set(False, "stopping")
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
 
 
 async def _drain(nc: Client) -> None:

@@ -21,6 +21,7 @@ handlers of ``api/errors.py`` for anything raised on the way.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, MutableMapping
@@ -55,6 +56,7 @@ from .projectsync import ProjectSync
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
 from .state import EdgeState
+from .store import migrations_dir
 
 __all__ = ["create_app"]
 
@@ -87,6 +89,17 @@ async def _build_state(
     nc = await nats.connect(settings.nats_url, name=settings.service_name)
     stack.push_async_callback(nc.close)
 
+    if not settings.migrate_on_start:
+        # The edge never migrates in-process (``python -m edge migrate`` does, or the
+        # deploy/k8s migrate Job): without it, wait until that Job has brought the
+        # schema to head, so this code never runs against an older one.
+        await asyncio.to_thread(
+            db.wait_for_head,
+            url=settings.resolved_database_url(),
+            migrations_dir=migrations_dir(),
+            service=settings.service_name,
+            timeout_s=settings.migrate_wait_s,
+        )
     engine = db.create_engine(settings.resolved_database_url())
     stack.push_async_callback(engine.dispose)
     sessionmaker = db.make_sessionmaker(engine)

@@ -62,7 +62,7 @@ async def serve(settings: RouterSettings) -> None:
         nc = await gw_nats.connect(settings.nats_url, name=settings.service_name)
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await gw_nats.ensure_streams(js)
+        await gw_nats.ensure_streams(js, replicas=settings.nats_stream_replicas)
 
         metrics = RouterMetrics(REGISTRY)
         catalog = LiveCatalog(
