@@ -44,7 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from . import db, telemetry
-from .nats import connect, ensure_streams, serve_health
+from .metrics import ConsumerMetrics, DbPoolCollector
+from .nats import STREAMS, connect, ensure_streams, serve_health
 from .probes import ProbeServer, Readiness
 from .settings import BaseServiceSettings
 
@@ -74,6 +75,8 @@ class Runtime:
     nc: Client
     js: JetStreamContext
     registry: CollectorRegistry
+    #: JetStream lag and redeliveries; give it to ``pull_batches`` / ``pull_loop``.
+    consumer_metrics: ConsumerMetrics
 
 
 @asynccontextmanager
@@ -117,6 +120,10 @@ async def open_runtime(
 
         await serve_health(nc, service, check=database_ok)
         registry = CollectorRegistry()
+        registry.register(DbPoolCollector(engine, service=service))
+        consumer_metrics = ConsumerMetrics(registry)
+        lag = asyncio.create_task(consumer_metrics.watch(js, [s.name or "" for s in STREAMS]))
+        stack.push_async_callback(_cancel, lag)
         if settings.metrics_port > 0:
             probes = ProbeServer(
                 host=settings.metrics_host,
@@ -134,6 +141,7 @@ async def open_runtime(
             nc=nc,
             js=js,
             registry=registry,
+            consumer_metrics=consumer_metrics,
         )
     log.info("%s stopped", service)
 
@@ -159,9 +167,13 @@ async def _watch_readiness(
 async def _stop_watch(watcher: asyncio.Task[None], readiness: Readiness) -> None:
     """First step of shutdown: not ready any more, then stop watching."""
     readiness.set(False, "stopping")
-    watcher.cancel()
+    await _cancel(watcher)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
-        await watcher
+        await task
 
 
 async def _drain(nc: Client) -> None:
@@ -210,6 +222,7 @@ async def pull_batches(
     batch_size: int,
     fetch_timeout_s: float = 1.0,
     linger_s: float = 0.0,
+    metrics: ConsumerMetrics | None = None,
 ) -> None:
     """Fetch up to ``batch_size`` messages at a time and hand each batch over, until ``stop``.
 
@@ -224,7 +237,8 @@ async def pull_batches(
     between batches, so the batch in flight always finishes. Returns within
     about ``fetch_timeout_s`` of ``stop``, having unsubscribed ``sub``:
     nats-py's drain would otherwise wait out its whole timeout on a pull
-    subscription (its fetch never marks queue items done).
+    subscription (its fetch never marks queue items done). ``metrics`` (the
+    runtime's) counts the redeliveries among the fetched messages.
     """
     try:
         while not stop.is_set():
@@ -234,6 +248,8 @@ async def pull_batches(
                 # nats-py raises its own TimeoutError on an empty fetch, but a bare
                 # asyncio.TimeoutError from some of its internal waits: both mean "nothing yet".
                 continue
+            if metrics is not None:
+                metrics.observe_batch(msgs)
             await handle_batch(msgs)
             if linger_s and len(msgs) < batch_size and not stop.is_set():
                 await asyncio.sleep(linger_s)
@@ -248,6 +264,7 @@ async def pull_loop(
     stop: asyncio.Event,
     batch_size: int,
     fetch_timeout_s: float = 1.0,
+    metrics: ConsumerMetrics | None = None,
 ) -> None:
     """``pull_batches`` handling one message at a time, ``stop`` checked between messages.
 
@@ -266,7 +283,12 @@ async def pull_loop(
             await handle(msg)
 
     await pull_batches(
-        sub, one_by_one, stop=stop, batch_size=batch_size, fetch_timeout_s=fetch_timeout_s
+        sub,
+        one_by_one,
+        stop=stop,
+        batch_size=batch_size,
+        fetch_timeout_s=fetch_timeout_s,
+        metrics=metrics,
     )
 
 

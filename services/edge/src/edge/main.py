@@ -34,6 +34,7 @@ from nats.aio.client import Client
 
 from gateway_common import db, nats, telemetry
 from gateway_common.grpc import channel_options
+from gateway_common.metrics import DbPoolCollector
 
 from .api.errors import install_error_handlers
 from .api.main import build_api_router
@@ -102,6 +103,9 @@ async def _build_state(
         )
     engine = db.create_engine(settings.resolved_database_url())
     stack.push_async_callback(engine.dispose)
+    pool = DbPoolCollector(engine, service=settings.service_name)
+    metrics.registry.register(pool)
+    stack.callback(metrics.registry.unregister, pool)
     sessionmaker = db.make_sessionmaker(engine)
 
     keys = KeyCache(settings.secret_key.get_secret_value().encode())

@@ -4,7 +4,10 @@ Nothing is registered at import: ``RouterMetrics(registry)`` is built once by
 ``main`` (the process registry) or per test (a fresh ``CollectorRegistry``).
 Label values come from the catalog (provider, deployment, model) or from our
 error codes, so cardinality is bounded by configuration: a custom upstream's
-base URL (a managed credential's) is never a label value.
+base URL (a managed credential's) is never a label value. A model name that
+reaches a label is capped as well (``BoundedLabel``: the first 200, then
+``other``), since credentials and passthrough calls may name models the catalog
+does not list.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+
+from gateway_common.metrics import BoundedLabel
 
 __all__ = ["RouterMetrics"]
 
@@ -30,6 +35,21 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._children: dict[tuple[Any, ...], Any] = {}
+        #: Caps the distinct values of every ``model`` label below.
+        self.model_label = BoundedLabel()
+        self.requests = Counter(
+            "switchyard_router_requests",
+            "Provider calls finished (after failover), by model, provider and status "
+            "(ok, error or cancelled).",
+            ["model", "provider", "status"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "switchyard_router_tokens",
+            "Tokens the providers reported, by model, provider and direction (input or output).",
+            ["model", "provider", "direction"],
+            registry=registry,
+        )
         self.attempts = Counter(
             "switchyard_router_upstream_attempts",
             "Provider calls attempted, by deployment and outcome (ok or our error code).",

@@ -53,7 +53,7 @@ usage the router reports, however the request ends (streams: in ``_sse``'s
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from typing import Protocol, TypeVar
 
 from fastapi import Request
@@ -269,7 +269,13 @@ class Proxy:
         headers = self._route_headers(route, started, operation)
         return StreamingResponse(
             self._sse(
-                events, pending=None if kind == "route" else first, shaper=shaper, ticket=ticket
+                events,
+                pending=None if kind == "route" else first,
+                shaper=shaper,
+                ticket=ticket,
+                first_token=lambda: self._metrics.observe_first_token(
+                    operation=operation, seconds=time.perf_counter() - started
+                ),
             ),
             media_type="text/event-stream",
             headers={**headers, **_SSE_HEADERS},
@@ -309,12 +315,16 @@ class Proxy:
         pending: router_pb2.StreamEvent | None,
         shaper: Shaper | None,
         ticket: Ticket,
+        first_token: Callable[[], None] | None = None,
     ) -> AsyncIterator[bytes]:
         try:
             event = pending if pending is not None else await anext(events, None)
             while event is not None:
                 kind = event.WhichOneof("event")
                 if kind == "chunks" and (chunks := event.chunks.chunks):  # (empty: nothing)
+                    if first_token is not None:  # time to first token, once per stream
+                        first_token()
+                        first_token = None
                     if shaper is None:
                         yield b"data: " + b"\n\ndata: ".join(chunks) + b"\n\n"
                     else:
