@@ -228,25 +228,8 @@ DASHBOARD_TOPICS = (
     "Rejections",
     "consumer lag",
 )
-_PROMQL_WORDS = {
-    "sum", "rate", "by", "le", "histogram_quantile", "max", "min", "clamp_min", "or", "and",
-    "avg", "irate", "increase", "count", "unless", "clamp_max", "abs", "absent", "topk",
-}  # fmt: skip
-
-
-def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression reads (identifiers outside matchers and groupings)."""
-    bare = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
-    bare = re.sub(r"\[[^\]]*\]", "", bare)  # ranges
-    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
-    bare = re.sub(r"\boffset\s+\d+[smhdwy]", "", bare)
-    bare = re.sub(r"\b\d+(\.\d+)?(e[+-]?\d+)?\b", "", bare)  # numbers
-    return set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", bare)) - _PROMQL_WORDS
-
-
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads((MONITORING / "switchyard-dashboard.json").read_text())
-    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+metric_names = k8scheck.metric_names
+dashboard_exprs = k8scheck.dashboard_queries
 
 
 def alert_rules() -> list[dict[str, Any]]:

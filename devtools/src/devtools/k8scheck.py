@@ -23,6 +23,8 @@ are asserted by ``tests/deploy/test_manifests.py`` on the same rendering
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -33,7 +35,16 @@ from typing import Any
 
 import yaml
 
-__all__ = ["KUBERNETES_VERSION", "TARGETS", "check", "main", "render"]
+__all__ = [
+    "KUBERNETES_VERSION",
+    "TARGETS",
+    "alert_queries",
+    "check",
+    "dashboard_queries",
+    "main",
+    "metric_names",
+    "render",
+]
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
@@ -43,6 +54,43 @@ TARGETS = ("base", "overlays/dev", "overlays/prod")
 KUBERNETES_VERSION = "1.37.0"
 #: Kinds of the Prometheus Operator's CRDs: no schema in kubernetes-validate.
 _OPERATOR_KINDS = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+
+
+MONITORING = K8S / "components" / "monitoring"
+#: PromQL words that look like metric names: functions, aggregations, keywords.
+_PROMQL_WORDS = frozenset(
+    {
+        "sum", "rate", "irate", "increase", "histogram_quantile", "max", "min", "avg",
+        "count", "topk", "clamp_min", "clamp_max", "abs", "absent", "or", "and", "unless",
+    }
+)  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric (sample) names a PromQL expression reads.
+
+    Label matchers, ranges, ``by (...)`` groupings, offsets, numbers and PromQL's
+    own words are taken out; what is left are the series names. Enough for our
+    rules and panels (no subqueries, no ``@``), and checked by tests.
+    """
+    bare = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    bare = re.sub(r"\[[^\]]*\]", "", bare)  # ranges
+    bare = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", bare)
+    bare = re.sub(r"\boffset\s+\d+[smhdwy]", "", bare)
+    bare = re.sub(r"\b\d+(\.\d+)?(e[+-]?\d+)?\b", "", bare)  # numbers
+    return set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", bare)) - _PROMQL_WORDS
+
+
+def dashboard_queries() -> list[str]:
+    """Every panel query of the Grafana dashboard."""
+    dashboard = json.loads((MONITORING / "switchyard-dashboard.json").read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+def alert_queries() -> dict[str, str]:
+    """Alert name -> expression, from the PrometheusRule of the monitoring component."""
+    rule = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    return {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
 
 
 def find_kubectl() -> str:

@@ -12,6 +12,7 @@ does not list.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -128,6 +129,14 @@ class RouterMetrics:
             ["result"],
             registry=registry,
         )
+
+    def declare_models(self, models: Iterable[str]) -> None:
+        """Export the per-model counters at 0 for every catalog model (on each catalog load),
+        so dashboards and alerts see a failover or retry rate of 0 rather than no data."""
+        for model in models:
+            label = self.model_label(model)
+            for metric in (self.failovers, self.retries, self.retry_budget_exhausted):
+                metric.labels(label)
 
     def child(self, metric: M, *values: str) -> M:
         """``metric.labels(*values)``, built once per label set (bounded by the catalog)."""
