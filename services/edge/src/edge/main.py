@@ -46,6 +46,7 @@ from .budget_client import BillingClient
 from .budgetsync import BudgetSync
 from .config import EdgeSettings
 from .credentials import CredentialCipher
+from .drain import Drain
 from .endpoints import EndpointCache
 from .endpointsync import EndpointSync
 from .keysync import KeySync
@@ -78,7 +79,7 @@ def _budget_gate(settings: EdgeSettings, nc: Client, prices: PriceBook) -> Budge
 
 
 async def _build_state(
-    settings: EdgeSettings, metrics: EdgeMetrics, stack: AsyncExitStack
+    settings: EdgeSettings, metrics: EdgeMetrics, drain: Drain, stack: AsyncExitStack
 ) -> EdgeState:
     tracer = telemetry.setup(
         service=settings.service_name,
@@ -174,7 +175,9 @@ async def _build_state(
             projects=projects,
             budget=budget,
             passthrough=passthrough,
+            drain=drain,
         ),
+        drain=drain,
     )
 
 
@@ -189,11 +192,13 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
 def create_app(settings: EdgeSettings) -> FastAPI:
     """The edge's ASGI app; clients and stores come to life in its lifespan."""
     metrics = EdgeMetrics()
+    drain = Drain(settings.shutdown_grace_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        drain.bind(asyncio.get_running_loop())
         async with AsyncExitStack() as stack:
-            app.state.edge = await _build_state(settings, metrics, stack)
+            app.state.edge = await _build_state(settings, metrics, drain, stack)
             yield
 
     app = FastAPI(
@@ -213,6 +218,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
             "exclude": _untraced,
         },
     )
+    app.state.drain = drain  # __main__'s DrainingServer starts it on SIGTERM
     install_error_handlers(app)
     app.include_router(build_api_router())
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

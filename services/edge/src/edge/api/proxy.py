@@ -73,6 +73,7 @@ from gateway_common.telemetry import REQUEST_ID
 
 from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
+from ..drain import Drain
 from ..metrics import EdgeMetrics
 from ..passthrough import MAX_PROVIDER_KEY, PROVIDER_KEY_HEADER, PROVIDER_KEY_SHAPE, Passthrough
 from ..projects import CallOptions, ProjectCache
@@ -94,6 +95,13 @@ _OPERATION_LABELS = {
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 #: What a passthrough call carries instead of its (nonexistent) project's options.
 _NO_PROJECT = CallOptions()
+
+
+#: How a stream still open at the shutdown deadline ends (``edge.drain``).
+_SHUTTING_DOWN = ServiceUnavailable(
+    "The gateway is restarting and ended this stream; please retry.",
+    code="server_shutting_down",
+)
 
 
 def _error_frame(err: GatewayError) -> bytes:
@@ -159,8 +167,10 @@ class Proxy:
         projects: ProjectCache,
         budget: BudgetGate,
         passthrough: Passthrough,
+        drain: Drain,
     ) -> None:
         self._client = client
+        self._drain = drain
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._projects = projects
@@ -276,6 +286,7 @@ class Proxy:
                 first_token=lambda: self._metrics.observe_first_token(
                     operation=operation, seconds=time.perf_counter() - started
                 ),
+                drain=self._drain,
             ),
             media_type="text/event-stream",
             headers={**headers, **_SSE_HEADERS},
@@ -316,35 +327,43 @@ class Proxy:
         shaper: Shaper | None,
         ticket: Ticket,
         first_token: Callable[[], None] | None = None,
+        drain: Drain,
     ) -> AsyncIterator[bytes]:
         try:
-            event = pending if pending is not None else await anext(events, None)
-            while event is not None:
-                kind = event.WhichOneof("event")
-                if kind == "chunks" and (chunks := event.chunks.chunks):  # (empty: nothing)
-                    if first_token is not None:  # time to first token, once per stream
-                        first_token()
-                        first_token = None
-                    if shaper is None:
-                        yield b"data: " + b"\n\ndata: ".join(chunks) + b"\n\n"
-                    else:
-                        frames, failure = await _shaped(shaper, chunks)
-                        if failure is not None:
-                            yield frames + _error_frame(failure)
-                            return
-                        yield frames
-                elif kind == "usage":
-                    ticket.record(event.usage)
-                elif kind == "error":
-                    yield _error_frame(from_detail(event.error))
-                    return
-                event = await anext(events, None)
-            done = _DONE if shaper is None else shaper.done
-            if done:
-                yield done
+            async with drain.stream():  # ends at the drain deadline (edge.drain)
+                event = pending if pending is not None else await anext(events, None)
+                while event is not None:
+                    kind = event.WhichOneof("event")
+                    if kind == "chunks" and (chunks := event.chunks.chunks):  # (empty: nothing)
+                        if first_token is not None:  # time to first token, once per stream
+                            first_token()
+                            first_token = None
+                        if shaper is None:
+                            yield b"data: " + b"\n\ndata: ".join(chunks) + b"\n\n"
+                        else:
+                            frames, failure = await _shaped(shaper, chunks)
+                            if failure is not None:
+                                yield frames + _error_frame(failure)
+                                return
+                            yield frames
+                    elif kind == "usage":
+                        ticket.record(event.usage)
+                    elif kind == "error":
+                        yield _error_frame(from_detail(event.error))
+                        return
+                    event = await anext(events, None)
+                done = _DONE if shaper is None else shaper.done
+                if done:
+                    yield done
         except GatewayError as err:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
             yield _error_frame(err)
+        except TimeoutError:
+            if not drain.draining:
+                raise
+            # Still open at the shutdown deadline: end it in-band, as a failure after the
+            # first chunk always ends; the ticket settles at the usage known so far.
+            yield _error_frame(_SHUTTING_DOWN)
         finally:
             ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()
