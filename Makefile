@@ -74,8 +74,12 @@ node-deps: ## Install the pinned OpenAI Node SDK for the integration tests (skip
 test-integration: install node-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
 	$(PY) -m pytest -q tests/integration
 
+.PHONY: k8s-check
+k8s-check: install ## Render every deploy/k8s overlay (kubectl kustomize) and validate it offline against the Kubernetes schemas
+	$(PY) -m devtools.k8scheck
+
 .PHONY: test
-test: proto-check lint typecheck test-unit test-integration ## Everything CI runs
+test: proto-check lint typecheck k8s-check test-unit test-integration ## Everything CI runs
 
 .PHONY: bench-deps
 bench-deps: ## Install the benchmark's system tools (nginx-light, wrk) when missing (root, Debian)

@@ -9,16 +9,29 @@ disposed by the service's exit stack.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event, text
+from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-__all__ = ["create_engine", "make_sessionmaker", "migrate", "ping", "sync_url"]
+__all__ = [
+    "create_engine",
+    "is_at_head",
+    "make_sessionmaker",
+    "migrate",
+    "ping",
+    "sync_url",
+    "wait_for_head",
+]
 
 
 #: Prepared statements sqlite3 keeps per connection (its default is 128; see ``create_engine``).
@@ -85,13 +98,51 @@ def migrate(*, url: str, migrations_dir: Path, service: str) -> None:
     command.upgrade(cfg, "head")
 
 
+def is_at_head(*, url: str, migrations_dir: Path, service: str) -> bool:
+    """True when ``service``'s version table names every head of its migrations.
+
+    False for a database that cannot be reached, has no version table yet, or is
+    behind; it never changes the schema (the migrate Job does that).
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    heads = set(ScriptDirectory.from_config(cfg).get_heads())
+    engine = create_sync_engine(sync_url(url))
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"version_table": f"alembic_version_{service}"}
+            )
+            return set(context.get_current_heads()) == heads
+    except sa_exc.SQLAlchemyError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def wait_for_head(
+    *, url: str, migrations_dir: Path, service: str, timeout_s: float, poll_s: float = 1.0
+) -> None:
+    """Block until ``is_at_head`` (the migrate Job finished), or raise ``TimeoutError``.
+
+    Used instead of ``migrate`` when ``GATEWAY_MIGRATE_ON_START`` is false, so a new
+    pod never reads or writes a schema older than its code.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not is_at_head(url=url, migrations_dir=migrations_dir, service=service):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"{service}: schema not at head after {timeout_s:g} s; has the migrate Job run?"
+            )
+        time.sleep(poll_s)
+
+
 def run_alembic_env(target_metadata: MetaData) -> None:
     """Body of every service's ``migrations/env.py`` (online mode, sync driver).
 
     Uses the URL and version table that ``migrate`` put on the Alembic config.
     """
     from alembic import context
-    from sqlalchemy import create_engine as create_sync_engine
 
     config = context.config
     version_table = config.attributes.get("version_table", "alembic_version")

@@ -11,6 +11,7 @@ streams (``RATELIMIT_STREAMS``) are declared the same way, by the edge only
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -120,9 +121,17 @@ async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0)
         ) from exc
 
 
-async def ensure_streams(js: JetStreamContext, streams: Sequence[StreamConfig] = STREAMS) -> None:
-    """Create or update every stream in ``streams`` (default ``STREAMS``; idempotent)."""
-    for config in streams:
+async def ensure_streams(
+    js: JetStreamContext, streams: Sequence[StreamConfig] = STREAMS, *, replicas: int = 1
+) -> None:
+    """Create or update every stream in ``streams`` (default ``STREAMS``; idempotent).
+
+    ``replicas`` is the stream replication factor (``NATS_STREAM_REPLICAS``): 1 on
+    a single server, 3 on a 3-node cluster. Every service must pass the same value;
+    a JetStream cluster can scale an existing stream's replicas up or down in place.
+    """
+    for declared in streams:
+        config = dataclasses.replace(declared, num_replicas=replicas)
         assert config.name is not None  # every declared stream is named
         try:
             await js.stream_info(config.name)

@@ -10,8 +10,10 @@ A service process is::
 a ``Runtime`` (``open_runtime``), does its work until ``stop`` is set, and
 returns; the runtime's exit stack then unwinds in reverse order of creation:
 
-    open:   migrate -> engine -> NATS + streams -> health responder -> /metrics
-    close:  /metrics -> NATS drain (subscriptions finish) -> engine dispose
+    open:   migrate (or wait for the Job's) -> engine -> NATS + streams -> health
+            responder -> probes + /metrics -> readiness watch
+    close:  readiness false -> probes + /metrics -> NATS drain (subscriptions
+            finish) -> engine dispose
 
 ``pull_batches`` is the JetStream pull-consumer loop: fetch a batch, hand it
 to a handler that acks/naks/terms every message of it, stop between batches
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -36,12 +39,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from . import db, telemetry
-from .nats import connect, ensure_streams, serve_health
+from .metrics import ConsumerMetrics, DbPoolCollector
+from .nats import STREAMS, connect, ensure_streams, serve_health
+from .probes import ProbeServer, Readiness
 from .settings import BaseServiceSettings
 
 __all__ = [
@@ -70,42 +75,65 @@ class Runtime:
     nc: Client
     js: JetStreamContext
     registry: CollectorRegistry
+    #: JetStream lag and redeliveries; give it to ``pull_batches`` / ``pull_loop``.
+    consumer_metrics: ConsumerMetrics
 
 
 @asynccontextmanager
 async def open_runtime(
     settings: BaseServiceSettings, *, service: str, migrations_dir: Path
 ) -> AsyncIterator[Runtime]:
-    """Migrate, connect, answer ``health.<service>``, serve /metrics; undo it all on exit.
+    """Migrate, connect, answer ``health.<service>``, serve probes and /metrics; undo on exit.
 
     Migrations run first (idempotent; a no-op at head) so a service never
-    consumes into a schema it does not know. The health responder reports
-    ``degraded`` while the database does not answer. On exit NATS is drained
-    (in-flight callbacks finish, then the connection closes) before the
-    engine is disposed, so nothing still running can need the database.
+    consumes into a schema it does not know; with ``migrate_on_start`` false
+    (a migrate Job runs them once per rollout) the service waits for the schema
+    to reach head instead. Streams are declared with ``nats_stream_replicas``.
+    The health responder reports ``degraded`` while the database does not
+    answer; ``/readyz`` on the metrics port is 503 until everything is up, while
+    the database or NATS is lost, and from the first moment of shutdown. On exit
+    NATS is drained (in-flight callbacks finish, then the connection closes)
+    before the engine is disposed, so nothing still running can need the database.
     """
     url = settings.resolved_database_url()
-    await asyncio.to_thread(db.migrate, url=url, migrations_dir=migrations_dir, service=service)
+    if settings.migrate_on_start:
+        await asyncio.to_thread(db.migrate, url=url, migrations_dir=migrations_dir, service=service)
+    else:
+        await asyncio.to_thread(
+            db.wait_for_head,
+            url=url,
+            migrations_dir=migrations_dir,
+            service=service,
+            timeout_s=settings.migrate_wait_s,
+        )
+    readiness = Readiness()
     async with AsyncExitStack() as stack:
         engine = db.create_engine(url)
         stack.push_async_callback(engine.dispose)
         nc = await connect(settings.nats_url, name=service)
         stack.push_async_callback(_drain, nc)
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.nats_stream_replicas)
 
         async def database_ok() -> bool:
             return await db.ping(engine)
 
         await serve_health(nc, service, check=database_ok)
         registry = CollectorRegistry()
+        registry.register(DbPoolCollector(engine, service=service))
+        consumer_metrics = ConsumerMetrics(registry)
+        lag = asyncio.create_task(consumer_metrics.watch(js, [s.name or "" for s in STREAMS]))
+        stack.push_async_callback(_cancel, lag)
         if settings.metrics_port > 0:
-            server, thread = start_http_server(
-                settings.metrics_port, addr=settings.metrics_host, registry=registry
+            probes = ProbeServer(
+                host=settings.metrics_host,
+                port=settings.metrics_port,
+                registry=registry,
+                readiness=readiness,
             )
-            stack.callback(thread.join, 5)
-            stack.callback(server.server_close)
-            stack.callback(server.shutdown)
+            stack.callback(probes.close)
+        watcher = asyncio.create_task(_watch_readiness(readiness, nc, database_ok))
+        stack.push_async_callback(_stop_watch, watcher, readiness)
         log.info("%s started", service)
         yield Runtime(
             engine=engine,
@@ -113,8 +141,39 @@ async def open_runtime(
             nc=nc,
             js=js,
             registry=registry,
+            consumer_metrics=consumer_metrics,
         )
     log.info("%s stopped", service)
+
+
+#: Seconds between readiness checks of the database and NATS.
+_READINESS_INTERVAL_S = 2.0
+
+
+async def _watch_readiness(
+    readiness: Readiness, nc: Client, database_ok: Callable[[], Awaitable[bool]]
+) -> None:
+    """Keep ``readiness`` true while NATS is connected and the database answers."""
+    while True:
+        if not nc.is_connected:
+            readiness.set(False, "nats")
+        elif not await database_ok():
+            readiness.set(False, "database")
+        else:
+            readiness.set(True)
+        await asyncio.sleep(_READINESS_INTERVAL_S)
+
+
+async def _stop_watch(watcher: asyncio.Task[None], readiness: Readiness) -> None:
+    """First step of shutdown: not ready any more, then stop watching."""
+    readiness.set(False, "stopping")
+    await _cancel(watcher)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _drain(nc: Client) -> None:
@@ -163,6 +222,7 @@ async def pull_batches(
     batch_size: int,
     fetch_timeout_s: float = 1.0,
     linger_s: float = 0.0,
+    metrics: ConsumerMetrics | None = None,
 ) -> None:
     """Fetch up to ``batch_size`` messages at a time and hand each batch over, until ``stop``.
 
@@ -177,7 +237,8 @@ async def pull_batches(
     between batches, so the batch in flight always finishes. Returns within
     about ``fetch_timeout_s`` of ``stop``, having unsubscribed ``sub``:
     nats-py's drain would otherwise wait out its whole timeout on a pull
-    subscription (its fetch never marks queue items done).
+    subscription (its fetch never marks queue items done). ``metrics`` (the
+    runtime's) counts the redeliveries among the fetched messages.
     """
     try:
         while not stop.is_set():
@@ -187,6 +248,8 @@ async def pull_batches(
                 # nats-py raises its own TimeoutError on an empty fetch, but a bare
                 # asyncio.TimeoutError from some of its internal waits: both mean "nothing yet".
                 continue
+            if metrics is not None:
+                metrics.observe_batch(msgs)
             await handle_batch(msgs)
             if linger_s and len(msgs) < batch_size and not stop.is_set():
                 await asyncio.sleep(linger_s)
@@ -201,6 +264,7 @@ async def pull_loop(
     stop: asyncio.Event,
     batch_size: int,
     fetch_timeout_s: float = 1.0,
+    metrics: ConsumerMetrics | None = None,
 ) -> None:
     """``pull_batches`` handling one message at a time, ``stop`` checked between messages.
 
@@ -219,7 +283,12 @@ async def pull_loop(
             await handle(msg)
 
     await pull_batches(
-        sub, one_by_one, stop=stop, batch_size=batch_size, fetch_timeout_s=fetch_timeout_s
+        sub,
+        one_by_one,
+        stop=stop,
+        batch_size=batch_size,
+        fetch_timeout_s=fetch_timeout_s,
+        metrics=metrics,
     )
 
 

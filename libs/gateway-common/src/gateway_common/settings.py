@@ -65,6 +65,32 @@ class BaseServiceSettings(BaseSettings):
         default="127.0.0.1",
         description="Interface the /metrics listener binds (0.0.0.0 inside a pod).",
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("GATEWAY_MIGRATE_ON_START", "migrate_on_start"),
+        description=(
+            "Upgrade this service's tables at start-up. False where a Job runs "
+            "``python -m <service> migrate`` once per rollout (deploy/k8s): the service "
+            "then waits up to ``migrate_wait_s`` for the schema to reach head instead."
+        ),
+    )
+    migrate_wait_s: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices("GATEWAY_MIGRATE_WAIT_S", "migrate_wait_s"),
+        description="How long a service without migrate_on_start waits for the schema at head.",
+    )
+    nats_stream_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        validation_alias=AliasChoices("NATS_STREAM_REPLICAS", "nats_stream_replicas"),
+        description=(
+            "Replicas of every JetStream stream the services declare: 1 on a single "
+            "nats-server, 3 on the 3-node cluster of deploy/k8s (R3: a write is acked "
+            "once a majority stored it)."
+        ),
+    )
 
     @field_validator("nats_url")
     @classmethod

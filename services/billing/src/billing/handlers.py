@@ -127,6 +127,12 @@ class UsageHandler:
                 if occurred_at.tzinfo is None:
                     occurred_at = occurred_at.replace(tzinfo=UTC)
                 self._metrics.lag.observe((billed_at - occurred_at).total_seconds())
+                self._metrics.count_billed(
+                    model=event.model,
+                    amount=float(usage.amount),
+                    input_tokens=event.usage.prompt_tokens,
+                    output_tokens=event.usage.completion_tokens,
+                )
             else:
                 self._metrics.duplicates.inc()
                 log.info("event %s already billed; acking the redelivery", event.event_id)

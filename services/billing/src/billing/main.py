@@ -72,6 +72,7 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
                 stop=stop,
                 batch_size=settings.batch_size,
                 linger_s=settings.batch_linger_s,
+                metrics=rt.consumer_metrics,
             )
         finally:
             stop.set()

@@ -1,4 +1,10 @@
-"""Billing's Prometheus metrics, registered on the registry ``main`` gives them."""
+"""Billing's Prometheus metrics, registered on the registry ``main`` gives them.
+
+Labels: ``model`` is a catalog model (an event for a model the catalog does not
+price is poison, never counted), ``direction`` input|output, ``reason`` and
+``subject``/``status`` fixed sets: all bounded. Pool and JetStream consumer
+families come from ``gateway_common.metrics`` (registered by the runtime).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ class BillingMetrics:
     lag: Histogram
     requests: Counter
     leases_reaped: Counter
+    cost: Counter
+    tokens: Counter
 
     @classmethod
     def register(cls, registry: CollectorRegistry) -> BillingMetrics:
@@ -66,4 +74,24 @@ class BillingMetrics:
                 "Budget leases closed by the reaper (edge gone, or settle time over).",
                 registry=registry,
             ),
+            cost=Counter(
+                "switchyard_billing_cost_usd",
+                "Amount billed to the ledger, in USD, by model (newly billed events only).",
+                ["model"],
+                registry=registry,
+            ),
+            tokens=Counter(
+                "switchyard_billing_tokens",
+                "Tokens billed to the ledger, by model and direction (input or output).",
+                ["model", "direction"],
+                registry=registry,
+            ),
         )
+
+    def count_billed(
+        self, *, model: str, amount: float, input_tokens: int, output_tokens: int
+    ) -> None:
+        """Count one newly billed event's cost and tokens."""
+        self.cost.labels(model).inc(amount)
+        self.tokens.labels(model, "input").inc(input_tokens)
+        self.tokens.labels(model, "output").inc(output_tokens)

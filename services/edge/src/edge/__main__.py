@@ -28,8 +28,7 @@ def _exit_zero(signum: int, frame: FrameType | None) -> None:
 
 
 def _serve(settings: EdgeSettings) -> None:
-    import uvicorn
-
+    from .drain import DrainingServer
     from .main import create_app
 
     # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown), then re-raises the
@@ -37,16 +36,13 @@ def _serve(settings: EdgeSettings) -> None:
     # Our contract is exit 0 after a graceful stop, so that handler exits 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_zero)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_config=None,  # telemetry.setup configures logging in the lifespan
+    # On SIGTERM the server stops listening, /readyz turns 503 and open streams get
+    # GATEWAY_SHUTDOWN_GRACE_S to finish (edge.drain), then the lifespan shuts down.
+    app = create_app(settings)
+    config = DrainingServer.config_for(
+        app, host=settings.host, port=settings.port, grace_s=settings.shutdown_grace_s
     )
+    DrainingServer(config, app.state.drain).run()
 
 
 def _migrate(settings: EdgeSettings) -> None:

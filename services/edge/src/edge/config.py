@@ -59,6 +59,16 @@ class EdgeSettings(BaseServiceSettings):
         gt=0,
         description="GATEWAY_REQUEST_TIMEOUT_S: deadline of one request, passed to the router call.",
     )
+    shutdown_grace_s: float = Field(
+        default=55.0,
+        gt=0,
+        description=(
+            "GATEWAY_SHUTDOWN_GRACE_S: after SIGTERM, how long open requests and streams may "
+            "run on; a stream still open then ends with an SSE error event "
+            "(server_shutting_down). Keep it below the pod's terminationGracePeriodSeconds "
+            "minus the preStop sleep and uvicorn's 5 s margin."
+        ),
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,
         gt=0,

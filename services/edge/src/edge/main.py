@@ -23,6 +23,7 @@ handlers of ``api/errors.py`` for anything raised on the way.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, MutableMapping
@@ -35,6 +36,7 @@ from nats.aio.client import Client
 
 from gateway_common import db, nats, telemetry, tokens
 from gateway_common.grpc import channel_options
+from gateway_common.metrics import DbPoolCollector
 
 from .api.errors import install_error_handlers
 from .api.main import build_api_router
@@ -47,6 +49,7 @@ from .budgetsync import BudgetSync
 from .config import EdgeSettings
 from .context_window import ContextWindow
 from .credentials import CredentialCipher
+from .drain import Drain
 from .endpoints import EndpointCache
 from .endpointsync import EndpointSync
 from .keysync import KeySync
@@ -60,6 +63,7 @@ from .projectsync import ProjectSync
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
 from .state import EdgeState
+from .store import migrations_dir
 
 __all__ = ["create_app"]
 
@@ -80,7 +84,7 @@ def _budget_gate(settings: EdgeSettings, nc: Client, prices: PriceBook) -> Budge
 
 
 async def _build_state(
-    settings: EdgeSettings, metrics: EdgeMetrics, stack: AsyncExitStack
+    settings: EdgeSettings, metrics: EdgeMetrics, drain: Drain, stack: AsyncExitStack
 ) -> EdgeState:
     tracer = telemetry.setup(
         service=settings.service_name,
@@ -92,8 +96,22 @@ async def _build_state(
     nc = await nats.connect(settings.nats_url, name=settings.service_name)
     stack.push_async_callback(nc.close)
 
+    if not settings.migrate_on_start:
+        # The edge never migrates in-process (``python -m edge migrate`` does, or the
+        # deploy/k8s migrate Job): without it, wait until that Job has brought the
+        # schema to head, so this code never runs against an older one.
+        await asyncio.to_thread(
+            db.wait_for_head,
+            url=settings.resolved_database_url(),
+            migrations_dir=migrations_dir(),
+            service=settings.service_name,
+            timeout_s=settings.migrate_wait_s,
+        )
     engine = db.create_engine(settings.resolved_database_url())
     stack.push_async_callback(engine.dispose)
+    pool = DbPoolCollector(engine, service=settings.service_name)
+    metrics.registry.register(pool)
+    stack.callback(metrics.registry.unregister, pool)
     sessionmaker = db.make_sessionmaker(engine)
 
     keys = KeyCache(settings.secret_key.get_secret_value().encode())
@@ -174,8 +192,10 @@ async def _build_state(
             context_window=ContextWindow(catalog, tokens.Encodings()),
             limits=limits,
             prices=catalog,
+            drain=drain,
         ),
         limits=limits,
+        drain=drain,
     )
 
 
@@ -190,11 +210,13 @@ def _untraced(scope: MutableMapping[str, Any]) -> bool:
 def create_app(settings: EdgeSettings) -> FastAPI:
     """The edge's ASGI app; clients and stores come to life in its lifespan."""
     metrics = EdgeMetrics()
+    drain = Drain(settings.shutdown_grace_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        drain.bind(asyncio.get_running_loop())
         async with AsyncExitStack() as stack:
-            app.state.edge = await _build_state(settings, metrics, stack)
+            app.state.edge = await _build_state(settings, metrics, drain, stack)
             yield
 
     app = FastAPI(
@@ -214,6 +236,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
             "exclude": _untraced,
         },
     )
+    app.state.drain = drain  # __main__'s DrainingServer starts it on SIGTERM
     install_error_handlers(app)
     app.include_router(build_api_router())
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

@@ -12,15 +12,36 @@ switchyard_edge_ratelimit_unavailable_total{kind}       counter: limits (request
 switchyard_edge_guardrail_triggered_total{guardrail_type,direction,action}  counter:
     guardrails that fired (type max_length|blocked_terms|regex|pii, direction
     input|output, action block|redact|timeout); the configured names stay out of labels
+switchyard_edge_rejections_total{reason}                counter: requests refused before
+    the router, by reason rate_limit|budget|credits|guardrail (one per refused request)
+switchyard_edge_time_to_first_token_seconds{operation}  histogram: request start to the
+    first content chunk a stream sends the client
+switchyard_db_pool_*{service}                           gauges (gateway_common.metrics)
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from gateway_common.errors import (
+    BudgetExceeded,
+    CreditsExhausted,
+    GatewayError,
+    GuardrailBlocked,
+    RateLimited,
+)
+
 __all__ = ["EdgeMetrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60)
+#: Refusals counted in ``switchyard_edge_rejections_total``, most specific class first.
+_REJECTIONS: tuple[tuple[type[GatewayError], str], ...] = (
+    (BudgetExceeded, "budget"),  # a RateLimited subclass: before it
+    (CreditsExhausted, "credits"),
+    (RateLimited, "rate_limit"),
+    (GuardrailBlocked, "guardrail"),
+)
 _OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 
@@ -68,6 +89,23 @@ class EdgeMetrics:
             registry=self.registry,
         )
 
+        self._rejections = Counter(
+            "switchyard_edge_rejections",
+            "Requests refused before the router, by reason (rate_limit, budget, credits, "
+            "guardrail).",
+            ("reason",),
+            registry=self.registry,
+        )
+        for _, reason in _REJECTIONS:
+            self._rejections.labels(reason)  # every reason exported from the start, at 0
+        self._ttft = Histogram(
+            "switchyard_edge_time_to_first_token_seconds",
+            "Time from request start to the first content chunk of a stream, by operation.",
+            ("operation",),
+            buckets=_TTFT_BUCKETS,
+            registry=self.registry,
+        )
+
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
         self._requests.labels(route, method, str(status)).inc()
@@ -88,6 +126,17 @@ class EdgeMetrics:
     def count_guardrail(self, *, guardrail_type: str, direction: str, action: str) -> None:
         """Count one guardrail that fired (labels bounded: ``edge.pipeline.guardrails``)."""
         self._guardrail_triggered.labels(guardrail_type, direction, action).inc()
+
+    def count_rejection(self, err: GatewayError) -> None:
+        """Count ``err`` if it is a refusal (rate limit, budget, credits, guardrail)."""
+        for kind, reason in _REJECTIONS:
+            if isinstance(err, kind):
+                self._rejections.labels(reason).inc()
+                return
+
+    def observe_first_token(self, *, operation: str, seconds: float) -> None:
+        """Record one stream's time to its first content chunk."""
+        self._ttft.labels(operation).observe(max(seconds, 0.0))
 
     def render(self) -> bytes:
         """Prometheus text format of every collector."""

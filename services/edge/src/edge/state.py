@@ -14,6 +14,7 @@ from .api.proxy import Proxy
 from .auth import KeyCache
 from .budget import BudgetGate
 from .config import EdgeSettings
+from .drain import Drain
 from .endpoints import EndpointCache
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
@@ -44,3 +45,4 @@ class EdgeState:
     sessions: SessionsClient
     proxy: Proxy
     limits: LimitsStep
+    drain: Drain

@@ -130,6 +130,7 @@ class LiveCatalog:
         self._stamp = _stamp(self._path)
         catalog = await asyncio.to_thread(load_catalog, self._path)
         self._current = _Generation(RoutingTable(catalog, self._build(catalog, reuse={})))
+        self._metrics.declare_models(catalog.models)
 
     @property
     def table(self) -> RoutingTable:
@@ -160,6 +161,7 @@ class LiveCatalog:
             return False
         self._current = _Generation(RoutingTable(catalog, adapters))
         self._metrics.catalog_reloads.labels("ok").inc()
+        self._metrics.declare_models(catalog.models)
         log.info("catalog reloaded: %d models, %d providers", len(catalog.models), len(adapters))
         kept = {id(adapter) for adapter in adapters.values()}
         dropped = [a for a in old.table.adapters.values() if id(a) not in kept]

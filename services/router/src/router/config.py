@@ -38,6 +38,15 @@ class RouterSettings(BaseServiceSettings):
         le=65535,
         description="Port of the Prometheus /metrics listener on ``host``; 0 disables it.",
     )
+    shutdown_grace_s: float = Field(
+        default=55.0,
+        gt=0,
+        description=(
+            "ROUTER_SHUTDOWN_GRACE_S: after SIGTERM (health already NOT_SERVING, new calls "
+            "refused), how long in-flight calls and streams may run on; their usage events "
+            "are published before they end. Keep it below the pod's grace period."
+        ),
+    )
     catalog_poll_s: float = Field(
         default=2.0, gt=0, description="Seconds between checks of the catalog file for changes."
     )

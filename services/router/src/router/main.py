@@ -7,8 +7,11 @@ Build order (shutdown runs in reverse, owned by one ``AsyncExitStack``):
     base URLs) -> failover, usage publisher, service
     -> grpc.aio server (context interceptor, health) -> Prometheus listener
 
-SIGTERM/SIGINT stop the server with a 5 s grace for in-flight calls, then
-close the provider clients and drain NATS.
+SIGTERM/SIGINT first turn the gRPC health service NOT_SERVING (readiness
+probes and health-checking clients stop sending), then stop the server with
+``ROUTER_SHUTDOWN_GRACE_S`` for in-flight calls and streams (new calls are
+refused; each finishing call publishes its usage first), then close the
+provider clients and drain NATS.
 """
 
 from __future__ import annotations
@@ -37,12 +40,9 @@ from .service import RouterService
 from .upstreams import CustomUpstreams
 from .usage import UsagePublisher
 
-__all__ = ["SHUTDOWN_GRACE_S", "serve"]
+__all__ = ["serve"]
 
 log = logging.getLogger(__name__)
-
-#: Seconds in-flight calls get to finish once a stop signal arrives.
-SHUTDOWN_GRACE_S = 5.0
 
 _SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
 
@@ -62,7 +62,7 @@ async def serve(settings: RouterSettings) -> None:
         nc = await gw_nats.connect(settings.nats_url, name=settings.service_name)
         stack.push_async_callback(nc.drain)
         js = nc.jetstream()
-        await gw_nats.ensure_streams(js)
+        await gw_nats.ensure_streams(js, replicas=settings.nats_stream_replicas)
 
         metrics = RouterMetrics(REGISTRY)
         catalog = LiveCatalog(
@@ -83,7 +83,9 @@ async def serve(settings: RouterSettings) -> None:
         health = add_health(server)
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         await server.start()
-        stack.push_async_callback(server.stop, SHUTDOWN_GRACE_S)
+        stack.push_async_callback(server.stop, settings.shutdown_grace_s)
+        # Runs before server.stop (the stack unwinds in reverse): NOT_SERVING first.
+        stack.push_async_callback(health.enter_graceful_shutdown)
         await set_serving(health, _SERVICE_NAME)
 
         if settings.metrics_port > 0:
@@ -94,7 +96,7 @@ async def serve(settings: RouterSettings) -> None:
 
         log.info("router serving gRPC on %s:%d", settings.host, port)
         await _wait_for_signal()
-        log.info("stopping: %.0f s grace for in-flight calls", SHUTDOWN_GRACE_S)
+        log.info("stopping: %.0f s grace for in-flight calls", settings.shutdown_grace_s)
 
 
 async def _wait_for_signal() -> None:

@@ -4,15 +4,21 @@ Nothing is registered at import: ``RouterMetrics(registry)`` is built once by
 ``main`` (the process registry) or per test (a fresh ``CollectorRegistry``).
 Label values come from the catalog (provider, deployment, model) or from our
 error codes, so cardinality is bounded by configuration: a custom upstream's
-base URL (a managed credential's) is never a label value.
+base URL (a managed credential's) is never a label value. A model name that
+reaches a label is capped as well (``BoundedLabel``: the first 200, then
+``other``), since credentials and passthrough calls may name models the catalog
+does not list.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+
+from gateway_common.metrics import BoundedLabel
 
 __all__ = ["RouterMetrics"]
 
@@ -30,6 +36,21 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._children: dict[tuple[Any, ...], Any] = {}
+        #: Caps the distinct values of every ``model`` label below.
+        self.model_label = BoundedLabel()
+        self.requests = Counter(
+            "switchyard_router_requests",
+            "Provider calls finished (after failover), by model, provider and status "
+            "(ok, error or cancelled).",
+            ["model", "provider", "status"],
+            registry=registry,
+        )
+        self.tokens = Counter(
+            "switchyard_router_tokens",
+            "Tokens the providers reported, by model, provider and direction (input or output).",
+            ["model", "provider", "direction"],
+            registry=registry,
+        )
         self.attempts = Counter(
             "switchyard_router_upstream_attempts",
             "Provider calls attempted, by deployment and outcome (ok or our error code).",
@@ -108,6 +129,14 @@ class RouterMetrics:
             ["result"],
             registry=registry,
         )
+
+    def declare_models(self, models: Iterable[str]) -> None:
+        """Export the per-model counters at 0 for every catalog model (on each catalog load),
+        so dashboards and alerts see a failover or retry rate of 0 rather than no data."""
+        for model in models:
+            label = self.model_label(model)
+            for metric in (self.failovers, self.retries, self.retry_budget_exhausted):
+                metric.labels(label)
 
     def child(self, metric: M, *values: str) -> M:
         """``metric.labels(*values)``, built once per label set (bounded by the catalog)."""

@@ -119,6 +119,7 @@ class UsagePublisher:
         *,
         status: Status = "ok",
     ) -> UsageRecorded | None:
+        self._count(route, usage, status)
         if usage is None:
             self._metrics.usage_unrecorded.labels(
                 "not_reported" if status == "ok" else status
@@ -140,3 +141,14 @@ class UsagePublisher:
                 "Usage could not be recorded; the call was not billed"
             ) from exc
         return event
+
+    def _count(self, route: RouteInfo, usage: Usage | None, status: Status) -> None:
+        """Requests and tokens by (capped) model and provider."""
+        metrics = self._metrics
+        model = metrics.model_label(route.model)
+        metrics.child(metrics.requests, model, route.provider, status).inc()
+        if usage is not None:
+            metrics.child(metrics.tokens, model, route.provider, "input").inc(usage.prompt_tokens)
+            metrics.child(metrics.tokens, model, route.provider, "output").inc(
+                usage.completion_tokens
+            )

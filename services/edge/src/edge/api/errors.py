@@ -136,6 +136,7 @@ class OkShapedRoute(APIRoute):
             try:
                 return await handler(request)
             except GatewayError as err:
+                count_rejection(request, err)
                 return shape(err)
             except RequestValidationError as exc:
                 return shape(validation_error(exc.errors()))
@@ -343,11 +344,19 @@ def _unknown_route(request: Request, exc: StarletteHTTPException) -> Response:
     return Response(body, exc.status_code, headers=exc.headers, media_type="application/json")
 
 
+def count_rejection(request: Request, err: GatewayError) -> None:
+    """Count a refusal in ``switchyard_edge_rejections_total`` (no-op before the lifespan ran)."""
+    edge = getattr(request.app.state, "edge", None)
+    if edge is not None:
+        edge.metrics.count_rejection(err)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers above on ``app`` (the 500 path lives in the middleware)."""
 
     @app.exception_handler(GatewayError)
-    async def _gateway_error(_: Request, exc: GatewayError) -> Response:
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        count_rejection(request, exc)
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)

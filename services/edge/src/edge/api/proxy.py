@@ -93,6 +93,7 @@ from ..anthropic import CountTokensRequest, MessagesRequest
 from ..auth import KeyEntry, UnknownKey
 from ..budget import BudgetGate, Ticket
 from ..context_window import ContextWindow
+from ..drain import Drain
 from ..endpoints import EndpointView
 from ..metrics import EdgeMetrics
 from ..passthrough import MAX_PROVIDER_KEY, PROVIDER_KEY_HEADER, PROVIDER_KEY_SHAPE, Passthrough
@@ -130,6 +131,13 @@ _ADMITTED = Decision(allowed=True)
 _NO_USAGE = types_pb2.Usage()
 #: Settles a call's token reservation with its usage (None: unknown) and failure.
 _Settle = Callable[[types_pb2.Usage | None, BaseException | None], Awaitable[None]]
+
+
+#: How a stream still open at the shutdown deadline ends (``edge.drain``).
+_SHUTTING_DOWN = ServiceUnavailable(
+    "The gateway is restarting and ended this stream; please retry.",
+    code="server_shutting_down",
+)
 
 
 def _error_frame(err: GatewayError, shaper: Shaper | None = None) -> bytes:
@@ -211,11 +219,13 @@ class Proxy:
         context_window: ContextWindow,
         limits: LimitsStep,
         prices: PriceBook,
+        drain: Drain,
     ) -> None:
         self._client = client
         self._window = context_window
         self._limits = limits
         self._prices = prices
+        self._drain = drain
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._projects = projects
@@ -402,6 +412,10 @@ class Proxy:
                 shaper=shaper,
                 ticket=ticket,
                 settle=self._settler(admission),
+                first_token=lambda: self._metrics.observe_first_token(
+                    operation=operation, seconds=time.perf_counter() - started
+                ),
+                drain=self._drain,
             ),
             media_type="text/event-stream",
             headers={**headers, **_SSE_HEADERS},
@@ -448,37 +462,50 @@ class Proxy:
         shaper: Shaper | None,
         ticket: Ticket,
         settle: _Settle,
+        first_token: Callable[[], None] | None = None,
+        drain: Drain,
     ) -> AsyncIterator[bytes]:
         usage: types_pb2.Usage | None = None
         failure: BaseException | None = None
         try:
-            event = pending if pending is not None else await anext(events, None)
-            while event is not None:
-                kind = event.WhichOneof("event")
-                if kind == "chunks" and (chunks := event.chunks.chunks):  # (empty: nothing)
-                    if shaper is None:
-                        yield b"data: " + b"\n\ndata: ".join(chunks) + b"\n\n"
-                    else:
-                        frames, failure = await _shaped(shaper, chunks)
-                        if failure is not None:
-                            yield frames + _error_frame(failure, shaper)
-                            return
-                        yield frames
-                elif kind == "usage":
-                    ticket.record(event.usage)
-                    usage = event.usage
-                elif kind == "error":
-                    failure = from_detail(event.error)
-                    yield _error_frame(failure, shaper)
-                    return
-                event = await anext(events, None)
-            done = _DONE if shaper is None else await shaper.finish()
-            if done:
-                yield done
+            async with drain.stream():  # ends at the drain deadline (edge.drain)
+                event = pending if pending is not None else await anext(events, None)
+                while event is not None:
+                    kind = event.WhichOneof("event")
+                    if kind == "chunks" and (chunks := event.chunks.chunks):  # (empty: nothing)
+                        if first_token is not None:  # time to first token, once per stream
+                            first_token()
+                            first_token = None
+                        if shaper is None:
+                            yield b"data: " + b"\n\ndata: ".join(chunks) + b"\n\n"
+                        else:
+                            frames, failure = await _shaped(shaper, chunks)
+                            if failure is not None:
+                                yield frames + _error_frame(failure, shaper)
+                                return
+                            yield frames
+                    elif kind == "usage":
+                        ticket.record(event.usage)
+                        usage = event.usage
+                    elif kind == "error":
+                        failure = from_detail(event.error)
+                        yield _error_frame(failure, shaper)
+                        return
+                    event = await anext(events, None)
+                done = _DONE if shaper is None else await shaper.finish()
+                if done:
+                    yield done
         except GatewayError as err:
             # The call itself failed mid-stream (router gone, deadline): report it in-band.
             failure = err
             yield _error_frame(err, shaper)
+        except TimeoutError:
+            if not drain.draining:
+                raise
+            # Still open at the shutdown deadline: end it in-band, as a failure after the
+            # first chunk always ends; the ticket settles at the usage known so far.
+            failure = _SHUTTING_DOWN
+            yield _error_frame(_SHUTTING_DOWN, shaper)
         finally:
             ticket.close()  # settles at the reported usage, else at the whole reservation
             await events.aclose()

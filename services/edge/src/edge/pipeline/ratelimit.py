@@ -355,8 +355,10 @@ class RateLimiter:
         fail_closed: frozenset[LimitKind] = frozenset(),
         outage_backoff_s: float = 1.0,
         clock: Clock = time.time,
+        stream_replicas: int = 1,
     ) -> None:
         self._nc = nc
+        self._stream_replicas = stream_replicas  # NATS_STREAM_REPLICAS
         self._storage = NatsCounterStorage(nc, timeout_s=timeout_s, clock=clock)
         self._strategy = FixedWindowRateLimiter(self._storage)
         self._metrics = metrics
@@ -372,7 +374,9 @@ class RateLimiter:
 
     async def start(self) -> None:
         """Declare the counter streams (idempotent; needs nats-server 2.12+)."""
-        await ensure_streams(self._nc.jetstream(timeout=5.0), RATELIMIT_STREAMS)
+        await ensure_streams(
+            self._nc.jetstream(timeout=5.0), RATELIMIT_STREAMS, replicas=self._stream_replicas
+        )
 
     async def admit(self, limits: Sequence[Limit], *, tokens: int = 0) -> Decision:
         """Count one request against ``limits``: 1 on request limits, ``tokens`` on token ones.

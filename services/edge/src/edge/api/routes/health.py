@@ -36,7 +36,11 @@ async def _database_ok(state: StateDep) -> bool:
 
 @router.get("/readyz", response_model=None)
 async def readyz(state: StateDep) -> dict[str, str] | Response:
-    """Readiness: 200 only when NATS, the router (gRPC health) and the database all answer."""
+    """Readiness: 200 only when NATS, the router (gRPC health) and the database all answer,
+    and the edge is not shutting down."""
+    if state.drain.draining:
+        body = orjson.dumps({"status": "unavailable", "checks": {"shutting_down": True}})
+        return Response(body, status_code=503, media_type="application/json")
     router_ok, database_ok = await asyncio.gather(
         state.router.serving(timeout_s=_CHECK_TIMEOUT_S), _database_ok(state)
     )
