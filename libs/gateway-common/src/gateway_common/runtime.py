@@ -233,6 +233,7 @@ def serve(settings: S, run: Callable[[S, asyncio.Event], Awaitable[None]]) -> No
         service=settings.service_name,
         log_level=settings.log_level,
         otel_endpoint=settings.otel_endpoint,
+        log_prompts=settings.log_prompts,
     )
 
     async def main() -> None:
