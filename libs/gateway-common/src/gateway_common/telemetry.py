@@ -57,6 +57,7 @@ __all__ = [
     "inject",
     "redact",
     "setup",
+    "setup_logging",
     "shutdown",
     "tracing_enabled",
 ]
@@ -204,6 +205,20 @@ def _exporters(otel_endpoint: str | None) -> list[SpanExporter]:
     return exporters
 
 
+def setup_logging(*, service: str, log_level: str, log_prompts: bool | None = None) -> None:
+    """JSON lines on stderr for this process (``setup`` without tracing, for one-shot
+    commands such as ``migrate``); ``log_prompts`` ``None`` reads ``GATEWAY_LOG_PROMPTS``."""
+    global _log_prompts
+    _log_prompts = (
+        log_prompts if log_prompts is not None else _env("GATEWAY_LOG_PROMPTS").lower() in _TRUE
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(log_level.upper())
+
+
 def setup(
     *,
     service: str,
@@ -217,16 +232,8 @@ def setup(
     ``otel_endpoint`` is the legacy setting (an OTLP endpoint); the ``OTEL_*`` variables
     win over it. ``log_prompts`` ``None`` reads ``GATEWAY_LOG_PROMPTS``.
     """
-    global _tracing, _log_prompts
-    _log_prompts = (
-        log_prompts if log_prompts is not None else _env("GATEWAY_LOG_PROMPTS").lower() in _TRUE
-    )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(log_level.upper())
-
+    global _tracing
+    setup_logging(service=service, log_level=log_level, log_prompts=log_prompts)
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         # The global provider can be set once per process; tests build several apps.
