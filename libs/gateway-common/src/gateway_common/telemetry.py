@@ -5,7 +5,8 @@ JSON object a line on stderr (``time``, ``level``, ``service``, ``logger``,
 ``message``, ``request_id``, and ``trace_id``/``span_id`` while a span is
 active), every line passed through ``redact``: bearer tokens, API keys
 (``sk-...``, ``AIza...``) and ``key=``/``authorization:``-style pairs never
-reach a log. Prompt and completion text is not logged at all; ``content``
+reach a log. Prompt and completion text is not logged at all (the libraries whose
+debug lines carry SQL parameters or bodies stay at WARNING); ``content``
 renders it as its length only, unless ``GATEWAY_LOG_PROMPTS=true`` asks for the
 text (debugging only).
 
@@ -71,6 +72,10 @@ _tracing = False
 _log_prompts = False
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
+
+#: Libraries whose DEBUG/INFO lines carry SQL parameters, bodies or URLs (so prompts, keys):
+#: held at WARNING whatever GATEWAY_LOG_LEVEL says, unless GATEWAY_LOG_PROMPTS is on.
+_CONTENT_LOGGERS = ("aiosqlite", "sqlalchemy.engine", "httpx", "httpcore", "hpack", "psycopg")
 
 _REDACTED = "[REDACTED]"
 #: Secrets as they appear in free text, each replaced by its kept prefix + ``[REDACTED]``.
@@ -217,6 +222,8 @@ def setup_logging(*, service: str, log_level: str, log_prompts: bool | None = No
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log_level.upper())
+    for name in _CONTENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if _log_prompts else logging.WARNING)
 
 
 def setup(
