@@ -302,6 +302,7 @@ def serve(settings: S, run: Callable[[S, asyncio.Event], Awaitable[None]]) -> No
         service=settings.service_name,
         log_level=settings.log_level,
         otel_endpoint=settings.otel_endpoint,
+        log_prompts=settings.log_prompts,
     )
 
     async def main() -> None:
@@ -338,6 +339,9 @@ def command_line(
     args = parser.parse_args(list(argv))
     settings = settings_factory()
     if args.command == "migrate":
+        telemetry.setup_logging(
+            service=settings.service_name, log_level=settings.log_level, log_prompts=False
+        )
         db.migrate(
             url=settings.resolved_database_url(), migrations_dir=migrations_dir, service=service
         )

@@ -55,7 +55,15 @@ class BaseServiceSettings(BaseSettings):
     otel_endpoint: str | None = Field(
         default=None,
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_endpoint"),
-        description="OTLP/gRPC collector endpoint; unset disables trace export.",
+        description=(
+            "OTLP collector endpoint. Tracing follows the standard OTEL_* variables "
+            "(telemetry.tracing_enabled): off when none of them is set."
+        ),
+    )
+    log_prompts: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("GATEWAY_LOG_PROMPTS", "log_prompts"),
+        description="Log prompt and completion text (debugging only; redacted by default).",
     )
     metrics_port: int = Field(
         default=0,

@@ -27,6 +27,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from gateway_common import telemetry
 from gateway_common.events import UsageRecorded
 from gateway_common.pricing import PricingError
 
@@ -70,10 +71,13 @@ class UsageHandler:
         await self.handle_batch([msg])
 
     async def handle_batch(self, msgs: Sequence[Msg]) -> None:
-        """Bill ``msgs`` in one transaction (poison terminated first), then ack them all."""
-        priced = await self._price(msgs)
-        if priced:
-            await self._bill(priced)
+        """Bill ``msgs`` in one transaction (poison terminated first), then ack them all.
+
+        Each message gets a consumer span in its publisher's trace (when tracing is on)."""
+        with telemetry.consumer_spans(msgs, "process"):
+            priced = await self._price(msgs)
+            if priced:
+                await self._bill(priced)
 
     async def _bill(self, priced: _Priced) -> None:
         billed_at = datetime.now(UTC)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 from types import FrameType
 
-from gateway_common import db
+from gateway_common import db, telemetry
 
 from .config import EdgeSettings
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = EdgeSettings()
     if args.command != "serve":
-        logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s %(message)s")
+        telemetry.setup_logging(service=settings.service_name, log_level=settings.log_level)
     _COMMANDS[args.command](settings)
     return 0
 

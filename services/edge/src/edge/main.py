@@ -90,8 +90,16 @@ async def _build_state(
         service=settings.service_name,
         log_level=settings.log_level,
         otel_endpoint=settings.otel_endpoint,
+        log_prompts=settings.log_prompts,
     )
     stack.callback(telemetry.shutdown, tracer)
+    if tracer is not None:
+        # Before the router channel exists: the instrumentor wraps the channel factory.
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
+
+        instrumentor = GrpcAioInstrumentorClient()
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=tracer)
 
     nc = await nats.connect(settings.nats_url, name=settings.service_name)
     stack.push_async_callback(nc.close)
@@ -225,10 +233,11 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        # HTTP spans only, on the tracer provider telemetry.setup installs (none without an
-        # OTLP endpoint: then FastAPI skips its tracing middleware work); Prometheus
-        # covers metrics and the middleware logs errors, so FastAPI need not.
+        # FastAPI's own telemetry is off: HTTP spans come from OTel's FastAPI
+        # instrumentation (below, only when OTEL_* turns tracing on); Prometheus covers
+        # metrics and the middleware logs errors, so FastAPI need not.
         telemetry={
+            "tracing": False,
             "metrics": False,
             "logs": False,
             "operation_spans": False,
@@ -240,4 +249,12 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(build_api_router())
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if telemetry.tracing_enabled(settings.otel_endpoint):
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        # The server span is the trace's root (or joins the caller's traceparent); its
+        # per-message receive/send spans would cost one span per streamed chunk.
+        FastAPIInstrumentor.instrument_app(
+            app, excluded_urls="/healthz,/readyz,/metrics", exclude_spans=["receive", "send"]
+        )
     return app

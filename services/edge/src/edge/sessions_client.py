@@ -37,7 +37,7 @@ from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from pydantic import ValidationError
 
-from gateway_common import subjects
+from gateway_common import subjects, telemetry
 from gateway_common.errors import (
     GatewayError,
     InvalidRequest,
@@ -249,7 +249,9 @@ class SessionsClient:
         too_large: Callable[[], GatewayError],
     ) -> R:
         try:
-            msg = await self._nc.request(subject, payload, timeout=self._timeout)
+            msg = await self._nc.request(
+                subject, payload, timeout=self._timeout, headers=telemetry.inject()
+            )
             reply = reply_type.model_validate_json(msg.data)
         except MaxPayloadError as exc:
             raise too_large() from exc

@@ -23,6 +23,7 @@ import os
 import signal
 
 import grpc
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, start_http_server
 
 from gateway.router.v1 import router_pb2, router_pb2_grpc
@@ -53,9 +54,12 @@ async def serve(settings: RouterSettings) -> None:
         service=settings.service_name,
         log_level=settings.log_level,
         otel_endpoint=settings.otel_endpoint,
+        log_prompts=settings.log_prompts,
     )
     # httpx logs every provider request at INFO: too costly and noisy on the hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if tracer is not None:
+        _instrument(tracer)
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(telemetry.shutdown, tracer)
 
@@ -97,6 +101,17 @@ async def serve(settings: RouterSettings) -> None:
         log.info("router serving gRPC on %s:%d", settings.host, port)
         await _wait_for_signal()
         log.info("stopping: %.0f s grace for in-flight calls", settings.shutdown_grace_s)
+
+
+def _instrument(tracer: TracerProvider) -> None:
+    """gRPC server spans (joining the edge's trace) and a client span per provider call
+    (aiohttp under httpx_aiohttp); before the server and the provider clients exist."""
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
+
+    for instrumentor in (GrpcAioInstrumentorServer(), AioHttpClientInstrumentor()):
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=tracer)
 
 
 async def _wait_for_signal() -> None:

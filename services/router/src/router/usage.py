@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 import nats.errors
 from nats.js import JetStreamContext
 
-from gateway_common import subjects
+from gateway_common import subjects, telemetry
 from gateway_common.errors import ServiceUnavailable
 from gateway_common.events import TokenUsage, UsageRecorded
 
@@ -132,7 +132,8 @@ class UsagePublisher:
                 subjects.USAGE_RECORDED,
                 event.to_bytes(),
                 timeout=self._ack_timeout_s,
-                headers={"Nats-Msg-Id": event.event_id},
+                # traceparent: billing's handling joins this call's trace.
+                headers=telemetry.inject({"Nats-Msg-Id": event.event_id}),
             )
         except nats.errors.Error as exc:
             self._metrics.usage_unrecorded.labels("publish_failed").inc()

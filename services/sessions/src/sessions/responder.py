@@ -27,7 +27,7 @@ from nats.errors import Error as NatsError
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway_common import subjects
+from gateway_common import subjects, telemetry
 
 __all__ = ["Operation", "Reply", "Responder"]
 
@@ -100,14 +100,15 @@ class Responder(ABC):
         self._slots.release()
 
     async def _answer(self, msg: Msg, operation: Operation) -> None:
-        try:
-            reply = await operation(msg.data)
-        except ValidationError as exc:
-            reply = self.malformed(msg.subject, exc)
-        except SQLAlchemyError as exc:
-            log.error("%s: database error on %s: %s", self.label, msg.subject, exc)
-            reply = self.failure(msg.subject, "database error")
-        try:
-            await msg.respond(reply.to_bytes())
-        except NatsError as exc:
-            log.warning("%s: reply on %s not sent: %s", self.label, msg.subject, exc)
+        with telemetry.consumer_span(msg, "process"):
+            try:
+                reply = await operation(msg.data)
+            except ValidationError as exc:
+                reply = self.malformed(msg.subject, exc)
+            except SQLAlchemyError as exc:
+                log.error("%s: database error on %s: %s", self.label, msg.subject, exc)
+                reply = self.failure(msg.subject, "database error")
+            try:
+                await msg.respond(reply.to_bytes())
+            except NatsError as exc:
+                log.warning("%s: reply on %s not sent: %s", self.label, msg.subject, exc)
