@@ -46,7 +46,7 @@ async def _run(case: Case, fixture: str) -> tuple[list[dict[str, Any]], list[dic
             if chunk.data is not None:
                 chunks.append(orjson.loads(chunk.data))
                 frames.append(await shaper.frame(chunk.data))
-        frames.append(shaper.done)
+        frames.append(await shaper.finish())
     except GatewayError as err:
         frames.append(shaper.error_frame(err))
     finally:
