@@ -288,7 +288,7 @@ def test_no_key_credential_or_prompt_in_logs_tables_or_nats_headers(quiet_stack:
             assert event["service"] == name.removesuffix(".log")
 
     assert tap.count > 0 and tap.headers
-    header_text = orjson.dumps(tap.headers).decode()
+    header_text = repr(tap.headers)
     for canary in canaries:
         assert canary not in header_text, f"{canary[:14]}... in a NATS header"
 

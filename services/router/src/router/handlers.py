@@ -36,7 +36,7 @@ from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common.catalog import ModelEntry
 from gateway_common.errors import GatewayError, InvalidRequest, to_detail
-from gateway_common.telemetry import REQUEST_ID
+from gateway_common.telemetry import REQUEST_ID, content
 
 from .failover import RouteInfo
 from .generation import GenerationContext
@@ -130,6 +130,11 @@ def decode(request: router_pb2.CompleteRequest) -> Call:
     model = request.model or body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("You must provide a model parameter.", param="model")
+    if log.isEnabledFor(logging.DEBUG):
+        # The body's text only with GATEWAY_LOG_PROMPTS=true; its length otherwise.
+        log.debug(
+            "%s call for %s: %s", operation, model, content(request.body.decode(errors="replace"))
+        )
     payer = Payer(
         request_id=request.request_id or REQUEST_ID.get(),
         project_id=request.project_id,
