@@ -309,6 +309,32 @@ def test_fallbacks_answer_when_the_model_fails_after_failover(
         assert {a["model"] for a in body["attempts"]} == {"pipe-down", "pipe-down-too"}
 
 
+def test_a_fallback_the_key_may_not_call_is_never_called(stack: Stack, http: httpx.Client) -> None:
+    tenant = Tenant(http, stack)
+    tenant.endpoint("fenced", model="pipe-down", fallbacks=["mock-chat"])
+    operator = {"authorization": f"Bearer {stack.config.admin_token}"}
+    resp = http.post(
+        f"/admin/projects/{tenant.id}/keys",
+        json={"name": "only-pipe-down", "scopes": ["chat"], "allowed_models": ["pipe-down"]},
+        headers=operator,
+    )
+    assert resp.status_code == 201, resp.text
+    marker = _marker()
+    answer = http.post(
+        f"/api/{tenant.id}/fenced",
+        json={"message": f"fenced {marker}"},
+        headers=_bearer(resp.json()["key"]),
+    )
+    body = _error(answer, 502, "all_providers_failed")
+    assert "mock-chat: This API key is not allowed to use the model" in body["error"], body
+    # pipe-down's failing deployments are the fake's fault paths; the fallback's plain path
+    # was never asked.
+    seen = fake_requests(stack.fake_provider_url, marker)
+    assert [r for r in seen if r["path"] == "/v1/chat/completions"] == [], seen
+    # The project's own key (no allowed_models) reaches the fallback.
+    assert tenant.call("fenced", {"message": f"open {marker}"}).status_code == 200
+
+
 # -- seed 001's error table -----------------------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from edge.pipeline import run as pipeline
 from edge.pipeline.call import Completion, GatewayCall, StreamShaper, UpstreamAnswer
 from edge.pipeline.fallbacks import ModelsFailed
 from edge.pipeline.guardrails import compile_guardrails
+from edge.pipeline.limits_step import ModelNotAllowed
 from edge.pipeline.output import OutputStream
 from edge.pipeline.schemas import compile_schema
 from edge.pipeline.template import fill, placeholders, render
@@ -303,6 +304,20 @@ async def test_fallbacks_are_tried_in_order_after_the_routers_failover() -> None
     assert err.http_status == 502 and err.code == "all_providers_failed"
     assert [a.provider for a in err.attempts] == ["a", "b", "c"]
     assert [m for m, _ in err.failures] == ["mock-chat", "fb-1", "fb-2"]
+
+
+async def test_a_fallback_the_key_may_not_call_is_skipped_and_listed() -> None:
+    endpoint = _endpoint(fallbacks=("fb-1", "fb-2"))
+    upstream = Upstream(
+        content="ok",
+        errors={"mock-chat": _all_failed("a"), "fb-1": ModelNotAllowed("not for this key")},
+    )
+    outcome = await _run(_call(), endpoint, upstream)
+    assert outcome.model == "fb-2"
+    upstream.errors["fb-2"] = _all_failed("c")
+    with pytest.raises(ModelsFailed) as info:
+        await _run(_call(), endpoint, upstream)
+    assert [m for m, _ in info.value.failures] == ["mock-chat", "fb-1", "fb-2"]
 
 
 async def test_a_refusal_that_is_no_provider_failure_tries_no_fallback() -> None:

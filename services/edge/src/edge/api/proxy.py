@@ -272,6 +272,11 @@ class Proxy:
             code="request_too_large",
         )
 
+    def check_model(self, key: KeyEntry, model: str) -> None:
+        """403 ``model_not_allowed`` unless ``key``'s ``allowed_models`` lets it call ``model``
+        (a Gateway API fallback: the endpoint's own model is checked by ``rate_limit``)."""
+        self._limits.check_model(key, model)
+
     async def rate_limit(
         self,
         request: Request,

@@ -34,7 +34,13 @@ T = TypeVar("T")
 
 
 def _provider_failed(err: GatewayError) -> bool:
-    return isinstance(err, ProviderError) or bool(err.attempts) or err.code == "model_not_found"
+    # A fallback the caller's key may not call (``model_not_allowed``, raised before any
+    # provider call) is skipped like a model that failed: it is listed, never called.
+    return (
+        isinstance(err, ProviderError)
+        or bool(err.attempts)
+        or err.code in ("model_not_found", "model_not_allowed")
+    )
 
 
 def attempt_count(err: GatewayError) -> int:

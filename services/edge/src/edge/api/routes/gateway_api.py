@@ -333,6 +333,8 @@ class _ProxyUpstream:
     async def _forward(
         self, model: str, body: bytes, *, stream: bool, shaper: StreamShaper | None = None
     ) -> Response:
+        if model != self._endpoint.model:  # a fallback: the key must be allowed to call it
+            self._proxy.check_model(self._key, model)
         return await self._proxy.forward(
             self._request,
             router_pb2.OPERATION_CHAT_COMPLETIONS,
