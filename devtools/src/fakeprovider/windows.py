@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+from gateway_common import tokens
+
 __all__ = ["CHARS_PER_TOKEN", "WINDOWS", "overflow", "prompt_tokens", "window_of"]
 
 #: Context window (prompt + completion tokens) per fake model.
@@ -72,15 +74,4 @@ def overflow(body: Mapping[str, Any]) -> str | None:
     prompt = prompt_tokens(body)
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     completion = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap > 0 else 0
-    if prompt > window:
-        return (
-            f"This model's maximum context length is {window} tokens. However, your messages "
-            f"resulted in {prompt} tokens. Please reduce the length of the messages."
-        )
-    if prompt + completion > window:
-        return (
-            f"This model's maximum context length is {window} tokens. However, you requested "
-            f"{prompt + completion} tokens ({prompt} in the messages, {completion} in the "
-            "completion). Please reduce the length of the messages or completion."
-        )
-    return None
+    return tokens.overflow_message(window, prompt, completion)
