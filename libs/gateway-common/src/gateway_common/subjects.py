@@ -40,6 +40,9 @@ Request/reply (core NATS, with deadlines):
                                   (payloads: gateway_common.sessions_history; queue
                                   group "sessions")
 
+    rag.query.v1                  the best chunks of one collection of a project for a query
+                                  (payloads: gateway_common.rag_api; queue group "rag")
+
     billing.budget.lease.v1       grant a budget lease to an edge (admission without a DB trip)
     billing.budget.release.v1     close a lease, reporting what was spent under it
     billing.budget.set.v1         set or delete a monthly budget (project or key)
@@ -72,6 +75,8 @@ __all__ = [
     "HISTORY_OPEN",
     "KEYS_CHANGED",
     "PROJECTS_CHANGED",
+    "RAG_QUERY",
+    "RAG_QUEUE",
     "RATELIMIT_DAY_PREFIX",
     "RATELIMIT_DAY_STREAM",
     "RATELIMIT_MINUTE_PREFIX",
@@ -122,6 +127,9 @@ HISTORY_OPEN = "sessions.history.open.v1"
 HISTORY_APPEND = "sessions.history.append.v1"
 HISTORY_GET = "sessions.history.get.v1"
 SESSIONS_QUEUE = "sessions"
+
+RAG_QUERY = "rag.query.v1"
+RAG_QUEUE = "rag"
 
 HEALTH_PREFIX = "health"
 KEYS_CHANGED = "keys.changed.v1"
