@@ -72,7 +72,7 @@ node-deps: ## Install the pinned OpenAI Node SDK for the integration tests (skip
 
 .PHONY: test-integration
 test-integration: install node-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
-	$(PY) -m pytest -q tests/integration
+	$(PY) -m pytest -q -n 2 --dist loadgroup tests/integration
 
 .PHONY: k8s-check
 k8s-check: install ## Render every deploy/k8s overlay (kubectl kustomize) and validate it offline against the Kubernetes schemas

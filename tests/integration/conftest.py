@@ -45,6 +45,36 @@ def _note(config: pytest.Config, backend: str, outcome: str) -> None:
     config.stash.setdefault(_BACKENDS, {})[backend] = outcome
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep each backend's tests on one xdist worker, so each worker starts one stack.
+
+    ``make test-integration`` runs ``-n 2 --dist loadgroup``: the SQLite half and the
+    PostgreSQL half run side by side, and tests without a backend fill in wherever a
+    worker is free. Without xdist the mark is inert.
+    """
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("stack") if callspec is not None else None
+        if backend is not None:
+            item.add_marker(pytest.mark.xdist_group(backend))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand the backends it ran to the controller's summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["backends"] = session.config.stash.get(_BACKENDS, {})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """On the xdist controller, gather what each worker ran (see ``pytest_sessionfinish``)."""
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    for backend, outcome in node.workeroutput.get("backends", {}).items():  # type: ignore[attr-defined]
+        if outcome.startswith("ran") or backend not in config.stash.get(_BACKENDS, {}):
+            _note(config, backend, outcome)
+
+
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
