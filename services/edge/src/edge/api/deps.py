@@ -3,7 +3,7 @@
     SettingsDep        EdgeSettings
     RouterClientDep    RouterClient
     ProxyDep           Proxy (the shared routed-endpoint flow)
-    StateDep           EdgeState (health checks only)
+    StateDep           EdgeState, for what no narrower dependency gives (health, admin, pipeline wiring)
     ApiKeyDep          KeyEntry of a valid key, any scope (401 otherwise)
     ChatKeyDep         ... that also carries the ``chat`` scope (403 otherwise)
     EmbeddingsKeyDep   ... that also carries the ``embeddings`` scope
