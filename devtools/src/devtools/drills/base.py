@@ -25,7 +25,9 @@ class DrillResult:
     def line(self) -> str:
         """The one line ``make drills`` prints for this drill."""
         verdict = "PASS" if self.passed else "FAIL"
-        return f"{self.name:<28} {verdict:<4}  load: {self.load}; faults: {self.faults}; {self.figure}"
+        return (
+            f"{self.name:<28} {verdict:<4}  load: {self.load}; faults: {self.faults}; {self.figure}"
+        )
 
 
 def discover() -> dict[str, Callable[[bool], DrillResult]]:
