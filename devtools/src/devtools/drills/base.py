@@ -32,7 +32,7 @@ class DrillResult:
 
 def discover() -> dict[str, Callable[[bool], DrillResult]]:
     """Every drill module's ``run``, by module name (``d01_billing_kill``, ...), in order."""
-    from devtools import drills
+    import devtools.drills as drills
 
     found: dict[str, Callable[[bool], DrillResult]] = {}
     for info in sorted(pkgutil.iter_modules(drills.__path__), key=lambda i: i.name):
