@@ -1,9 +1,7 @@
 """Reliability drills: each fault made repeatable, with a figure (``make drills``).
 
-A drill is a module ``dNN_<name>.py`` in this package with a function
-``run(full: bool) -> DrillResult``: ``full`` is the form ``make drills`` runs,
-otherwise the short form that ``make test`` runs through
-``tests/integration/test_drills.py``. ``python -m devtools.drills`` runs them
-all (or those named), prints one line per drill and writes the table to
-docs/reliability.md.
+The interface (issue 19): a drill is a module ``dNN_<name>.py`` in this package
+with a function ``run(full: bool) -> DrillResult``; ``full`` is the form
+``make drills`` is to run, otherwise the short form for ``make test``. No drill
+and no runner exist on main yet; ``base.discover`` finds the modules.
 """
