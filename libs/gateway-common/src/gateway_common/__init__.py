@@ -19,6 +19,8 @@ Modules (import them by name; this package re-exports nothing heavy):
     responses_store  request/reply payloads between the edge and sessions for stored Responses
     billing_api      request/reply payloads of billing: budget leases, budgets, credits, reports
     sessions_history request/reply payloads between the edge and sessions for session history
+    rag_api          request/reply payloads between the edge and rag for retrieval
+    messages         NatsMessage, the base of those request/reply payloads
 """
 
 __all__ = [
@@ -28,10 +30,12 @@ __all__ = [
     "errors",
     "events",
     "grpc",
+    "messages",
     "nats",
     "netguard",
     "openai",
     "pricing",
+    "rag_api",
     "responses_store",
     "runtime",
     "sessions_history",

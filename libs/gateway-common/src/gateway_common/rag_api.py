@@ -28,8 +28,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from .messages import NatsMessage as _Message
 
 __all__ = [
     "MAX_TOP_K",
@@ -44,14 +45,6 @@ __all__ = [
 MAX_TOP_K = 50
 
 QueryStatus = Literal["ok", "not_found", "invalid", "error"]
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def to_bytes(self) -> bytes:
-        """Serialize for a NATS payload."""
-        return orjson.dumps(self.model_dump(mode="json"))
 
 
 class QueryRequest(_Message):

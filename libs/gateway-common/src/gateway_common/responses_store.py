@@ -23,18 +23,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from .messages import NatsMessage as _Message
 
 __all__ = ["PutResponse", "ResponseKey", "StoreReply", "StoredResponseRecord"]
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def to_bytes(self) -> bytes:
-        """Serialize for a NATS payload."""
-        return orjson.dumps(self.model_dump(mode="json"))
 
 
 class StoredResponseRecord(_Message):

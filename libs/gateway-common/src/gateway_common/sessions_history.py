@@ -49,8 +49,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import Field, JsonValue
+
+from .messages import NatsMessage as _Message
 
 __all__ = [
     "MAX_SESSION_TURNS",
@@ -79,14 +80,6 @@ _Ttl = Field(
     description="Seconds the session lives after its last append; None: the service's default "
     "(SESSIONS_HISTORY_TTL_S) when starting a session, the session's own on an append.",
 )
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def to_bytes(self) -> bytes:
-        """Serialize for a NATS payload."""
-        return orjson.dumps(self.model_dump(mode="json"))
 
 
 class Turn(_Message):
