@@ -2,8 +2,9 @@
 
 - every service exports the families the operations contract names (with samples);
 - labels are bounded: after 200 more requests, each with its own request id, user
-  text, ``user`` field and, for some, a model name nobody configured, every service
-  exports exactly the same series as before, and no label value carries any of those;
+  text, ``user`` field and, for some, a model name nobody configured, an unknown URL,
+  a stored response id, an embedding or a WebDAV method, every service exports exactly
+  the same series as before, and no label value carries any of those;
 - every metric name the Grafana dashboard and the alert rules query exists in the scrape;
 - billing, sessions and rag answer /healthz and /readyz beside /metrics.
 """
@@ -55,7 +56,16 @@ FAMILIES = {
         "switchyard_db_pool_size",
         "switchyard_db_pool_checked_out",
     },
-    "sessions": {"switchyard_jetstream_consumer_pending", "switchyard_db_pool_size"},
+    "sessions": {
+        "switchyard_sessions_requests",
+        "switchyard_sessions_request_duration_seconds",
+        "switchyard_sessions_history_duplicates",
+        "switchyard_jetstream_consumer_pending",
+        "switchyard_jetstream_consumer_ack_pending",
+        "switchyard_jetstream_redeliveries",
+        "switchyard_db_pool_size",
+        "switchyard_db_pool_checked_out",
+    },
     "rag": {"switchyard_jetstream_consumer_pending", "switchyard_db_pool_size"},
 }
 
@@ -99,20 +109,68 @@ def client(sqlite_stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
+#: Methods the HTTP parser accepts beyond the standard ones (each must be ``other``).
+ODD_METHODS = ("PROPFIND", "MKCOL", "LOCK", "UNLOCK", "PURGE", "SEARCH", "REPORT", "COPY")
+
+
 def call(client: httpx.Client, kind: str, n: int) -> httpx.Response:
-    """One request of ``kind`` whose request id, user text and user field are all its own."""
+    """One request of ``kind`` whose request id, user text, user field and ids are all its own."""
     marker = uuid.uuid4().hex
+    headers = {"x-request-id": f"req-{marker}"}
+    text = f"count me {n} {marker}"
+    if kind == "responses":
+        body = {"model": "mock-reasoning", "input": text, "user": f"user-{marker}"}
+        return client.post("/v1/responses", json=body, headers=headers)
+    if kind == "get_response":
+        return client.get(f"/v1/responses/resp_{marker}", headers=headers)
+    if kind == "embed":
+        return client.post(
+            "/v1/embeddings", json={"model": "mock-embed", "input": text}, headers=headers
+        )
+    if kind == "nowhere":
+        return client.get(f"/v1/nowhere-{marker}", headers=headers)
+    if kind == "odd_method":
+        return client.request(ODD_METHODS[n % len(ODD_METHODS)], f"/v1/x-{marker}", headers=headers)
     model = {"unknown": f"no-such-model-{marker[:10]}", "failover": "fo-metrics"}.get(
         kind, "mock-chat"
     )
-    body: dict[str, object] = {
+    chat: dict[str, object] = {
         "model": model,
         "user": f"user-{marker}",
-        "messages": [{"role": "user", "content": f"count me {n} {marker}"}],
+        "messages": [{"role": "user", "content": text}],
     }
     if kind == "stream":
-        body["stream"] = True
-    return client.post("/v1/chat/completions", json=body, headers={"x-request-id": f"req-{marker}"})
+        chat["stream"] = True
+    return client.post("/v1/chat/completions", json=chat, headers=headers)
+
+
+#: Status each kind of ``call`` is answered with.
+EXPECTED = {
+    "unary": 200,
+    "stream": 200,
+    "unknown": 404,
+    "failover": 200,
+    "responses": 200,
+    "get_response": 404,
+    "embed": 200,
+    "nowhere": 404,
+    "odd_method": 404,
+}
+
+
+#: The kinds of request the 200-request load cycles through (chat the most).
+LOAD = (
+    "unary",
+    "stream",
+    "responses",
+    "unary",
+    "stream",
+    "get_response",
+    "embed",
+    "unknown",
+    "nowhere",
+    "odd_method",
+)
 
 
 def billing_caught_up(stack: Stack) -> bool | None:
@@ -149,9 +207,9 @@ def lag_watched(stack: Stack) -> bool | None:
 
 def warm_up(stack: Stack, client: httpx.Client) -> None:
     """One request of every kind the load uses (plus a failover), then billing catches up."""
-    assert call(client, "unary", 0).status_code == 200
-    assert call(client, "stream", 0).status_code == 200
-    assert call(client, "unknown", 0).status_code == 404
+    for kind in LOAD:
+        reply = call(client, kind, 0)
+        assert reply.status_code == EXPECTED[kind], (kind, reply.text)
     failover = call(client, "failover", 0)
     assert failover.status_code == 200
     assert failover.headers["x-switchyard-deployment"] == "metrics-fallback"
@@ -173,11 +231,11 @@ def test_every_service_exports_the_contract_families(
 def test_series_stay_constant_under_distinct_ids(sqlite_stack: Stack, client: httpx.Client) -> None:
     warm_up(sqlite_stack, client)
     before = scrape_all(sqlite_stack)
-    kinds = ("unary", "stream", "unary", "stream", "unary", "stream", "unary", "stream", "unknown")
     markers = []
     for n in range(200):
-        reply = call(client, kinds[n % len(kinds)], n + 1)
-        assert reply.status_code in (200, 404), reply.text
+        kind = LOAD[n % len(LOAD)]
+        reply = call(client, kind, n + 1)
+        assert reply.status_code == EXPECTED[kind], (kind, reply.text)
         markers.append(reply.headers["x-request-id"].removeprefix("req-"))
     poll(lambda: billing_caught_up(sqlite_stack), timeout=60, interval=0.5)
     after = scrape_all(sqlite_stack)
