@@ -6,6 +6,8 @@
   a stored response id, an embedding or a WebDAV method, every service exports exactly
   the same series as before, and no label value carries any of those;
 - every metric name the Grafana dashboard and the alert rules query exists in the scrape;
+- the database pool gauges read each service's own engine (on PostgreSQL: its pool of
+  10, nothing checked out beyond pool + overflow);
 - billing, sessions and rag answer /healthz and /readyz beside /metrics.
 """
 
@@ -23,6 +25,10 @@ from devtools.stack import Stack
 from tests.integration.helpers import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+#: The tests on ``sqlite_stack`` join the SQLite stack's xdist worker (conftest groups
+#: ``stack`` tests by backend), so ``make test-integration`` never starts a second SQLite
+#: stack on the PostgreSQL worker. Not module-wide: xdist joins several groups' names.
+on_sqlite_worker = pytest.mark.xdist_group("sqlite")
 
 #: Families (as the parser names them: counters without ``_total``) per service.
 FAMILIES = {
@@ -218,6 +224,7 @@ def warm_up(stack: Stack, client: httpx.Client) -> None:
     scrape_all(stack)  # a scrape is itself a request the edge counts (route /metrics)
 
 
+@on_sqlite_worker
 def test_every_service_exports_the_contract_families(
     sqlite_stack: Stack, client: httpx.Client
 ) -> None:
@@ -228,6 +235,7 @@ def test_every_service_exports_the_contract_families(
         assert not missing, f"{service} lacks (or has no samples of) {sorted(missing)}"
 
 
+@on_sqlite_worker
 def test_series_stay_constant_under_distinct_ids(sqlite_stack: Stack, client: httpx.Client) -> None:
     warm_up(sqlite_stack, client)
     before = scrape_all(sqlite_stack)
@@ -249,6 +257,7 @@ def test_series_stay_constant_under_distinct_ids(sqlite_stack: Stack, client: ht
         assert not [m for m in markers if m in values], service
 
 
+@on_sqlite_worker
 def test_dashboard_and_alert_queries_name_metrics_that_exist(
     sqlite_stack: Stack, client: httpx.Client
 ) -> None:
@@ -262,9 +271,32 @@ def test_dashboard_and_alert_queries_name_metrics_that_exist(
         assert names <= exported, f"{where}: {sorted(names - exported)} not exported"
 
 
+@on_sqlite_worker
 def test_consumers_serve_liveness_and_readiness_beside_metrics(sqlite_stack: Stack) -> None:
     for service in ("billing", "sessions", "rag"):
         base = metrics_urls(sqlite_stack)[service].removesuffix("/metrics")
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200, service
         ready = httpx.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200, (service, ready.text)
+
+
+def test_database_pool_gauges_read_each_services_engine(stack: Stack) -> None:
+    on_postgres = stack.config.database_url is not None
+    for service in ("edge", "billing", "sessions", "rag"):
+        text = httpx.get(metrics_urls(stack)[service], timeout=5).raise_for_status().text
+        pool = {
+            family.name: {s.labels["service"]: s.value for s in family.samples}
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith("switchyard_db_pool_")
+        }
+        assert set(pool) == {
+            "switchyard_db_pool_size",
+            "switchyard_db_pool_checked_out",
+            "switchyard_db_pool_overflow",
+        }, service
+        assert all(set(by_service) == {service} for by_service in pool.values()), (service, pool)
+        size = pool["switchyard_db_pool_size"][service]
+        checked_out = pool["switchyard_db_pool_checked_out"][service]
+        if on_postgres:  # gateway_common.db: pool_size=10, max_overflow=10
+            assert size == 10, (service, pool)
+        assert 0 <= checked_out <= size + 10, (service, pool)
