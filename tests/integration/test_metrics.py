@@ -2,9 +2,12 @@
 
 - every service exports the families the operations contract names (with samples);
 - labels are bounded: after 200 more requests, each with its own request id, user
-  text, ``user`` field and, for some, a model name nobody configured, every service
-  exports exactly the same series as before, and no label value carries any of those;
+  text, ``user`` field and, for some, a model name nobody configured, an unknown URL,
+  a stored response id, an embedding or a WebDAV method, every service exports exactly
+  the same series as before, and no label value carries any of those;
 - every metric name the Grafana dashboard and the alert rules query exists in the scrape;
+- the database pool gauges read each service's own engine (on PostgreSQL: its pool of
+  10, nothing checked out beyond pool + overflow);
 - billing, sessions and rag answer /healthz and /readyz beside /metrics.
 """
 
@@ -22,6 +25,10 @@ from devtools.stack import Stack
 from tests.integration.helpers import poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+#: The tests on ``sqlite_stack`` join the SQLite stack's xdist worker (conftest groups
+#: ``stack`` tests by backend), so ``make test-integration`` never starts a second SQLite
+#: stack on the PostgreSQL worker. Not module-wide: xdist joins several groups' names.
+on_sqlite_worker = pytest.mark.xdist_group("sqlite")
 
 #: Families (as the parser names them: counters without ``_total``) per service.
 FAMILIES = {
@@ -55,7 +62,16 @@ FAMILIES = {
         "switchyard_db_pool_size",
         "switchyard_db_pool_checked_out",
     },
-    "sessions": {"switchyard_jetstream_consumer_pending", "switchyard_db_pool_size"},
+    "sessions": {
+        "switchyard_sessions_requests",
+        "switchyard_sessions_request_duration_seconds",
+        "switchyard_sessions_history_duplicates",
+        "switchyard_jetstream_consumer_pending",
+        "switchyard_jetstream_consumer_ack_pending",
+        "switchyard_jetstream_redeliveries",
+        "switchyard_db_pool_size",
+        "switchyard_db_pool_checked_out",
+    },
     "rag": {"switchyard_jetstream_consumer_pending", "switchyard_db_pool_size"},
 }
 
@@ -99,20 +115,68 @@ def client(sqlite_stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
+#: Methods the HTTP parser accepts beyond the standard ones (each must be ``other``).
+ODD_METHODS = ("PROPFIND", "MKCOL", "LOCK", "UNLOCK", "PURGE", "SEARCH", "REPORT", "COPY")
+
+
 def call(client: httpx.Client, kind: str, n: int) -> httpx.Response:
-    """One request of ``kind`` whose request id, user text and user field are all its own."""
+    """One request of ``kind`` whose request id, user text, user field and ids are all its own."""
     marker = uuid.uuid4().hex
+    headers = {"x-request-id": f"req-{marker}"}
+    text = f"count me {n} {marker}"
+    if kind == "responses":
+        body = {"model": "mock-reasoning", "input": text, "user": f"user-{marker}"}
+        return client.post("/v1/responses", json=body, headers=headers)
+    if kind == "get_response":
+        return client.get(f"/v1/responses/resp_{marker}", headers=headers)
+    if kind == "embed":
+        return client.post(
+            "/v1/embeddings", json={"model": "mock-embed", "input": text}, headers=headers
+        )
+    if kind == "nowhere":
+        return client.get(f"/v1/nowhere-{marker}", headers=headers)
+    if kind == "odd_method":
+        return client.request(ODD_METHODS[n % len(ODD_METHODS)], f"/v1/x-{marker}", headers=headers)
     model = {"unknown": f"no-such-model-{marker[:10]}", "failover": "fo-metrics"}.get(
         kind, "mock-chat"
     )
-    body: dict[str, object] = {
+    chat: dict[str, object] = {
         "model": model,
         "user": f"user-{marker}",
-        "messages": [{"role": "user", "content": f"count me {n} {marker}"}],
+        "messages": [{"role": "user", "content": text}],
     }
     if kind == "stream":
-        body["stream"] = True
-    return client.post("/v1/chat/completions", json=body, headers={"x-request-id": f"req-{marker}"})
+        chat["stream"] = True
+    return client.post("/v1/chat/completions", json=chat, headers=headers)
+
+
+#: Status each kind of ``call`` is answered with.
+EXPECTED = {
+    "unary": 200,
+    "stream": 200,
+    "unknown": 404,
+    "failover": 200,
+    "responses": 200,
+    "get_response": 404,
+    "embed": 200,
+    "nowhere": 404,
+    "odd_method": 404,
+}
+
+
+#: The kinds of request the 200-request load cycles through (chat the most).
+LOAD = (
+    "unary",
+    "stream",
+    "responses",
+    "unary",
+    "stream",
+    "get_response",
+    "embed",
+    "unknown",
+    "nowhere",
+    "odd_method",
+)
 
 
 def billing_caught_up(stack: Stack) -> bool | None:
@@ -149,9 +213,9 @@ def lag_watched(stack: Stack) -> bool | None:
 
 def warm_up(stack: Stack, client: httpx.Client) -> None:
     """One request of every kind the load uses (plus a failover), then billing catches up."""
-    assert call(client, "unary", 0).status_code == 200
-    assert call(client, "stream", 0).status_code == 200
-    assert call(client, "unknown", 0).status_code == 404
+    for kind in LOAD:
+        reply = call(client, kind, 0)
+        assert reply.status_code == EXPECTED[kind], (kind, reply.text)
     failover = call(client, "failover", 0)
     assert failover.status_code == 200
     assert failover.headers["x-switchyard-deployment"] == "metrics-fallback"
@@ -160,6 +224,7 @@ def warm_up(stack: Stack, client: httpx.Client) -> None:
     scrape_all(stack)  # a scrape is itself a request the edge counts (route /metrics)
 
 
+@on_sqlite_worker
 def test_every_service_exports_the_contract_families(
     sqlite_stack: Stack, client: httpx.Client
 ) -> None:
@@ -170,14 +235,15 @@ def test_every_service_exports_the_contract_families(
         assert not missing, f"{service} lacks (or has no samples of) {sorted(missing)}"
 
 
+@on_sqlite_worker
 def test_series_stay_constant_under_distinct_ids(sqlite_stack: Stack, client: httpx.Client) -> None:
     warm_up(sqlite_stack, client)
     before = scrape_all(sqlite_stack)
-    kinds = ("unary", "stream", "unary", "stream", "unary", "stream", "unary", "stream", "unknown")
     markers = []
     for n in range(200):
-        reply = call(client, kinds[n % len(kinds)], n + 1)
-        assert reply.status_code in (200, 404), reply.text
+        kind = LOAD[n % len(LOAD)]
+        reply = call(client, kind, n + 1)
+        assert reply.status_code == EXPECTED[kind], (kind, reply.text)
         markers.append(reply.headers["x-request-id"].removeprefix("req-"))
     poll(lambda: billing_caught_up(sqlite_stack), timeout=60, interval=0.5)
     after = scrape_all(sqlite_stack)
@@ -191,6 +257,7 @@ def test_series_stay_constant_under_distinct_ids(sqlite_stack: Stack, client: ht
         assert not [m for m in markers if m in values], service
 
 
+@on_sqlite_worker
 def test_dashboard_and_alert_queries_name_metrics_that_exist(
     sqlite_stack: Stack, client: httpx.Client
 ) -> None:
@@ -204,9 +271,32 @@ def test_dashboard_and_alert_queries_name_metrics_that_exist(
         assert names <= exported, f"{where}: {sorted(names - exported)} not exported"
 
 
+@on_sqlite_worker
 def test_consumers_serve_liveness_and_readiness_beside_metrics(sqlite_stack: Stack) -> None:
     for service in ("billing", "sessions", "rag"):
         base = metrics_urls(sqlite_stack)[service].removesuffix("/metrics")
         assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200, service
         ready = httpx.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200, (service, ready.text)
+
+
+def test_database_pool_gauges_read_each_services_engine(stack: Stack) -> None:
+    on_postgres = stack.config.database_url is not None
+    for service in ("edge", "billing", "sessions", "rag"):
+        text = httpx.get(metrics_urls(stack)[service], timeout=5).raise_for_status().text
+        pool = {
+            family.name: {s.labels["service"]: s.value for s in family.samples}
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith("switchyard_db_pool_")
+        }
+        assert set(pool) == {
+            "switchyard_db_pool_size",
+            "switchyard_db_pool_checked_out",
+            "switchyard_db_pool_overflow",
+        }, service
+        assert all(set(by_service) == {service} for by_service in pool.values()), (service, pool)
+        size = pool["switchyard_db_pool_size"][service]
+        checked_out = pool["switchyard_db_pool_checked_out"][service]
+        if on_postgres:  # gateway_common.db: pool_size=10, max_overflow=10
+            assert size == 10, (service, pool)
+        assert 0 <= checked_out <= size + 10, (service, pool)

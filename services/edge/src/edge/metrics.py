@@ -1,6 +1,7 @@
 """Prometheus metrics of one edge app, on a registry of its own (no process globals).
 
-switchyard_http_requests_total{route,method,status}     counter
+switchyard_http_requests_total{route,method,status}     counter (method: the standard
+    methods, any other, e.g. WebDAV's, is ``other``; route: ``unmatched`` for unknown URLs)
 switchyard_http_request_duration_seconds{route}         histogram (whole response)
 switchyard_gateway_overhead_seconds{operation}          histogram: time the gateway
     adds to a routed call = time to response (or first stream event) minus the
@@ -42,6 +43,9 @@ _REJECTIONS: tuple[tuple[type[GatewayError], str], ...] = (
     (RateLimited, "rate_limit"),
     (GuardrailBlocked, "guardrail"),
 )
+#: Methods that keep their name as a label value; the HTTP parser accepts ~35 (WebDAV's
+#: and more), each of which would otherwise add a series per route and status.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OVERHEAD_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 
@@ -108,6 +112,7 @@ class EdgeMetrics:
 
     def observe_request(self, *, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered request and its duration."""
+        method = method if method in _METHODS else "other"
         self._requests.labels(route, method, str(status)).inc()
         self._duration.labels(route).observe(seconds)
 

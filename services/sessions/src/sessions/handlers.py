@@ -24,6 +24,7 @@ from gateway_common.responses_store import (
     StoreReply,
 )
 
+from .metrics import SessionsMetrics
 from .responder import Operation, Responder
 from .store import repo
 from .store.models import StoredResponse
@@ -57,8 +58,9 @@ class ResponsesResponder(Responder):
         *,
         ttl_s: int,
         max_in_flight: int = 64,
+        metrics: SessionsMetrics | None = None,
     ) -> None:
-        super().__init__(max_in_flight=max_in_flight)
+        super().__init__(max_in_flight=max_in_flight, metrics=metrics)
         self._sessions = sessions
         self._ttl_s = ttl_s
 

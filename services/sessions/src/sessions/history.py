@@ -33,6 +33,7 @@ from gateway_common.sessions_history import (
     StoredTurn,
 )
 
+from .metrics import SessionsMetrics
 from .responder import Operation, Reply, Responder
 from .store import history
 from .store.models import SessionTurn
@@ -84,8 +85,9 @@ class HistoryResponder(Responder):
         *,
         default_ttl_s: int,
         max_in_flight: int = 64,
+        metrics: SessionsMetrics | None = None,
     ) -> None:
-        super().__init__(max_in_flight=max_in_flight)
+        super().__init__(max_in_flight=max_in_flight, metrics=metrics)
         self._sessions = sessions
         self._default_ttl_s = default_ttl_s
         self._max_reply_bytes = 1024 * 1024 - _REPLY_MARGIN_BYTES
@@ -167,6 +169,8 @@ class HistoryResponder(Responder):
                 ttl_s=request.ttl_seconds,
                 now=datetime.now(UTC),
             )
+        if result.status == "ok" and not result.appended and self.metrics is not None:
+            self.metrics.count_duplicate()
         return AppendReply(
             status=result.status,
             appended=result.appended,

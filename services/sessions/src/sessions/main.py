@@ -34,6 +34,7 @@ from gateway_common import runtime, subjects
 from .config import SessionsSettings
 from .handlers import ResponsesResponder
 from .history import HistoryResponder
+from .metrics import SessionsMetrics
 from .store import history as history_store
 from .store import repo
 
@@ -60,9 +61,10 @@ async def run(settings: SessionsSettings, stop: asyncio.Event) -> None:
             durable=subjects.SESSIONS_DURABLE,
             filter_subject=subjects.SESSION_TURN_APPENDED,
         )
+        metrics = SessionsMetrics(rt.registry)
         responders = [
-            ResponsesResponder(rt.sessions, ttl_s=settings.history_ttl_s),
-            HistoryResponder(rt.sessions, default_ttl_s=settings.history_ttl_s),
+            ResponsesResponder(rt.sessions, ttl_s=settings.history_ttl_s, metrics=metrics),
+            HistoryResponder(rt.sessions, default_ttl_s=settings.history_ttl_s, metrics=metrics),
         ]
         try:
             for responder in responders:

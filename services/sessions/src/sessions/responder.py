@@ -7,7 +7,8 @@ handled in its own task (at most ``max_in_flight`` at once per responder;
 past that the subscription waits), which keeps one slow commit from holding
 up every lookup. A request that cannot be parsed, or whose database work
 fails, is answered at once (``malformed`` / ``failure`` replies of the
-subclass) rather than leaving the caller to time out. ``aclose`` drains the
+subclass) rather than leaving the caller to time out. Each answer is counted
+and timed in ``metrics`` (``sessions.metrics``) when one is given. ``aclose`` drains the
 subscriptions and waits for the tasks in flight, so it must run before the
 engine is disposed.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from typing import ClassVar, Protocol
@@ -29,6 +31,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway_common import subjects, telemetry
 
+from .metrics import SessionsMetrics
+
 __all__ = ["Operation", "Reply", "Responder"]
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,11 @@ log = logging.getLogger(__name__)
 
 class Reply(Protocol):
     """What an operation answers: anything that serializes to a NATS payload."""
+
+    @property
+    def status(self) -> str:
+        """The reply's status (a fixed set per reply model)."""
+        ...
 
     def to_bytes(self) -> bytes:
         """The reply's payload."""
@@ -52,7 +61,8 @@ class Responder(ABC):
     #: Names the responder in logs.
     label: ClassVar[str] = "sessions"
 
-    def __init__(self, *, max_in_flight: int = 64) -> None:
+    def __init__(self, *, max_in_flight: int = 64, metrics: SessionsMetrics | None = None) -> None:
+        self.metrics = metrics
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
@@ -100,6 +110,7 @@ class Responder(ABC):
         self._slots.release()
 
     async def _answer(self, msg: Msg, operation: Operation) -> None:
+        started = time.perf_counter()
         with telemetry.consumer_span(msg, "process"):
             try:
                 reply = await operation(msg.data)
@@ -108,6 +119,12 @@ class Responder(ABC):
             except SQLAlchemyError as exc:
                 log.error("%s: database error on %s: %s", self.label, msg.subject, exc)
                 reply = self.failure(msg.subject, "database error")
+            if self.metrics is not None:
+                self.metrics.observe(
+                    subject=msg.subject,
+                    status=reply.status,
+                    seconds=time.perf_counter() - started,
+                )
             try:
                 await msg.respond(reply.to_bytes())
             except NatsError as exc:
