@@ -5,6 +5,10 @@ version table, ``alembic_version_<service>``), so several services may share
 one PostgreSQL database, or each use a SQLite file, without touching each
 other's tables. Engines are created in ``main`` (never at import) and
 disposed by the service's exit stack.
+
+Alembic (and Mako under it) is imported inside the functions that need it: a
+process that only opens an engine (the edge, which never migrates in-process)
+does not keep its ~14 MiB of modules resident.
 """
 
 from __future__ import annotations
@@ -12,10 +16,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import exc as sa_exc
@@ -88,6 +88,9 @@ def sync_url(url: str) -> str:
 
 def migrate(*, url: str, migrations_dir: Path, service: str) -> None:
     """Upgrade ``service``'s tables to head (idempotent; run by ``make run`` and at start-up)."""
+    from alembic import command
+    from alembic.config import Config
+
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -104,6 +107,10 @@ def is_at_head(*, url: str, migrations_dir: Path, service: str) -> bool:
     False for a database that cannot be reached, has no version table yet, or is
     behind; it never changes the schema (the migrate Job does that).
     """
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir))
     heads = set(ScriptDirectory.from_config(cfg).get_heads())
