@@ -419,6 +419,38 @@ def test_auth_errors_take_anthropics_shape(base_url: str, api_key: str) -> None:
     _anthropic_error(big, 413, "request_too_large")
 
 
+def test_every_attempt_shed_is_529_overloaded_error_and_503_on_openai_paths(
+    base_url: str, api_key: str, client: anthropic.Anthropic, openai_client: Any
+) -> None:
+    """Both deployments of ``mock-overloaded`` answer 529 (one Anthropic-kind, one OpenAI-kind):
+    Anthropic clients see Anthropic's overload and retry it; OpenAI clients keep a 503."""
+    ask: list[Any] = [{"role": "user", "content": f"shed {_marker()}"}]
+    with pytest.raises(anthropic.OverloadedError) as shed:
+        client.messages.create(model="mock-overloaded", max_tokens=5, messages=ask)
+    assert shed.value.status_code == 529
+    assert shed.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    assert shed.value.response.headers["x-should-retry"] == "true"
+    with (
+        pytest.raises(anthropic.OverloadedError),
+        client.messages.stream(model="mock-overloaded", max_tokens=5, messages=ask) as stream,
+    ):
+        stream.get_final_message()
+    answer = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        json={"model": "mock-overloaded", "messages": ask},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 503, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "provider_overloaded"
+    assert {a["status"] for a in error["attempts"]} == {503}
+    assert {a["provider"] for a in error["attempts"]} == {
+        "fake-overloaded",
+        "fake-overloaded-openai",
+    }
+
+
 # -- an Anthropic-kind model: least translation ------------------------------------------
 
 CLAUDE = "mock-claude"  # on the fake's Messages mode (tests/integration/catalog.yaml)
@@ -588,12 +620,17 @@ def _raw_stream(base_url: str, api_key: str, body: dict[str, Any]) -> list[tuple
 
 
 @pytest.mark.parametrize(
-    ("model", "text"),
-    [(CLAUDE, "fail [stream-error]"), ("fo-break", "a break mid-stream")],
+    ("model", "text", "kind"),
+    [
+        # The provider's own overloaded_error event keeps its kind; a dropped connection
+        # is a provider failure (api_error).
+        (CLAUDE, "fail [stream-error]", "overloaded_error"),
+        ("fo-break", "a break mid-stream", "api_error"),
+    ],
     ids=["anthropic-error-event", "openai-connection-drop"],
 )
 def test_a_mid_stream_failure_ends_with_an_error_event(
-    base_url: str, api_key: str, model: str, text: str
+    base_url: str, api_key: str, model: str, text: str, kind: str
 ) -> None:
     body = {
         "model": model,
@@ -606,7 +643,7 @@ def test_a_mid_stream_failure_ends_with_an_error_event(
     assert "content_block_delta" in kinds
     assert kinds[-1] == "error" and "message_stop" not in kinds
     error = events[-1][1]
-    assert error["error"]["type"] == "api_error" and error["error"]["message"]
+    assert error["error"]["type"] == kind and error["error"]["message"]
 
 
 def test_the_sdk_raises_on_a_mid_stream_error(client: anthropic.Anthropic) -> None:

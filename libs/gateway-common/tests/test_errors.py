@@ -57,3 +57,20 @@ def test_map_exceptions_leaves_unmapped_and_own_errors_alone() -> None:
         errors.map_exceptions({Exception: errors.ProviderTimeout}),
     ):
         raise errors.InvalidRequest("bad")
+
+
+def test_every_attempt_shed_is_503_provider_overloaded_and_a_provider_error_at_the_edge() -> None:
+    def shed() -> errors.ProviderUnavailable:
+        return errors.ProviderUnavailable("529", http_status=503, code=errors.PROVIDER_OVERLOADED)
+
+    failed = errors.AllProvidersFailed([("a/one", shed()), ("a/two", shed())])
+    assert (failed.http_status, failed.code, failed.retryable) == (503, "provider_overloaded", True)
+    back = errors.from_detail(errors.to_detail(failed))
+    # A provider's overload, not our own dependency's (ServiceUnavailable): a budget
+    # settles it as a call that cost nothing.
+    assert type(back) is errors.ProviderUnavailable
+    assert (back.http_status, back.code) == (503, "provider_overloaded")
+    mixed = errors.AllProvidersFailed(
+        [("a/one", shed()), ("b/two", errors.ProviderUnavailable("500"))]
+    )
+    assert (mixed.http_status, mixed.code) == (502, "all_providers_failed")

@@ -16,11 +16,14 @@
     ├── ServiceUnavailable             503  UNAVAILABLE
     └── ProviderError                  502  UNAVAILABLE
         ├── ProviderTimeout            504  DEADLINE_EXCEEDED   retryable
-        ├── ProviderUnavailable        502  UNAVAILABLE         retryable (connect errors, 429, 5xx)
+        ├── ProviderUnavailable        502  UNAVAILABLE         retryable (connect errors, 429, 5xx;
+        │                                                       503 code "provider_overloaded" for a
+        │                                                       provider that shed the call: 529)
         ├── ProviderRejected           502  FAILED_PRECONDITION not retryable (provider said 4xx)
         ├── OutputSchemaInvalid        502  UNAVAILABLE         the model's content failed the output schema
         └── AllProvidersFailed         502  UNAVAILABLE         retryable if any child was
-                                       (429 / 504 when every attempt was rate limited / timed out)
+                                       (429 / 504 when every attempt was rate limited / timed out,
+                                        503 "provider_overloaded" when every one was shed)
 
 Each class carries ``http_status``, ``grpc_code``, ``code`` (a stable machine
 string) and ``retryable``; an instance carries a user-safe ``message`` and,
@@ -41,6 +44,7 @@ import grpc
 from gateway.common.v1 import types_pb2
 
 __all__ = [
+    "PROVIDER_OVERLOADED",
     "AllProvidersFailed",
     "BudgetExceeded",
     "ContextLengthExceeded",
@@ -65,6 +69,11 @@ __all__ = [
     "map_exceptions",
     "to_detail",
 ]
+
+
+#: The ``code`` of a ``ProviderUnavailable`` (503) whose provider shed the call (Anthropic's
+#: 529 "overloaded"), and of the ``AllProvidersFailed`` when every attempt was shed.
+PROVIDER_OVERLOADED = "provider_overloaded"
 
 
 class GatewayError(Exception):
@@ -316,7 +325,10 @@ class AllProvidersFailed(ProviderError):
     to its last error. The status is 502, except when every attempt failed the
     same way: all rate limited (each error's status 429) gives 429
     ``RESOURCE_EXHAUSTED``, so OpenAI clients back off and retry as they would
-    against OpenAI itself; all timed out (504) gives 504 ``DEADLINE_EXCEEDED``.
+    against OpenAI itself; all timed out (504) gives 504 ``DEADLINE_EXCEEDED``;
+    all shed by an overloaded provider (503: its 529, or its breaker opened by
+    them) gives 503 ``provider_overloaded``, which the Messages surface answers
+    as Anthropic's 529 ``overloaded_error``.
     """
 
     code = "all_providers_failed"
@@ -336,6 +348,9 @@ class AllProvidersFailed(ProviderError):
         elif statuses == {504}:
             self.http_status = 504
             self.grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+        elif statuses == {503}:
+            self.http_status = 503
+            self.code = PROVIDER_OVERLOADED
 
     @property
     def retryable(self) -> bool:  # type: ignore[override]
@@ -399,6 +414,9 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
 #: Codes whose class is more specific than their status's (checked first).
 _BY_CODE: dict[tuple[int, str], type[GatewayError]] = {
     (400, ContextLengthExceeded.code): ContextLengthExceeded,
+    # A provider's overload, not one of our own services (``ServiceUnavailable``): a
+    # budget settles it as a call that cost nothing.
+    (503, PROVIDER_OVERLOADED): ProviderUnavailable,
 }
 
 

@@ -340,6 +340,12 @@ def test_stream_error_before_any_content_is_retryable() -> None:
     with pytest.raises(ProviderUnavailable, match="Overloaded") as caught:
         StreamTranslator("a", forward_usage=False, created=0).feed(error)
     assert caught.value.retryable
+    # Anthropic's overloaded_error is the provider shedding load: 503 provider_overloaded.
+    assert (caught.value.http_status, caught.value.code) == (503, "provider_overloaded")
+    other = _event("error", error={"type": "api_error", "message": "Internal"})
+    with pytest.raises(ProviderUnavailable) as caught:
+        StreamTranslator("a", forward_usage=False, created=0).feed(other)
+    assert (caught.value.http_status, caught.value.code) == (502, "provider_unavailable")
 
 
 def _adapter(handler: Any, **entry: Any) -> anthropic.AnthropicAdapter:
@@ -390,7 +396,7 @@ async def test_version_header_can_be_pinned_by_the_catalog() -> None:
 @pytest.mark.parametrize(
     ("status", "error", "http_status"),
     [
-        (529, ProviderUnavailable, 502),
+        (529, ProviderUnavailable, 503),
         (503, ProviderUnavailable, 502),
         (401, ProviderRejected, 502),
         (403, ProviderRejected, 502),
@@ -402,6 +408,8 @@ def test_map_error_statuses(status: int, error: type, http_status: int) -> None:
     body = b'{"type":"error","error":{"type":"x","message":"invalid x-api-key sk-ant-123"}}'
     err = _map_error(httpx.Response(status, content=body), "a")
     assert type(err) is error and err.http_status == http_status
+    if status == 529:
+        assert err.code == "provider_overloaded" and err.retryable
     if status in (401, 403):
         assert "sk-" not in err.message
 

@@ -61,3 +61,13 @@ def test_only_a_4xx_refusal_maps() -> None:
     assert isinstance(status_error(httpx.Response(400), "p", said), ContextLengthExceeded)
     assert isinstance(status_error(httpx.Response(500), "p", said), ProviderUnavailable)
     assert isinstance(status_error(httpx.Response(400), "p", "bad"), ProviderRejected)
+
+
+@pytest.mark.parametrize("status", [529])
+def test_an_overloaded_provider_is_503_provider_overloaded(status: int) -> None:
+    answer = httpx.Response(status, headers={"retry-after": "3"})
+    err = status_error(answer, "p", "Overloaded")
+    assert isinstance(err, ProviderUnavailable) and err.retryable
+    assert (err.http_status, err.code, err.retry_after) == (503, "provider_overloaded", 3.0)
+    plain = status_error(httpx.Response(503), "p", "down")
+    assert (plain.http_status, plain.code) == (502, "provider_unavailable")

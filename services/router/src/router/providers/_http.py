@@ -35,6 +35,7 @@ import orjson
 
 from gateway_common import tokens
 from gateway_common.errors import (
+    PROVIDER_OVERLOADED,
     ContextLengthExceeded,
     GatewayError,
     ProviderRejected,
@@ -48,10 +49,12 @@ from .sse import ServerSentEvent, SSEDecoder
 
 __all__ = [
     "HTTPX_ERRORS",
+    "OVERLOADED_STATUS",
     "ErrorMapper",
     "context_overflow",
     "json_object",
     "list_names",
+    "overloaded",
     "retry_after",
     "send",
     "sse_events",
@@ -155,9 +158,9 @@ def status_error(
 ) -> GatewayError:
     """Our error for a provider's non-2xx ``response`` whose body said ``message``.
 
-    429 and 5xx (Anthropic's 529 "overloaded" included) are retryable, after
-    the provider's Retry-After header or else ``retry_after_s`` (a delay the
-    provider put in its body); 408 is a timeout; other 4xx are the request's
+    429 and 5xx are retryable, after the provider's Retry-After header or else
+    ``retry_after_s`` (a delay the provider put in its body); Anthropic's 529
+    "overloaded" is ``overloaded`` (503 ``provider_overloaded``); 408 is a timeout; other 4xx are the request's
     fault. For 400/404/409/413/422 the client sees the provider's
     status and message, except a context-length refusal (``context_overflow``):
     OpenAI's 400 ``context_length_exceeded``; anything else (401, 403, ...)
@@ -168,6 +171,8 @@ def status_error(
     if status in _OVERFLOW_STATUSES and (overflow := context_overflow(message, code)):
         return overflow
     said = f": {message}" if message else ""
+    if status == OVERLOADED_STATUS:
+        return overloaded(f"Provider `{provider}` answered {status} (overloaded){said}", response)
     if status == 429 or status >= 500:
         wait = retry_after(response.headers)
         return ProviderUnavailable(
@@ -185,6 +190,18 @@ def status_error(
             param=param,
         )
     return ProviderRejected(f"Provider `{provider}` refused the request ({status})")
+
+
+#: Anthropic's "overloaded" status (the provider sheds load); any provider may send it.
+OVERLOADED_STATUS = 529
+
+
+def overloaded(message: str, response: httpx.Response | None = None) -> ProviderUnavailable:
+    """The error of a provider that shed the call (its 529, or an ``overloaded_error`` event):
+    retryable, 503 ``provider_overloaded``, so that when every attempt was shed the caller gets
+    503 on ``/v1`` and Anthropic's 529 ``overloaded_error`` on ``/v1/messages``."""
+    wait = None if response is None else retry_after(response.headers)
+    return ProviderUnavailable(message, retry_after=wait, http_status=503, code=PROVIDER_OVERLOADED)
 
 
 async def send(

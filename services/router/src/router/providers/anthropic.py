@@ -58,7 +58,7 @@ from ._chat import (
     text_of,
 )
 from ._client import ProviderClient, new_client
-from ._http import list_names, send, sse_events, status_error
+from ._http import list_names, overloaded, send, sse_events, status_error
 from .base import Completion, ProviderRequest, StreamChunk
 from .sse import ServerSentEvent
 
@@ -346,7 +346,10 @@ class StreamTranslator:
             raise self._broken("an unreadable stream event") from None
         if event.type == "error":
             detail = event.error.message if event.error else "unknown error"
-            raise ProviderUnavailable(f"Provider `{self._provider}` failed mid-stream: {detail}")
+            said = f"Provider `{self._provider}` failed mid-stream: {detail}"
+            if event.error is not None and event.error.type == "overloaded_error":
+                raise overloaded(said)
+            raise ProviderUnavailable(said)
         if event.type == "message_start" and event.message is not None:
             message = event.message
             self._usage = message.usage
