@@ -79,6 +79,11 @@ def test_session_cookie_csrf_and_logout(sqlite_stack: Stack) -> None:
         assert replay.status_code == 401
 
 
+def _settled(page: Any) -> None:
+    """Wait until the console has finished rendering (it marks ``main`` busy meanwhile)."""
+    page.locator("main[aria-busy=false]").wait_for(state="attached")
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
@@ -88,7 +93,12 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as pw:
         b = pw.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            args=[
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+            ],
         )
         try:
             yield b
@@ -107,6 +117,9 @@ def test_console_key_to_usage_in_browser(sqlite_stack: Stack, browser: Any) -> N
     ctx = browser.new_context(viewport={"width": 1100, "height": 800})
     page = ctx.new_page()
     page.set_default_timeout(15_000)
+    script_errors: list[str] = []
+    page.on("pageerror", lambda exc: script_errors.append(str(exc)))
+    page.on("console", lambda m: script_errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{stack.base_url}/console/")
     page.get_by_label("Admin token or admin key").fill("wrong-token-123456789")
     page.get_by_role("button", name="Sign in").click()
@@ -118,16 +131,20 @@ def test_console_key_to_usage_in_browser(sqlite_stack: Stack, browser: Any) -> N
     assert "sy_console" not in page.evaluate("document.cookie")  # HttpOnly
 
     page.get_by_label("Project").select_option(pid)
-    page.get_by_role("heading", name="API keys").wait_for()
+    _settled(page)
     page.get_by_label("Name", exact=True).fill("console-made")
     page.get_by_label("Description").fill("made in the browser test")
     page.get_by_label("Valid for").select_option("604800")
     page.get_by_role("button", name="Create key").click()
-    page.locator("#new-key-value").or_(page.locator("#error")).first.wait_for()
+    try:
+        page.locator("#new-key-value").wait_for()
+    except Exception:
+        shown = page.locator("#error").inner_text()
+        raise AssertionError(f"no key shown: {shown!r}; script errors: {script_errors}") from None
     assert page.locator("#error").is_hidden(), page.locator("#error").inner_text()
     key = page.locator("#new-key-value").inner_text().strip()
     assert key.startswith("sk-")
-    assert page.get_by_role("cell", name="console-made").count() == 1
+    assert page.get_by_role("cell", name="console-made", exact=True).count() == 1
     page.screenshot(path=str(SHOTS / "keys.png"), full_page=True)
 
     client = openai.OpenAI(base_url=f"{stack.base_url}/v1", api_key=key, max_retries=0)
@@ -140,8 +157,9 @@ def test_console_key_to_usage_in_browser(sqlite_stack: Stack, browser: Any) -> N
     def billed() -> str | None:
         page.goto(f"{stack.base_url}/console/#/usage")
         page.reload()
-        page.get_by_label("Project").select_option(pid)
         page.get_by_role("heading", name="Usage").wait_for()
+        page.get_by_label("Project").select_option(pid)
+        _settled(page)
         page.get_by_label("Request id").fill(request_id)
         page.get_by_role("button", name="Show line items").click()
         try:

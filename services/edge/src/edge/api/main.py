@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import admin, chat, console, embeddings, gateway_api, health, messages, models, responses
+from .routes import (
+    admin,
+    chat,
+    console,
+    embeddings,
+    gateway_api,
+    health,
+    messages,
+    models,
+    responses,
+)
 
 __all__ = ["build_api_router"]
 

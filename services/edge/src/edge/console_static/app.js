@@ -61,7 +61,7 @@ async function projectPicker() {
 }
 function bindPicker(rerender) {
   const s = document.getElementById("project");
-  if (s) s.addEventListener("change", () => { project = s.value; rerender(); });
+  if (s) s.addEventListener("change", () => { project = s.value; run(rerender); });
 }
 
 const pages = {
@@ -220,11 +220,15 @@ const pages = {
   },
 };
 
+let busy = 0;
 async function run(fn) {
   showError("");
+  main.setAttribute("aria-busy", String(++busy > 0));
   try { await fn(); } catch (e) {
     showError(e.message);
     if (!me) renderLogin();
+  } finally {
+    main.setAttribute("aria-busy", String(--busy > 0));
   }
 }
 function renderLogin() {

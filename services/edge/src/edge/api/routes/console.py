@@ -74,7 +74,9 @@ def _secure(request: Request) -> bool:
 def _set_cookies(response: Response, request: Request, value: str, csrf: str) -> None:
     secure = _secure(request)
     common: dict[str, Any] = {"samesite": "strict", "secure": secure, "path": "/"}
-    response.set_cookie(console.COOKIE, value, max_age=console.SESSION_TTL_S, httponly=True, **common)
+    response.set_cookie(
+        console.COOKIE, value, max_age=console.SESSION_TTL_S, httponly=True, **common
+    )
     response.set_cookie(console.CSRF_COOKIE, csrf, max_age=console.SESSION_TTL_S, **common)
 
 
