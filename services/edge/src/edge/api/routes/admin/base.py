@@ -44,7 +44,6 @@ from gateway_common import db, subjects
 from gateway_common.errors import GatewayError, NotFound, PermissionDenied, Unauthenticated
 
 from .... import console
-
 from ....auth import WRONG_PROJECT, bearer_token, require_scope
 from ....credentials import CredentialCipher
 from ....endpointsync import EndpointSync
