@@ -70,8 +70,18 @@ node-deps: ## Install the pinned OpenAI Node SDK for the integration tests (skip
 		echo "npm not found: the Node SDK client test will be skipped"; \
 	fi
 
+.PHONY: browser-deps
+browser-deps: ## Install Debian's chromium for the console's browser test when missing (root, Debian)
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "chromium missing and not root with apt-get: the console browser test will be skipped"; \
+		fi; \
+	fi
+
 .PHONY: test-integration
-test-integration: install node-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
+test-integration: install node-deps browser-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests/integration
 
 .PHONY: k8s-check

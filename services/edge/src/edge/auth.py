@@ -188,6 +188,20 @@ class KeyCache:
         self._last_used[entry.key_id] = now
         return entry
 
+    def by_id(self, key_id: str, *, now: datetime | None = None) -> KeyEntry:
+        """The entry of working key ``key_id`` (a console session's key); ``Unauthenticated``
+        when it is gone, revoked or expired."""
+        key_hash = self._hash_by_id.get(key_id)
+        entry = self._entries.get(key_hash) if key_hash is not None else None
+        now = now or datetime.now(UTC)
+        if (
+            entry is None
+            or entry.revoked
+            or (entry.expires_at is not None and entry.expires_at <= now)
+        ):
+            raise Unauthenticated("The key of this console session no longer works.")
+        return entry
+
     def drain_last_used(self) -> dict[str, datetime]:
         """Key id -> last use since the previous drain (and forget them)."""
         used, self._last_used = self._last_used, {}

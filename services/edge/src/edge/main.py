@@ -47,6 +47,7 @@ from .budget import BudgetGate, BudgetPolicy
 from .budget_client import BillingClient
 from .budgetsync import BudgetSync
 from .config import EdgeSettings
+from .console import ConsoleSessions
 from .context_window import ContextWindow
 from .credentials import CredentialCipher
 from .drain import Drain
@@ -246,6 +247,7 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         },
     )
     app.state.drain = drain  # __main__'s DrainingServer starts it on SIGTERM
+    app.state.console = ConsoleSessions(settings.secret_key.get_secret_value().encode())
     install_error_handlers(app)
     app.include_router(build_api_router())
     app.add_middleware(RequestContextMiddleware, metrics=metrics)

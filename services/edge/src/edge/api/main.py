@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import admin, chat, embeddings, gateway_api, health, messages, models, responses
+from .routes import (
+    admin,
+    chat,
+    console,
+    embeddings,
+    gateway_api,
+    health,
+    messages,
+    models,
+    responses,
+)
 
 __all__ = ["build_api_router"]
 
@@ -21,4 +31,5 @@ def build_api_router() -> APIRouter:
     for module in (health, chat, embeddings, messages, models, responses, gateway_api):
         root.include_router(module.router)
     root.include_router(admin.router)
+    root.include_router(console.router)
     return root

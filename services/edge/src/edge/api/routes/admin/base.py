@@ -41,8 +41,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.responses import Response
 
 from gateway_common import db, subjects
-from gateway_common.errors import GatewayError, NotFound, PermissionDenied
+from gateway_common.errors import GatewayError, NotFound, PermissionDenied, Unauthenticated
 
+from .... import console
 from ....auth import WRONG_PROJECT, bearer_token, require_scope
 from ....credentials import CredentialCipher
 from ....endpointsync import EndpointSync
@@ -66,8 +67,10 @@ __all__ = [
     "announce_key",
     "announce_project",
     "announce_project_deleted",
+    "authenticate_admin",
     "cipher",
     "load_project",
+    "principal_of_session",
     "publish",
 ]
 
@@ -131,7 +134,17 @@ class Principal:
 
 
 async def authenticate_admin(request: Request, state: StateDep) -> Principal:
-    """The caller of an admin route (see the module docstring)."""
+    """The caller of an admin route (see the module docstring).
+
+    Without ``Authorization``, a console session cookie (``edge.console``) stands in for
+    the bearer; state-changing calls then also need its CSRF token.
+    """
+    cookie = request.cookies.get(console.COOKIE)
+    sessions: console.ConsoleSessions | None = getattr(request.app.state, "console", None)
+    if "authorization" not in request.headers and cookie and sessions is not None:
+        session = sessions.read(cookie)
+        sessions.check_csrf(session, request.method, request.headers.get(console.CSRF_HEADER))
+        return principal_of_session(state, sessions, session)
     token = bearer_token(request.headers.get("authorization"))
     operator = state.settings.admin_token
     if operator is not None and hmac.compare_digest(
@@ -139,6 +152,22 @@ async def authenticate_admin(request: Request, state: StateDep) -> Principal:
     ):
         return Principal(project_id=None)
     entry = require_scope(state.keys.lookup(token), "admin")
+    return Principal(project_id=entry.project_id, key_id=entry.key_id)
+
+
+def principal_of_session(
+    state: EdgeState, sessions: console.ConsoleSessions, session: console.ConsoleSession
+) -> Principal:
+    """Who a console session is, checked against the current admin token and key cache."""
+    if session.key_id is None:
+        operator = state.settings.admin_token
+        if operator is None or not hmac.compare_digest(
+            (session.operator_fp or "").encode(),
+            sessions.fingerprint(operator.get_secret_value()).encode(),
+        ):
+            raise Unauthenticated("The admin token of this console session has changed.")
+        return Principal(project_id=None)
+    entry = require_scope(state.keys.by_id(session.key_id), "admin")
     return Principal(project_id=entry.project_id, key_id=entry.key_id)
 
 
