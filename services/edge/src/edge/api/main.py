@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from .routes import admin, chat, embeddings, gateway_api, health, messages, models, responses
+from .routes import (
+    admin,
+    channel,
+    chat,
+    embeddings,
+    gateway_api,
+    health,
+    messages,
+    models,
+    responses,
+)
 
 __all__ = ["build_api_router"]
 
@@ -18,7 +28,7 @@ def build_api_router() -> APIRouter:
     """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``,
     the Gateway API under ``/api``, the admin API under ``/admin``."""
     root = APIRouter()
-    for module in (health, chat, embeddings, messages, models, responses, gateway_api):
+    for module in (health, chat, embeddings, messages, models, responses, gateway_api, channel):
         root.include_router(module.router)
     root.include_router(admin.router)
     return root
