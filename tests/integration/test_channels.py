@@ -147,7 +147,9 @@ def test_error_table(stack: Stack, http: httpx.Client) -> None:
     channel = Channel(http, stack, rate_limits={"per_day": 2})
     assert "key" in _error(http.post("/channel/v1/chat", json={}), 401).lower()
     bad = {"x-channel-key": "sych_" + "x" * 43}
-    _error(http.post("/channel/v1/chat", json={"message": "a", "session_id": "s"}, headers=bad), 401)
+    _error(
+        http.post("/channel/v1/chat", json={"message": "a", "session_id": "s"}, headers=bad), 401
+    )
     _error(http.get("/channel/v1/history?session_id=s", headers={"x-channel-key": "junk"}), 401)
     assert "message" in _error(channel.chat("x" * 2001), 400)
     assert "session_id" in _error(channel.chat("hi", session_id="s" * 256), 400)
@@ -196,7 +198,7 @@ def test_ttl_expiry_starts_a_new_thread(stack: Stack, http: httpx.Client) -> Non
     assert channel.chat(f"fresh {marker}", session_id="t").status_code == 200
     sent = fake_requests(stack.fake_provider_url, marker)[0]["body"]["messages"]
     assert [m["role"] for m in sent] == ["user"]
-    assert [m["content"] for m in channel.history("t")][0] == f"fresh {marker}"
+    assert next(m["content"] for m in channel.history("t")) == f"fresh {marker}"
 
 
 def test_streaming(stack: Stack, http: httpx.Client) -> None:
@@ -237,7 +239,7 @@ def test_cors_and_isolation(stack: Stack, http: httpx.Client) -> None:
         headers={"x-channel-key": b.key, "origin": ORIGIN},
     )
     assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
-    assert [m["content"] for m in b.history("shared")][0] == "hi b"
+    assert next(m["content"] for m in b.history("shared")) == "hi b"
     assert "secret of a" not in str(b.history("shared"))
 
 
