@@ -235,6 +235,8 @@ def test_a_key_of_project_b_never_reads_or_uses_project_a(stack: Stack, http: ht
         ("DELETE", f"/admin/projects/{a.id}/endpoints/any"),
         ("POST", f"/api/{a.id}/any"),
         ("POST", f"/api/{a.id}/chat/completions"),
+        ("GET", f"/admin/projects/{a.id}/channel-key"),
+        ("POST", f"/admin/projects/{a.id}/channel-key"),
     ]
     payload = {"name": "takeover", "scopes": ["admin"], "provider": "fake", "api_key": "sk-evil"}
     for method, path in a_paths:
@@ -345,6 +347,40 @@ def test_sessions_are_invisible_to_other_projects(stack: Stack, http: httpx.Clie
     )
     assert resp.status_code == 200, resp.text
     assert resp.json()["meta"]["session_id"] == sid
+
+
+def test_channel_history_is_invisible_to_other_keys(stack: Stack, http: httpx.Client) -> None:
+    """Channel A's session: B's channel key with the same session id sees [] and its model never
+    gets A's turns; a gateway key is not a channel key (401) nor a channel key a gateway key."""
+    channels = []
+    for _ in range(2):
+        resp = http.post(
+            "/admin/projects",
+            json={
+                "name": f"iso-ch-{secrets.token_hex(4)}",
+                "type": "channel",
+                "settings": {"model": "mock-chat"},
+            },
+            headers=_operator(stack),
+        )
+        assert resp.status_code == 201, resp.text
+        pid = resp.json()["id"]
+        key = http.post(f"/admin/projects/{pid}/channel-key", headers=_operator(stack))
+        channels.append({"x-channel-key": key.json()["key"]})
+    ch_a, ch_b = channels
+    secret_text = "channel A secret " + secrets.token_hex(6)
+    body = {"message": secret_text, "session_id": "same"}
+    assert http.post("/channel/v1/chat", json=body, headers=ch_a).status_code == 200
+    resp = http.get("/channel/v1/history?session_id=same", headers=ch_b)
+    assert resp.status_code == 200 and resp.json()["messages"] == []
+    resp = http.post("/channel/v1/chat", json={**body, "message": "hi"}, headers=ch_b)
+    assert resp.status_code == 200 and secret_text not in resp.text
+    a, _ = _tenants(http, stack)
+    resp = http.get("/channel/v1/history?session_id=same", headers=a.headers)
+    assert resp.status_code == 401 and secret_text not in resp.text
+    bearer = {"authorization": f"Bearer {ch_a['x-channel-key']}"}
+    resp = http.post("/v1/chat/completions", json={"model": "mock-chat"}, headers=bearer)
+    assert resp.status_code == 401
 
 
 def test_no_log_of_any_service_contains_a_provider_key(stack: Stack) -> None:

@@ -10,6 +10,7 @@ _EDGE_TABLES = {
     models.ApiKey.__tablename__,
     models.ProviderCredential.__tablename__,
     models.Endpoint.__tablename__,
+    models.ChannelKey.__tablename__,
 }
 
 # SQLModel.metadata is shared by every service in the process; hand Alembic a

@@ -21,6 +21,7 @@ EDGE_TABLES = {
     models.ApiKey.__tablename__,
     models.ProviderCredential.__tablename__,
     models.Endpoint.__tablename__,
+    models.ChannelKey.__tablename__,
 }
 
 
@@ -42,7 +43,7 @@ def _check(url: str) -> None:
             assert {*EDGE_TABLES, "alembic_version_edge"} <= tables
             assert (
                 conn.execute(sa.text("SELECT version_num FROM alembic_version_edge")).scalar()
-                == "0004"
+                == "0005"
             )
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = [d for d in compare_metadata(ctx, _edge_metadata()) if d[0] != "remove_table"]

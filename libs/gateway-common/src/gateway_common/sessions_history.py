@@ -16,7 +16,9 @@ keep conversations apart). Contract:
 
 - ``open`` without ``session_id`` starts a session (``created: true``, a fresh
   UUID, no turns). Ids are only ever minted by sessions: an id the caller made
-  up is ``not_found``, never adopted.
+  up is ``not_found``, never adopted, unless ``adopt`` (channels, whose site-chosen
+  names map to UUID5 ids): then ``open`` starts the session under that id, and an
+  expired one restarts under the same id with no turns (status ``expired``).
 - ``open`` with the id of a live session of the same project *and* scope
   returns its turns, oldest first (the last ``max_turns`` when given). It reads
   only: it does not extend the session's life (``append`` does).
@@ -105,6 +107,12 @@ class OpenHistory(_Message):
     ttl_seconds: int | None = _Ttl
     max_turns: int | None = Field(
         default=None, gt=0, le=MAX_SESSION_TURNS, description="Only the most recent this many."
+    )
+    adopt: bool = Field(
+        default=False,
+        description="Channels: ``session_id`` is a UUID the caller derived itself; when no "
+        "session has it yet one is started under that id, and when it expired the same id "
+        "starts afresh (its old turns deleted). Never adopts another project's or scope's id.",
     )
 
 

@@ -46,6 +46,7 @@ from .auth import KeyCache
 from .budget import BudgetGate, BudgetPolicy
 from .budget_client import BillingClient
 from .budgetsync import BudgetSync
+from .channels import ChannelCache, ChannelSync
 from .config import EdgeSettings
 from .console import ConsoleSessions
 from .context_window import ContextWindow
@@ -147,6 +148,11 @@ async def _build_state(
         )
     )
 
+    channels = ChannelCache(settings.secret_key.get_secret_value().encode())
+    await stack.enter_async_context(
+        ChannelSync(channels, sessionmaker, nc, interval_s=settings.key_refresh_interval_s)
+    )
+
     endpoints = EndpointCache()
     await stack.enter_async_context(
         EndpointSync(
@@ -205,6 +211,7 @@ async def _build_state(
         ),
         limits=limits,
         drain=drain,
+        channels=channels,
     )
 
 

@@ -149,6 +149,7 @@ class SessionsClient:
         *,
         ttl_seconds: int | None = None,
         max_turns: int | None = None,
+        adopt: bool = False,
     ) -> HistoryReply:
         """Start a session (``session_id`` None) or resume one; its turns, oldest first.
 
@@ -165,6 +166,7 @@ class SessionsClient:
                 session_id=session_id,
                 ttl_seconds=ttl_seconds,
                 max_turns=max_turns,
+                adopt=adopt,
             )
         except ValidationError as exc:
             raise _invalid(exc) from None

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .api.proxy import Proxy
 from .auth import KeyCache
 from .budget import BudgetGate
+from .channels import ChannelCache
 from .config import EdgeSettings
 from .drain import Drain
 from .endpoints import EndpointCache
@@ -46,3 +47,5 @@ class EdgeState:
     proxy: Proxy
     limits: LimitsStep
     drain: Drain
+    #: Channels (seed 003) by key hash and project (``edge.channels``).
+    channels: ChannelCache

@@ -140,6 +140,7 @@ class HistoryResponder(Responder):
                 session_id=request.session_id,
                 ttl_s=request.ttl_seconds or self._default_ttl_s,
                 max_turns=request.max_turns,
+                adopt=request.adopt,
                 now=datetime.now(UTC),
             )
         return self._history_reply(found)

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 
 from .routes import (
     admin,
+    channel,
     chat,
     console,
     embeddings,
@@ -28,7 +29,7 @@ def build_api_router() -> APIRouter:
     """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``,
     the Gateway API under ``/api``, the admin API under ``/admin``."""
     root = APIRouter()
-    for module in (health, chat, embeddings, messages, models, responses, gateway_api):
+    for module in (health, chat, embeddings, messages, models, responses, gateway_api, channel):
         root.include_router(module.router)
     root.include_router(admin.router)
     root.include_router(console.router)

@@ -53,6 +53,7 @@ __all__ = [
     "ApiKeyBase",
     "ApiKeyCreate",
     "ApiKeyPublic",
+    "ChannelKey",
     "Endpoint",
     "EndpointBase",
     "EndpointCreate",
@@ -645,3 +646,24 @@ class EndpointPublic(_UtcTimes, EndpointBase):
     project_id: str
     created_at: datetime
     updated_at: datetime
+
+
+class ChannelKey(SQLModel, table=True):
+    """Row of ``channel_keys``: a channel project's one key (see ``edge.channels``).
+
+    Looked up by ``key_hash`` (HMAC-SHA256 under ``GATEWAY_SECRET_KEY``); the key
+    itself is kept sealed (AES-256-GCM, ``CredentialCipher``) so its owner can read it
+    again. Rotating replaces the row's hash and ciphertext: the old key stops at once.
+    """
+
+    __tablename__ = "channel_keys"
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_channel_keys_key_hash"),)
+
+    project_id: str = Field(
+        foreign_key="projects.id", ondelete="CASCADE", primary_key=True, max_length=36
+    )
+    key_hash: str = Field(max_length=64, description="HMAC-SHA256 hex of the key; unique.")
+    prefix: str = Field(max_length=16, description="First characters, for display.")
+    key_id: str = Field(max_length=16, description="Id of the key that sealed ``ciphertext``.")
+    ciphertext: bytes = Field(sa_type=LargeBinary, description="AES-256-GCM nonce+ct+tag.")
+    created_at: datetime = Field(default_factory=_now, sa_type=DateTime(timezone=True))

@@ -113,10 +113,16 @@ def _live(row: HistorySession, now: datetime) -> bool:
 
 
 async def _start(
-    session: AsyncSession, *, project_id: str, scope: str, ttl_s: int, now: datetime
+    session: AsyncSession,
+    *,
+    project_id: str,
+    scope: str,
+    ttl_s: int,
+    now: datetime,
+    session_id: str | None = None,
 ) -> HistorySession:
     row = HistorySession(
-        id=str(uuid.uuid4()),
+        id=session_id or str(uuid.uuid4()),
         project_id=project_id,
         scope=scope,
         ttl_seconds=ttl_s,
@@ -151,17 +157,45 @@ async def open_history(
     ttl_s: int,
     now: datetime,
     max_turns: int | None = None,
+    adopt: bool = False,
 ) -> History:
     """Start a session (``session_id`` None), or read a live one's turns.
 
     An expired session is replaced by a new one (status ``expired``,
     ``created``); a new session is committed before this returns. Reading a
-    live session writes nothing (only appends extend its life).
+    live session writes nothing (only appends extend its life). With ``adopt``
+    an unknown UUID ``session_id`` is started under that id, and an expired one
+    restarts under the same id without its turns (an id of another project or
+    scope stays ``not_found``).
     """
     if session_id is None:
         row = await _start(session, project_id=project_id, scope=scope, ttl_s=ttl_s, now=now)
         return History(status="ok", session=row, created=True)
     found = await _find(session, project_id=project_id, scope=scope, session_id=session_id)
+    if adopt and (canonical := _parse_id(session_id)) is not None:
+        if found is None:
+            if await session.get(HistorySession, canonical) is not None:
+                return History(status="not_found")  # another project's or scope's id
+            row = await _start(
+                session,
+                project_id=project_id,
+                scope=scope,
+                ttl_s=ttl_s,
+                now=now,
+                session_id=canonical,
+            )
+            return History(status="ok", session=row, created=True)
+        if not _live(found, now):
+            await session.exec(delete(SessionTurn).where(col(SessionTurn.session_id) == canonical))
+            found.reaped = False
+            found.ttl_seconds = ttl_s
+            found.last_active_at = now
+            found.expires_at = now + timedelta(seconds=ttl_s)
+            found.created_at = now
+            session.add(found)
+            await session.commit()
+            await session.refresh(found)
+            return History(status="expired", session=found, created=True)
     if found is None:
         return History(status="not_found")
     if not _live(found, now):

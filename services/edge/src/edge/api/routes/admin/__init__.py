@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import billing, credentials, endpoints, keys, projects
+from . import billing, channels, credentials, endpoints, keys, projects
 
 __all__ = ["router"]
 
@@ -18,3 +18,4 @@ router.include_router(keys.router)
 router.include_router(credentials.router)
 router.include_router(endpoints.router)
 router.include_router(billing.router)
+router.include_router(channels.router)

@@ -45,6 +45,7 @@ from gateway_common.errors import GatewayError, NotFound, PermissionDenied, Unau
 
 from .... import console
 from ....auth import WRONG_PROJECT, bearer_token, require_scope
+from ....channels import ChannelSync
 from ....credentials import CredentialCipher
 from ....endpointsync import EndpointSync
 from ....keysync import entry_for
@@ -262,4 +263,5 @@ async def announce_project(
     await ProjectSync.refresh(state.projects, session, project_id)
     if subject == subjects.PROJECTS_CHANGED:  # a project's type is part of the endpoint cache
         await EndpointSync.refresh(state.endpoints, session, project_id)
+        await ChannelSync.refresh(state.channels, session, project_id)
     await publish(state, {"project_id": project_id}, subject)

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from gateway_common import subjects
 from gateway_common.errors import InvalidRequest
 
+from ....channels import channel_settings
 from ....store import ProjectPublic, repo
 from .base import (
     ERROR_RESPONSES,
@@ -44,6 +45,8 @@ async def create_project(
 ) -> ProjectPublic:
     """Create a project (operator only)."""
     caller.principal.require_operator()
+    if body.type == "channel":
+        channel_settings(body.settings or {})  # 400 naming the field
     try:
         project = await repo.create_project(
             session=session,
@@ -84,6 +87,8 @@ async def update_project(
     if "rate_limits" in body.model_fields_set:
         caller.principal.require_operator()
         limits = stored_limits(body.rate_limits)
+    if project.type == "channel" and body.settings is not None:
+        channel_settings(body.settings)  # 400 naming the field
     try:
         project = await repo.update_project(
             session=session,
