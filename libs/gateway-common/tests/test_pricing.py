@@ -210,6 +210,15 @@ def test_extra_skus_come_first_at_their_own_dated_price() -> None:
     assert index.price(later)[0].amount == Decimal("0.0000276")
 
 
+def test_an_event_without_a_model_prices_only_its_skus() -> None:
+    index = PriceIndex(parse_catalog(HISTORY_CATALOG))
+    sku = "inference.resolving.routing_complexity.in"
+    event = dated("2026-01-15T00:00:00+00:00").model_copy(
+        update={"model": "", "sku_usage": (SkuQuantity(sku=sku, quantity=10),)}
+    )
+    assert [(line.sku, line.quantity) for line in index.price(event)] == [(sku, 10)]
+
+
 def test_unknown_models_and_skus_are_refused() -> None:
     index = PriceIndex(parse_catalog(HISTORY_CATALOG))
     with pytest.raises(UnknownModel):

@@ -15,6 +15,9 @@ Line items per event, in this order (``<op>`` is ``chat_completions`` or ``respo
     inference.<op>.out.reasoning    reasoning_tokens (if > 0)  reasoning, else output
     inference.embeddings.in         prompt_tokens              input price
 
+An event whose ``model`` is "" made no model call (rag's ``rag.ingest.tokens``
+metering): only its ``sku_usage`` is priced.
+
 Prices have effective dates: a model's ``prices`` apply until the first entry
 of its ``prices_history`` whose ``effective_from`` is at or before the event's
 ``occurred_at`` (likewise for SKUs). An event is priced at the prices in
@@ -246,11 +249,17 @@ class PriceIndex:
         Raises ``UnknownModel``, ``UnknownSku`` or ``InconsistentUsage``.
         """
         moment = _aware(event.occurred_at)
+        ctx = _exact()
+        if not event.model:
+            # No model call (e.g. rag's ingestion metering): only the extra SKUs are priced.
+            return self._sku_items(event, moment, ctx)
         try:
             prices = self.prices_at(event.model, moment)
         except UnknownModel as exc:
             raise UnknownModel(f"event {event.event_id}: {exc}") from None
-        ctx = _exact()
+        return self._sku_items(event, moment, ctx) + price_usage(event, prices)
+
+    def _sku_items(self, event: UsageRecorded, moment: datetime, ctx: Context) -> list[LineItem]:
         items: list[LineItem] = []
         for used in event.sku_usage:
             sku = self._skus.get(used.sku)
@@ -259,7 +268,7 @@ class PriceIndex:
             unit_price = sku.prices.at(moment)
             amount = ctx.multiply(unit_price, Decimal(used.quantity))
             items.append(LineItem(used.sku, used.quantity, unit_price, amount, sku.description))
-        return items + price_usage(event, prices)
+        return items
 
     def worst_case(
         self, model: str, moment: datetime, *, prompt_tokens: int, max_completion_tokens: int

@@ -41,6 +41,8 @@ Request/reply (core NATS, with deadlines):
                                   group "sessions")
 
     rag.query.v1                  the best chunks of one collection of a project for a query
+    rag.collections.{create,list,get,delete}.v1   a project's knowledge collections
+    rag.documents.{add,list,get,delete}.v1        their documents (add queues ingestion)
                                   (payloads: gateway_common.rag_api; queue group "rag")
 
     billing.budget.lease.v1       grant a budget lease to an edge (admission without a DB trip)
@@ -75,6 +77,14 @@ __all__ = [
     "HISTORY_OPEN",
     "KEYS_CHANGED",
     "PROJECTS_CHANGED",
+    "RAG_COLLECTION_CREATE",
+    "RAG_COLLECTION_DELETE",
+    "RAG_COLLECTION_GET",
+    "RAG_COLLECTION_LIST",
+    "RAG_DOCUMENT_ADD",
+    "RAG_DOCUMENT_DELETE",
+    "RAG_DOCUMENT_GET",
+    "RAG_DOCUMENT_LIST",
     "RAG_QUERY",
     "RAG_QUEUE",
     "RATELIMIT_DAY_PREFIX",
@@ -129,6 +139,14 @@ HISTORY_GET = "sessions.history.get.v1"
 SESSIONS_QUEUE = "sessions"
 
 RAG_QUERY = "rag.query.v1"
+RAG_COLLECTION_CREATE = "rag.collections.create.v1"
+RAG_COLLECTION_LIST = "rag.collections.list.v1"
+RAG_COLLECTION_GET = "rag.collections.get.v1"
+RAG_COLLECTION_DELETE = "rag.collections.delete.v1"
+RAG_DOCUMENT_ADD = "rag.documents.add.v1"
+RAG_DOCUMENT_LIST = "rag.documents.list.v1"
+RAG_DOCUMENT_GET = "rag.documents.get.v1"
+RAG_DOCUMENT_DELETE = "rag.documents.delete.v1"
 RAG_QUEUE = "rag"
 
 HEALTH_PREFIX = "health"

@@ -48,7 +48,7 @@ class PriceBook:
     def price(self, event: UsageRecorded) -> list[LineItem]:
         """Line items for ``event``; raises the ``gateway_common.pricing.PricingError`` family."""
         index = self.index
-        if not index.knows(event.model):
+        if event.model and not index.knows(event.model):
             index = self._file.current(force=True)
             if not index.knows(event.model):
                 raise UnknownModel(f"event {event.event_id}: model {event.model!r} not in catalog")
