@@ -13,7 +13,7 @@ above what a complete one would have been).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -28,7 +28,9 @@ def delivered_usage(
     operation: Operation, body: Mapping[str, Any], chunks: Iterable[bytes]
 ) -> Usage:
     """The estimated usage of a call whose ``chunks`` (OpenAI chat chunk JSON) were delivered."""
-    kind = "responses" if operation == "responses" else "chat.completions"
+    kind: Literal["chat.completions", "responses"] = (
+        "responses" if operation == "responses" else "chat.completions"
+    )
     prompt = prompt_tokens(kind, body, estimate)
     completion = sum(estimate(text) for chunk in chunks for text in _texts(chunk))
     return Usage(
