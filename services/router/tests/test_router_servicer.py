@@ -200,7 +200,15 @@ async def test_stream_error_after_the_first_chunk_is_in_band(harness: Harness) -
     assert len(_chunks(events)) == 2
     assert events[-1].error.code == "provider_unavailable"
     [(_, _, _, usage, status)] = harness.recorder.calls
-    assert (usage, status) == (None, "error")
+    # Cut before the provider reported usage: billed for what was delivered, estimated
+    # (router.delivered): the prompt by its body, the completion by the chunks' text.
+    delivered = "".join(
+        orjson.loads(c)["choices"][0]["delta"].get("content") or "" for c in _chunks(events)
+    )
+    assert status == "error"
+    assert usage is not None and usage.completion_tokens == -(-len(delivered) // 6) > 0
+    assert usage.prompt_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 @pytest.mark.timeout(10)

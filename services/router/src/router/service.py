@@ -46,6 +46,7 @@ from gateway_common.errors import GatewayError, InvalidRequest
 
 from . import responses
 from .catalog import LiveCatalog
+from .delivered import delivered_usage
 from .failover import Failover, Invoke, RouteInfo
 from .generation import GenerationContext, context_json, with_context
 from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
@@ -213,6 +214,8 @@ class RouterService:
             # carries the context (the client's last chunk, as in seed 002's stream).
             hold = call.generation_context and call.operation == "chat.completions"
             held: bytes | None = None
+            # What went out before the provider reported usage, to bill a cut stream by.
+            delivered: list[bytes] = []
             try:
                 async with contextlib.aclosing(committed) as chunks:
                     yield info
@@ -220,6 +223,8 @@ class RouterService:
                         usage = chunk.usage or usage
                         if chunk.data is None:
                             continue
+                        if usage is None:
+                            delivered.append(chunk.data)
                         if held is not None:
                             yield held
                             held = None
@@ -229,6 +234,8 @@ class RouterService:
                             yield chunk.data
             except GatewayError as err:
                 log.warning("stream on %s failed mid-way: %s", info.deployment, err.message)
+                if usage is None:  # cut before the provider reported it: bill what went out
+                    usage = delivered_usage(call.operation, call.body, delivered)
                 await self._record_quietly(call, info, usage, "error")
                 if held is not None:
                     yield held

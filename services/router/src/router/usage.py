@@ -5,8 +5,10 @@ and awaits the JetStream ack before it answers the caller (unary response or
 final stream event), so a call the client got is a call billing will see. A
 re-publish within the stream's duplicate window is dropped by JetStream.
 
-Usage is never invented: a call whose usage is unknown (a stream cancelled or
-failed before the provider reported it, a provider that reports none)
+A stream that fails mid-way before the provider reported usage is billed for
+what it delivered, estimated (``router.delivered``), with status ``error``.
+Otherwise usage is never invented: a call whose usage is unknown (a stream
+cancelled before the provider reported it, a provider that reports none)
 publishes nothing and is counted in ``router_usage_unrecorded_total``.
 """
 
