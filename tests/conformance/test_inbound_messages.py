@@ -151,7 +151,10 @@ async def test_a_mid_stream_error_ends_with_an_error_event(case: Case) -> None:
     events, _ = await _run(case, "stream_mid_error.sse")
     _grammar(events)
     assert events[-1]["type"] == "error"
-    assert events[-1]["error"]["type"] == "api_error"
+    # Anthropic's recorded stream breaks with its own overloaded_error, which stays one
+    # (load shed, retryable); the other families' breaks are upstream failures.
+    shed = case.provider == "anthropic"
+    assert events[-1]["error"]["type"] == ("overloaded_error" if shed else "api_error")
     assert "message_stop" not in [e["type"] for e in events]
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert text == "Partial"
