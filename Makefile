@@ -105,6 +105,10 @@ bench: install bench-deps ## Same load on nginx, LiteLLM and Switchyard; figures
 soak: install bench-deps ## Soak: 1,000,000 mixed requests through the whole stack; flat memory, exact ledger (SOAK_ARGS="--requests 30000")
 	$(PY) -m devtools.bench.soak $(SOAK_ARGS)
 
+.PHONY: drills
+drills: install ## Reliability drills, full forms: one line each; the table goes to docs/reliability.md (DRILLS_ARGS="--only d09")
+	$(PY) -m devtools.drills --full $(DRILLS_ARGS)
+
 .PHONY: precommit
 precommit: proto format lint typecheck test-unit ## Before a commit: generate, format, lint, typecheck, unit tests
 
