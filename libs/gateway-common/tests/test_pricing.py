@@ -219,6 +219,22 @@ def test_an_event_without_a_model_prices_only_its_skus() -> None:
     assert [(line.sku, line.quantity) for line in index.price(event)] == [(sku, 10)]
 
 
+def test_an_own_endpoint_event_prices_only_its_skus_whatever_its_model() -> None:
+    """Seed 002's BYOK gateway: the project's own model, tokens and all, is not charged."""
+    index = PriceIndex(parse_catalog(HISTORY_CATALOG))
+    sku = "inference.resolving.routing_complexity.in"
+    event = dated("2026-01-15T00:00:00+00:00", prompt_tokens=84, completion_tokens=16)
+    own = event.model_copy(
+        update={
+            "model": "my-finetune",  # not in the catalog
+            "byok": True,
+            "own_endpoint": True,
+            "sku_usage": (SkuQuantity(sku=sku, quantity=10),),
+        }
+    )
+    assert [(line.sku, line.quantity) for line in index.price(own)] == [(sku, 10)]
+
+
 def test_unknown_models_and_skus_are_refused() -> None:
     index = PriceIndex(parse_catalog(HISTORY_CATALOG))
     with pytest.raises(UnknownModel):

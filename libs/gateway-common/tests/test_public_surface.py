@@ -23,6 +23,8 @@ def test_exported_modules_are_pinned() -> None:
         "errors",
         "events",
         "grpc",
+        "lean",
+        "migrate_proc",
         "nats",
         "netguard",
         "openai",

@@ -11,6 +11,8 @@ Modules (import them by name; this package re-exports nothing heavy):
     nats        connect, stream declarations, health request/reply
     netguard    refuses provider base URLs that point into private or metadata networks
     db          async engines, Alembic migrations per service
+    lean        entry points: import nats-py without aiohttp (its WebSocket-only dependency)
+    migrate_proc  db.migrate / db.wait_for_head in a child process (services never import Alembic)
     grpc        interceptors, channel options, health service
     telemetry   logging, tracing, the request-id context variable
     runtime     process plumbing of the NATS-facing services (serve, migrate, pull loop)
@@ -30,6 +32,8 @@ __all__ = [
     "errors",
     "events",
     "grpc",
+    "lean",
+    "migrate_proc",
     "nats",
     "netguard",
     "openai",

@@ -330,6 +330,8 @@ class LedgerEntryView(_Message):
     occurred_at: datetime
     billed_at: datetime
     line_items: list[LineItemView]
+    #: The request's ``metadata`` (from its usage event); None when it had none.
+    metadata: dict[str, str] | None = None
 
 
 class RequestReport(Reply):

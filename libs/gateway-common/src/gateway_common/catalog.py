@@ -48,7 +48,9 @@ __all__ = [
 
 #: What ``ModelEntry.tokenizer`` may name: a shipped encoding, or the estimate.
 Tokenizer = Literal["o200k_base", "cl100k_base", "estimate"]
-Capability = Literal["chat", "responses", "embeddings", "tools", "vision", "streaming"]
+#: ``reasoning``: the model takes OpenAI's ``reasoning_effort`` (the Messages surface maps
+#: Anthropic's ``thinking`` onto it for such models, ``edge.anthropic.inbound``).
+Capability = Literal["chat", "responses", "embeddings", "tools", "vision", "streaming", "reasoning"]
 _DEFAULT_CAPABILITIES: tuple[Capability, ...] = ("chat", "streaming")
 
 
@@ -243,6 +245,22 @@ class ModelEntry(_Strict):
         ),
     )
     max_output_tokens: int = Field(default=0, ge=0)
+    speed_tps: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Typical output tokens per second, as seed 003's model table shows it "
+            "('~180 TPS'); a figure for display, never used to route. 0 if unknown."
+        ),
+    )
+    best_for: str = Field(
+        default="",
+        max_length=200,
+        description=(
+            "What the model suits, in a few words, as seed 003's 'Best For' column shows it "
+            "('General purpose, reasoning'); for display, never used to route. '' if unstated."
+        ),
+    )
     tokenizer: Tokenizer | None = Field(
         default=None,
         description=(

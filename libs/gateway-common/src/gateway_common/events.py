@@ -16,7 +16,9 @@ from typing import Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Event", "SkuQuantity", "TokenUsage", "UsageRecorded"]
+from .sessions_history import AppendTurns
+
+__all__ = ["Event", "SkuQuantity", "TokenUsage", "TurnsAppended", "UsageRecorded"]
 
 
 def _now() -> datetime:
@@ -93,3 +95,31 @@ class UsageRecorded(Event):
     sku_usage: tuple[SkuQuantity, ...] = Field(
         default=(), description="Extra SKUs consumed besides the model's tokens (priced first)."
     )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="The client's request ``metadata`` (string values), kept with the event.",
+    )
+    own_endpoint: bool = Field(
+        default=False,
+        description=(
+            "Served by the project's own endpoint (a gateway's credential, seed 002's BYOK): "
+            "``model`` is that endpoint's name, not a catalog model; only ``sku_usage`` is priced."
+        ),
+    )
+
+
+class TurnsAppended(Event):
+    """A call's turns to keep in a session's history (``session.turn.appended.v1``, stream
+    TRANSCRIPTS). Published by the edge beside its ``sessions.history.append.v1`` request,
+    so turns JetStream acknowledged are kept even when sessions did not answer in time;
+    sessions applies it idempotently by ``append.request_id`` (the copy that lands second
+    stores nothing). ``event_id`` is ``event_id_of(append)``: a re-publish of the
+    same append is dropped by the stream's duplicate window."""
+
+    schema_version: Literal[1] = 1
+    append: AppendTurns = Field(description="The append, as the request/reply carries it.")
+
+    @staticmethod
+    def event_id_of(append: AppendTurns) -> str:
+        """The event id of ``append``: one per (session, request id)."""
+        return uuid.uuid5(uuid.NAMESPACE_URL, f"{append.session_id}\0{append.request_id}").hex

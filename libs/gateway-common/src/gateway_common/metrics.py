@@ -23,6 +23,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -30,8 +31,9 @@ from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.pool import QueuePool
+
+if TYPE_CHECKING:  # the router has no database: importing this must not pull in sqlalchemy
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["BoundedLabel", "ConsumerMetrics", "DbPoolCollector"]
 
@@ -47,6 +49,8 @@ class DbPoolCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Size, checked-out and overflow connections (0 for pools that do not count them)."""
+        from sqlalchemy.pool import QueuePool  # already loaded: an engine exists
+
         pool = self._engine.sync_engine.pool
         size = checked_out = overflow = 0
         if isinstance(pool, QueuePool):  # others (SQLite's file pools) keep no counts

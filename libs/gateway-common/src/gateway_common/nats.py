@@ -43,7 +43,7 @@ _DAY_S = 86_400.0
 
 #: How long a usage event stays in its stream. Billing reads it within seconds, so
 #: this is the horizon of ``billing reconcile`` and the longest billing may be down
-#: without losing events. Size the NATS volume for it: about 0.5 KB per request.
+#: without losing events. Size the NATS volume for it: about 0.72 KB per request (docs/operations.md, Sizing).
 USAGE_MAX_AGE_S = 7 * _DAY_S
 #: Transcripts carry user content: kept only as long as sessions may be down.
 TRANSCRIPTS_MAX_AGE_S = 3 * _DAY_S
@@ -96,6 +96,9 @@ RATELIMIT_STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+_DRAIN_TIMEOUT_S = 5.0
+
+
 async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0) -> Client:
     """Connect to NATS; the first connect must succeed within ``first_connect_timeout_s``.
 
@@ -103,6 +106,13 @@ async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0)
     a service). nats-py applies that same retry policy to the first connect, so
     without the deadline a service started with NATS down would hang in start-up
     instead of failing visibly.
+
+    ``drain_timeout`` bounds ``Client.drain`` at shutdown. nats-py's default is
+    30 s, three times the 10 s stop grace (``devtools.stack``, the pods'
+    terminationGracePeriod): a subscription whose queue never empties (a handler
+    stuck on a busy database) made billing's whole drain wait it out and the
+    process get SIGKILLed. 5 s leaves the pull loop's last fetch (1 s), the
+    batch in flight and the engine dispose room inside the grace.
     """
     try:
         return await asyncio.wait_for(
@@ -112,6 +122,7 @@ async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0)
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
+                drain_timeout=_DRAIN_TIMEOUT_S,
             ),
             first_connect_timeout_s,
         )

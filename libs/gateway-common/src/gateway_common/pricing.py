@@ -16,7 +16,8 @@ Line items per event, in this order (``<op>`` is ``chat_completions`` or ``respo
     inference.embeddings.in         prompt_tokens              input price
 
 An event whose ``model`` is "" made no model call (rag's ``rag.ingest.tokens``
-metering): only its ``sku_usage`` is priced.
+metering), and one with ``own_endpoint`` called the project's own endpoint (seed
+002's BYOK gateway, billed ``byok``): only its ``sku_usage`` is priced.
 
 Prices have effective dates: a model's ``prices`` apply until the first entry
 of its ``prices_history`` whose ``effective_from`` is at or before the event's
@@ -250,8 +251,9 @@ class PriceIndex:
         """
         moment = _aware(event.occurred_at)
         ctx = _exact()
-        if not event.model:
-            # No model call (e.g. rag's ingestion metering): only the extra SKUs are priced.
+        if not event.model or event.own_endpoint:
+            # No model call (rag's ingestion metering), or one on the project's own endpoint
+            # (its model is not the catalog's): only the extra SKUs are priced.
             return self._sku_items(event, moment, ctx)
         try:
             prices = self.prices_at(event.model, moment)

@@ -11,7 +11,8 @@ a ``Runtime`` (``open_runtime``), does its work until ``stop`` is set, and
 returns; the runtime's exit stack then unwinds in reverse order of creation:
 
     open:   migrate (or wait for the Job's) -> engine -> NATS + streams -> health
-            responder -> probes + /metrics -> readiness watch
+            responder -> probes + /metrics -> readiness watch; then the service
+            subscribes its responders and consumers and calls ``Runtime.serving``
     close:  readiness false -> probes + /metrics -> NATS drain (subscriptions
             finish) -> engine dispose
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import nats.errors
 import uvloop
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -43,7 +45,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from . import db, telemetry
+from . import db, lean, migrate_proc, telemetry
 from .metrics import ConsumerMetrics, DbPoolCollector
 from .nats import STREAMS, connect, ensure_streams, serve_health
 from .probes import ProbeServer, Readiness
@@ -68,7 +70,13 @@ BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """The long-lived clients of one service process, valid inside ``open_runtime``."""
+    """The long-lived clients of one service process, valid inside ``open_runtime``.
+
+    Readiness (``/readyz``) stays false, reason ``starting``,
+    until the service calls ``serving()``: it must do so only once every
+    responder and consumer it runs is subscribed, so a ready service never
+    leaves a request without responders (``NoRespondersError``).
+    """
 
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -77,6 +85,16 @@ class Runtime:
     registry: CollectorRegistry
     #: JetStream lag and redeliveries; give it to ``pull_batches`` / ``pull_loop``.
     consumer_metrics: ConsumerMetrics
+    subscribed: asyncio.Event
+
+    async def serving(self) -> None:
+        """Every responder and consumer is subscribed: readiness may turn true.
+
+        Flushes first: once the server has answered the PING, it has processed
+        every SUB sent before it, so a request sent after readiness finds them.
+        """
+        await self.nc.flush()
+        self.subscribed.set()
 
 
 @asynccontextmanager
@@ -90,23 +108,25 @@ async def open_runtime(
     (a migrate Job runs them once per rollout) the service waits for the schema
     to reach head instead. Streams are declared with ``nats_stream_replicas``.
     The health responder reports ``degraded`` while the database does not
-    answer; ``/readyz`` on the metrics port is 503 until everything is up, while
-    the database or NATS is lost, and from the first moment of shutdown. On exit
+    answer; ``/readyz`` on the metrics port is 503 until the service has called
+    ``Runtime.serving``, while the database or NATS is lost, and from the first
+    moment of shutdown. On exit
     NATS is drained (in-flight callbacks finish, then the connection closes)
     before the engine is disposed, so nothing still running can need the database.
     """
     url = settings.resolved_database_url()
+    # Alembic runs in a child process (migrate_proc): this one never imports it.
     if settings.migrate_on_start:
-        await asyncio.to_thread(db.migrate, url=url, migrations_dir=migrations_dir, service=service)
+        await migrate_proc.migrate(url=url, migrations_dir=migrations_dir, service=service)
     else:
-        await asyncio.to_thread(
-            db.wait_for_head,
+        await migrate_proc.wait_for_head(
             url=url,
             migrations_dir=migrations_dir,
             service=service,
             timeout_s=settings.migrate_wait_s,
         )
     readiness = Readiness()
+    subscribed = asyncio.Event()
     async with AsyncExitStack() as stack:
         engine = db.create_engine(url)
         stack.push_async_callback(engine.dispose)
@@ -132,9 +152,10 @@ async def open_runtime(
                 readiness=readiness,
             )
             stack.callback(probes.close)
-        watcher = asyncio.create_task(_watch_readiness(readiness, nc, database_ok))
+        watcher = asyncio.create_task(_watch_readiness(readiness, subscribed, nc, database_ok))
         stack.push_async_callback(_stop_watch, watcher, readiness)
         log.info("%s started", service)
+        lean.release_free_memory()
         yield Runtime(
             engine=engine,
             sessions=db.make_sessionmaker(engine),
@@ -142,6 +163,7 @@ async def open_runtime(
             js=js,
             registry=registry,
             consumer_metrics=consumer_metrics,
+            subscribed=subscribed,
         )
     log.info("%s stopped", service)
 
@@ -151,9 +173,14 @@ _READINESS_INTERVAL_S = 2.0
 
 
 async def _watch_readiness(
-    readiness: Readiness, nc: Client, database_ok: Callable[[], Awaitable[bool]]
+    readiness: Readiness,
+    subscribed: asyncio.Event,
+    nc: Client,
+    database_ok: Callable[[], Awaitable[bool]],
 ) -> None:
-    """Keep ``readiness`` true while NATS is connected and the database answers."""
+    """Once the service is ``subscribed``, keep ``readiness`` true while NATS is
+    connected and the database answers (``starting`` until then)."""
+    await subscribed.wait()
     while True:
         if not nc.is_connected:
             readiness.set(False, "nats")
@@ -247,6 +274,15 @@ async def pull_batches(
             except TimeoutError:
                 # nats-py raises its own TimeoutError on an empty fetch, but a bare
                 # asyncio.TimeoutError from some of its internal waits: both mean "nothing yet".
+                continue
+            except nats.errors.ConnectionClosedError:
+                raise
+            except nats.errors.Error as exc:
+                # The consumer has no leader for a moment (a JetStream node restarts: 503
+                # ServiceUnavailable) or the connection is reconnecting: wait, fetch again.
+                log.warning("fetch failed, retrying: %r", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), fetch_timeout_s)
                 continue
             if metrics is not None:
                 metrics.observe_batch(msgs)

@@ -24,6 +24,8 @@ Request/reply (core NATS, with deadlines):
                         deleted; edges reload its settings (anything else: all projects)
     endpoints.changed.v1  broadcast {"project_id"}: a project's Gateway API endpoints
                         changed; edges reload that project's endpoints (anything else: all)
+    console.logout.v1   broadcast {"sid"}: a console session signed out (its row is in the
+                        edge's console_logouts); every edge refuses its cookie at once
     billing.budgets.changed.v1  broadcast ``billing_api.BudgetsChanged``: billing committed
                         a budget or credits change of an account; every edge drops what it
                         cached for that account (leases, "unlimited", refusals). Core NATS:
@@ -69,8 +71,10 @@ __all__ = [
     "BILLING_REQUEST_GET",
     "BILLING_SPEND_GET",
     "BILLING_USAGE_QUERY",
+    "CONSOLE_LOGOUT",
     "CREDENTIALS_CHANGED",
     "ENDPOINTS_CHANGED",
+    "GATEWAYS_CHANGED",
     "HEALTH_PREFIX",
     "HISTORY_APPEND",
     "HISTORY_GET",
@@ -154,6 +158,10 @@ KEYS_CHANGED = "keys.changed.v1"
 CREDENTIALS_CHANGED = "credentials.changed.v1"
 PROJECTS_CHANGED = "projects.changed.v1"
 ENDPOINTS_CHANGED = "endpoints.changed.v1"
+#: A project's seed-002 gateways changed: ``{"project_id"}`` (``edge.gatewaysync``).
+GATEWAYS_CHANGED = "gateways.changed.v1"
+#: A console session signed out: ``{"sid"}`` (``edge.consolesync``).
+CONSOLE_LOGOUT = "console.logout.v1"
 
 
 def health_subject(service: str) -> str:

@@ -25,33 +25,39 @@ _sym_db = _symbol_database.Default()
 from gateway.common.v1 import types_pb2 as gateway_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egateway/router/v1/router.proto\x12\x11gateway.router.v1\x1a\x1dgateway/common/v1/types.proto\"\xd1\x02\n\x0f\x43ompleteRequest\x12/\n\toperation\x18\x01 \x01(\x0e\x32\x1c.gateway.router.v1.Operation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\nproject_id\x18\x05 \x01(\t\x12\x12\n\napi_key_id\x18\x06 \x01(\t\x12\x14\n\x0cprovider_key\x18\x07 \x01(\t\x12:\n\x0b\x63redentials\x18\x08 \x03(\x0b\x32%.gateway.router.v1.ProviderCredential\x12\x17\n\x0f\x62udget_lease_id\x18\t \x01(\t\x12\"\n\x1ainclude_generation_context\x18\n \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x0b \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x0c \x01(\t\"I\n\x12ProviderCredential\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x03 \x01(\t\"\xa6\x01\n\tRouteInfo\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12\x16\n\x0eprovider_model\x18\x05 \x01(\t\x12\x13\n\x0bupstream_ms\x18\x06 \x01(\x01\x12\x11\n\trouter_ms\x18\x07 \x01(\x01\x12\x12\n\npublish_ms\x18\x08 \x01(\x01\"v\n\x10\x43ompleteResponse\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12+\n\x05route\x18\x02 \x01(\x0b\x32\x1c.gateway.router.v1.RouteInfo\x12\'\n\x05usage\x18\x03 \x01(\x0b\x32\x18.gateway.common.v1.Usage\"\xe3\x01\n\x0bStreamEvent\x12-\n\x05route\x18\x01 \x01(\x0b\x32\x1c.gateway.router.v1.RouteInfoH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12)\n\x05usage\x18\x03 \x01(\x0b\x32\x18.gateway.common.v1.UsageH\x00\x12/\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.gateway.common.v1.ErrorDetailH\x00\x12/\n\x06\x63hunks\x18\x05 \x01(\x0b\x32\x1d.gateway.router.v1.ChunkBatchH\x00\x42\x07\n\x05\x65vent\"\x1c\n\nChunkBatch\x12\x0e\n\x06\x63hunks\x18\x01 \x03(\x0c\"\x13\n\x11ListModelsRequest\"\x8b\x02\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x05 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x06 \x01(\x03\x12\x1d\n\x15input_price_per_token\x18\x07 \x01(\t\x12\x1e\n\x16output_price_per_token\x18\x08 \x01(\t\x12$\n\x1c\x63\x61\x63hed_input_price_per_token\x18\t \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12\x0f\n\x07\x61liases\x18\x0b \x03(\t\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.gateway.router.v1.ModelInfo*y\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOPERATION_CHAT_COMPLETIONS\x10\x01\x12\x18\n\x14OPERATION_EMBEDDINGS\x10\x02\x12\x17\n\x13OPERATION_RESPONSES\x10\x03\x32\x90\x02\n\x06Router\x12S\n\x08\x43omplete\x12\".gateway.router.v1.CompleteRequest\x1a#.gateway.router.v1.CompleteResponse\x12V\n\x0eStreamComplete\x12\".gateway.router.v1.CompleteRequest\x1a\x1e.gateway.router.v1.StreamEvent0\x01\x12Y\n\nListModels\x12$.gateway.router.v1.ListModelsRequest\x1a%.gateway.router.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egateway/router/v1/router.proto\x12\x11gateway.router.v1\x1a\x1dgateway/common/v1/types.proto\"\x8c\x04\n\x0f\x43ompleteRequest\x12/\n\toperation\x18\x01 \x01(\x0e\x32\x1c.gateway.router.v1.Operation\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\nproject_id\x18\x05 \x01(\t\x12\x12\n\napi_key_id\x18\x06 \x01(\t\x12\x14\n\x0cprovider_key\x18\x07 \x01(\t\x12:\n\x0b\x63redentials\x18\x08 \x03(\x0b\x32%.gateway.router.v1.ProviderCredential\x12\x17\n\x0f\x62udget_lease_id\x18\t \x01(\t\x12\"\n\x1ainclude_generation_context\x18\n \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x0b \x01(\t\x12\x13\n\x0b\x65ndpoint_id\x18\x0c \x01(\t\x12.\n\tsku_usage\x18\r \x03(\x0b\x32\x1b.gateway.router.v1.SkuUsage\x12\x42\n\x08metadata\x18\x0e \x03(\x0b\x32\x30.gateway.router.v1.CompleteRequest.MetadataEntry\x12\x14\n\x0cown_endpoint\x18\x0f \x01(\x08\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\")\n\x08SkuUsage\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x03\"I\n\x12ProviderCredential\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61se_url\x18\x03 \x01(\t\"\xa6\x01\n\tRouteInfo\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x12\n\ndeployment\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\x05\x12\r\n\x05model\x18\x04 \x01(\t\x12\x16\n\x0eprovider_model\x18\x05 \x01(\t\x12\x13\n\x0bupstream_ms\x18\x06 \x01(\x01\x12\x11\n\trouter_ms\x18\x07 \x01(\x01\x12\x12\n\npublish_ms\x18\x08 \x01(\x01\"v\n\x10\x43ompleteResponse\x12\x0c\n\x04\x62ody\x18\x01 \x01(\x0c\x12+\n\x05route\x18\x02 \x01(\x0b\x32\x1c.gateway.router.v1.RouteInfo\x12\'\n\x05usage\x18\x03 \x01(\x0b\x32\x18.gateway.common.v1.Usage\"\xe3\x01\n\x0bStreamEvent\x12-\n\x05route\x18\x01 \x01(\x0b\x32\x1c.gateway.router.v1.RouteInfoH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12)\n\x05usage\x18\x03 \x01(\x0b\x32\x18.gateway.common.v1.UsageH\x00\x12/\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x1e.gateway.common.v1.ErrorDetailH\x00\x12/\n\x06\x63hunks\x18\x05 \x01(\x0b\x32\x1d.gateway.router.v1.ChunkBatchH\x00\x42\x07\n\x05\x65vent\"\x1c\n\nChunkBatch\x12\x0e\n\x06\x63hunks\x18\x01 \x03(\x0c\"\x13\n\x11ListModelsRequest\"\xb0\x02\n\tModelInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08owned_by\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x16\n\x0e\x63ontext_window\x18\x05 \x01(\x03\x12\x19\n\x11max_output_tokens\x18\x06 \x01(\x03\x12\x1d\n\x15input_price_per_token\x18\x07 \x01(\t\x12\x1e\n\x16output_price_per_token\x18\x08 \x01(\t\x12$\n\x1c\x63\x61\x63hed_input_price_per_token\x18\t \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12\x0f\n\x07\x61liases\x18\x0b \x03(\t\x12\x11\n\tspeed_tps\x18\x0c \x01(\x03\x12\x10\n\x08\x62\x65st_for\x18\r \x01(\t\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.gateway.router.v1.ModelInfo*y\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOPERATION_CHAT_COMPLETIONS\x10\x01\x12\x18\n\x14OPERATION_EMBEDDINGS\x10\x02\x12\x17\n\x13OPERATION_RESPONSES\x10\x03\x32\x90\x02\n\x06Router\x12S\n\x08\x43omplete\x12\".gateway.router.v1.CompleteRequest\x1a#.gateway.router.v1.CompleteResponse\x12V\n\x0eStreamComplete\x12\".gateway.router.v1.CompleteRequest\x1a\x1e.gateway.router.v1.StreamEvent0\x01\x12Y\n\nListModels\x12$.gateway.router.v1.ListModelsRequest\x1a%.gateway.router.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gateway.router.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATION']._serialized_start=1407
-  _globals['_OPERATION']._serialized_end=1528
+  _globals['_COMPLETEREQUEST_METADATAENTRY']._loaded_options = None
+  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_OPERATION']._serialized_start=1674
+  _globals['_OPERATION']._serialized_end=1795
   _globals['_COMPLETEREQUEST']._serialized_start=85
-  _globals['_COMPLETEREQUEST']._serialized_end=422
-  _globals['_PROVIDERCREDENTIAL']._serialized_start=424
-  _globals['_PROVIDERCREDENTIAL']._serialized_end=497
-  _globals['_ROUTEINFO']._serialized_start=500
-  _globals['_ROUTEINFO']._serialized_end=666
-  _globals['_COMPLETERESPONSE']._serialized_start=668
-  _globals['_COMPLETERESPONSE']._serialized_end=786
-  _globals['_STREAMEVENT']._serialized_start=789
-  _globals['_STREAMEVENT']._serialized_end=1016
-  _globals['_CHUNKBATCH']._serialized_start=1018
-  _globals['_CHUNKBATCH']._serialized_end=1046
-  _globals['_LISTMODELSREQUEST']._serialized_start=1048
-  _globals['_LISTMODELSREQUEST']._serialized_end=1067
-  _globals['_MODELINFO']._serialized_start=1070
-  _globals['_MODELINFO']._serialized_end=1337
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1339
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1405
-  _globals['_ROUTER']._serialized_start=1531
-  _globals['_ROUTER']._serialized_end=1803
+  _globals['_COMPLETEREQUEST']._serialized_end=609
+  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_start=562
+  _globals['_COMPLETEREQUEST_METADATAENTRY']._serialized_end=609
+  _globals['_SKUUSAGE']._serialized_start=611
+  _globals['_SKUUSAGE']._serialized_end=652
+  _globals['_PROVIDERCREDENTIAL']._serialized_start=654
+  _globals['_PROVIDERCREDENTIAL']._serialized_end=727
+  _globals['_ROUTEINFO']._serialized_start=730
+  _globals['_ROUTEINFO']._serialized_end=896
+  _globals['_COMPLETERESPONSE']._serialized_start=898
+  _globals['_COMPLETERESPONSE']._serialized_end=1016
+  _globals['_STREAMEVENT']._serialized_start=1019
+  _globals['_STREAMEVENT']._serialized_end=1246
+  _globals['_CHUNKBATCH']._serialized_start=1248
+  _globals['_CHUNKBATCH']._serialized_end=1276
+  _globals['_LISTMODELSREQUEST']._serialized_start=1278
+  _globals['_LISTMODELSREQUEST']._serialized_end=1297
+  _globals['_MODELINFO']._serialized_start=1300
+  _globals['_MODELINFO']._serialized_end=1604
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1606
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1672
+  _globals['_ROUTER']._serialized_start=1798
+  _globals['_ROUTER']._serialized_end=2070
 # @@protoc_insertion_point(module_scope)

@@ -20,7 +20,14 @@ OPERATION_EMBEDDINGS: Operation
 OPERATION_RESPONSES: Operation
 
 class CompleteRequest(_message.Message):
-    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key", "credentials", "budget_lease_id", "include_generation_context", "endpoint", "endpoint_id")
+    __slots__ = ("operation", "model", "body", "request_id", "project_id", "api_key_id", "provider_key", "credentials", "budget_lease_id", "include_generation_context", "endpoint", "endpoint_id", "sku_usage", "metadata", "own_endpoint")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +40,9 @@ class CompleteRequest(_message.Message):
     INCLUDE_GENERATION_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    SKU_USAGE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    OWN_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     operation: Operation
     model: str
     body: bytes
@@ -45,7 +55,18 @@ class CompleteRequest(_message.Message):
     include_generation_context: bool
     endpoint: str
     endpoint_id: str
-    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., budget_lease_id: _Optional[str] = ..., include_generation_context: _Optional[bool] = ..., endpoint: _Optional[str] = ..., endpoint_id: _Optional[str] = ...) -> None: ...
+    sku_usage: _containers.RepeatedCompositeFieldContainer[SkuUsage]
+    metadata: _containers.ScalarMap[str, str]
+    own_endpoint: bool
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., model: _Optional[str] = ..., body: _Optional[bytes] = ..., request_id: _Optional[str] = ..., project_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., provider_key: _Optional[str] = ..., credentials: _Optional[_Iterable[_Union[ProviderCredential, _Mapping]]] = ..., budget_lease_id: _Optional[str] = ..., include_generation_context: _Optional[bool] = ..., endpoint: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., sku_usage: _Optional[_Iterable[_Union[SkuUsage, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., own_endpoint: _Optional[bool] = ...) -> None: ...
+
+class SkuUsage(_message.Message):
+    __slots__ = ("sku", "quantity")
+    SKU_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    sku: str
+    quantity: int
+    def __init__(self, sku: _Optional[str] = ..., quantity: _Optional[int] = ...) -> None: ...
 
 class ProviderCredential(_message.Message):
     __slots__ = ("provider", "api_key", "base_url")
@@ -112,7 +133,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("id", "owned_by", "created", "provider", "context_window", "max_output_tokens", "input_price_per_token", "output_price_per_token", "cached_input_price_per_token", "capabilities", "aliases")
+    __slots__ = ("id", "owned_by", "created", "provider", "context_window", "max_output_tokens", "input_price_per_token", "output_price_per_token", "cached_input_price_per_token", "capabilities", "aliases", "speed_tps", "best_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +145,8 @@ class ModelInfo(_message.Message):
     CACHED_INPUT_PRICE_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    SPEED_TPS_FIELD_NUMBER: _ClassVar[int]
+    BEST_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     owned_by: str
     created: int
@@ -135,7 +158,9 @@ class ModelInfo(_message.Message):
     cached_input_price_per_token: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., owned_by: _Optional[str] = ..., created: _Optional[int] = ..., provider: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price_per_token: _Optional[str] = ..., output_price_per_token: _Optional[str] = ..., cached_input_price_per_token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    speed_tps: int
+    best_for: str
+    def __init__(self, id: _Optional[str] = ..., owned_by: _Optional[str] = ..., created: _Optional[int] = ..., provider: _Optional[str] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., input_price_per_token: _Optional[str] = ..., output_price_per_token: _Optional[str] = ..., cached_input_price_per_token: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., aliases: _Optional[_Iterable[str]] = ..., speed_tps: _Optional[int] = ..., best_for: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
