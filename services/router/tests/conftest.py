@@ -27,6 +27,8 @@ models:
     prices: {input: "0.00000015", output: "0.0000006"}
     context_window: 128000
     max_output_tokens: 16384
+    speed_tps: 180
+    best_for: "General purpose, reasoning"
     capabilities: [chat, tools, streaming]
   embed-model:
     deployments:

@@ -83,3 +83,15 @@ def test_sliding_window_totals() -> None:
     assert window.totals(200.0) == (0, 0)
     window.add(200.0, b=2)  # a slot reused after a full turn starts from zero
     assert window.totals(200.0) == (0, 2)
+
+
+def test_a_stream_broken_after_its_commit_counts_once(metrics: RouterMetrics, clock: Clock) -> None:
+    """Each stream: a success at its first chunk, revised to a failure when it breaks."""
+    breaker = Breakers(metrics, clock)["p/d"]
+    for _ in range(3):
+        breaker.succeeded(RATE)
+        breaker.broke_after_commit(RATE)
+    assert breaker.state is State.CLOSED  # 3 calls, not 6: under min_calls
+    breaker.succeeded(RATE)
+    breaker.broke_after_commit(RATE)
+    assert breaker.state is State.OPEN  # 4 of 4 failed

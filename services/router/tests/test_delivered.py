@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from gateway_common.tokens import chat_prompt_tokens, estimate
-from router.delivered import delivered_usage
+from router.delivered import Delivered, delivered_usage
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello there, how are you"}]}
 
@@ -34,3 +34,22 @@ def test_tool_call_arguments_count_and_junk_counts_nothing() -> None:
 def test_nothing_delivered_still_bills_the_prompt() -> None:
     usage = delivered_usage("chat.completions", BODY, [])
     assert usage.completion_tokens == 0 and usage.prompt_tokens > 0
+
+
+def test_responses_events_count_their_delta_text() -> None:
+    body = {"model": "m", "input": "hello there"}
+    events = [
+        orjson.dumps({"type": "response.created", "sequence_number": 0, "response": {}}),
+        orjson.dumps({"type": "response.output_text.delta", "sequence_number": 1, "delta": "abc"}),
+        orjson.dumps({"type": "response.function_call_arguments.delta", "delta": '{"a":1}'}),
+    ]
+    usage = delivered_usage("responses", body, events)
+    assert usage.completion_tokens == estimate("abc") + estimate('{"a":1}')
+    assert usage.prompt_tokens > 0
+
+
+def test_delivered_keeps_what_was_added_in_order() -> None:
+    delivered = Delivered()
+    delivered.add([b"a", b"b"])
+    delivered.add([b"c"])
+    assert list(delivered.chunks) == [b"a", b"b", b"c"]

@@ -522,3 +522,36 @@ async def test_keys_a_provider_echoes_stay_out_of_logs_errors_and_events(
         assert key not in caplog.text
         assert key.encode() not in sent_back
         assert all(key.encode() not in event.to_bytes() for event in harness.recorder.events)
+
+
+# -- own endpoint (a gateway's credential, field 15) ---------------------------------------
+
+
+@pytest.mark.timeout(10)
+async def test_own_endpoint_sends_the_model_verbatim_on_the_credential_and_bills_byok(
+    harness: Harness,
+) -> None:
+    request = _request(
+        "my-finetune",  # not in the catalog
+        credentials={"beta": MANAGED["beta"]},
+        own_endpoint=True,
+        include_generation_context=True,
+    )
+    reply = await harness.stub.Complete(request, timeout=5)
+
+    assert (reply.route.provider, reply.route.provider_model) == ("beta", "my-finetune")
+    assert harness.providers.sent() == [("beta", f"Bearer {MANAGED['beta']}")]
+    [event] = harness.recorder.events
+    assert (event.model, event.byok, event.own_endpoint) == ("my-finetune", True, True)
+    assert orjson.loads(reply.body)["generation_context"]["generated_usage"] == []
+    assert harness.live.table.prices.price(event) == []  # no model tokens priced
+
+
+@pytest.mark.timeout(10)
+async def test_own_endpoint_needs_exactly_one_credential(harness: Harness) -> None:
+    for credentials in ({}, MANAGED):
+        request = _request("my-finetune", credentials=credentials, own_endpoint=True)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await harness.stub.Complete(request, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert harness.providers.sent() == []

@@ -28,7 +28,9 @@ from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common.catalog import Catalog, ProviderEntry
 from gateway_common.errors import from_detail
 from gateway_common.grpc import ContextInterceptor
+from gateway_common.tokens import estimate
 from router.catalog import LiveCatalog
+from router.delivered import delivered_usage
 from router.failover import Failover, RouteInfo
 from router.handlers import ERROR_DETAIL_KEY, RouterServicer
 from router.metrics import RouterMetrics
@@ -261,16 +263,20 @@ async def test_list_models(harness: Harness) -> None:
     reply = await harness.stub.ListModels(router_pb2.ListModelsRequest(), timeout=5)
     models = {m.id: m for m in reply.models}
     chat = models["chat-model"]
-    assert (chat.provider, chat.context_window, chat.max_output_tokens) == (
+    assert (chat.provider, chat.context_window, chat.max_output_tokens, chat.speed_tps) == (
         "primary",
         128000,
         16384,
+        180,
     )
+    assert chat.best_for == "General purpose, reasoning"
     assert (chat.input_price_per_token, chat.output_price_per_token) == ("0.00000015", "0.0000006")
     assert chat.cached_input_price_per_token == "0.00000015"  # defaults to the input price
     assert list(chat.capabilities) == ["chat", "tools", "streaming"]
     assert list(chat.aliases) == ["chat-alias"]
     assert models["embed-model"].output_price_per_token == "0"
+    assert models["embed-model"].speed_tps == 0  # unstated
+    assert models["embed-model"].best_for == ""
 
 
 # -- batching and ending early, with the upstream body scripted read by read -----------------
@@ -389,7 +395,7 @@ async def test_chunks_of_separate_reads_are_not_held_back(
 
 
 @pytest.mark.timeout(10)
-async def test_cancelled_stream_closes_upstream_and_publishes_nothing(
+async def test_cancelled_stream_closes_upstream_and_bills_what_was_written(
     catalog_file: Path, metrics: RouterMetrics
 ) -> None:
     upstream = Upstream(reads=(EVENT, EVENT))  # the second read never comes
@@ -401,7 +407,10 @@ async def test_cancelled_stream_closes_upstream_and_publishes_nothing(
         await asyncio.wait_for(upstream.closed.wait(), 5)
         await asyncio.wait_for(recorder.recorded.wait(), 5)
     assert [c[4] for c in recorder.calls] == ["cancelled"]
-    assert recorder.calls[0][3] is None
+    body = {"model": "chat-model", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    # The prompt and the one chunk written ("a"), estimated; billed once.
+    assert recorder.calls[0][3] == delivered_usage("chat.completions", body, [EVENT[6:-2]])
+    assert recorder.calls[0][3].completion_tokens == 1
     assert upstream.reads_done == 1
 
 
@@ -424,3 +433,10 @@ async def test_a_client_that_stops_reading_stops_the_upstream_reads(
         await asyncio.wait_for(upstream.closed.wait(), 5)
         await asyncio.wait_for(recorder.recorded.wait(), 5)
     assert [c[4] for c in recorder.calls] == ["cancelled"]
+    # Billed by the chunks written to the gRPC stream, not those the pump had queued
+    # (a full queue of 64 plus the message whose write was pending): far fewer than read.
+    usage = recorder.calls[0][3]
+    assert usage is not None
+    per_chunk = estimate("a" * 2000)
+    written = (usage.completion_tokens - estimate("a")) / per_chunk
+    assert 0 < written <= upstream.reads_done - 1 - 64

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import nats
+import nats.errors
 import orjson
 import pytest
 from nats.js import JetStreamContext
@@ -21,6 +24,7 @@ from gateway_common import subjects
 from gateway_common.errors import ServiceUnavailable
 from router.failover import RouteInfo
 from router.metrics import RouterMetrics
+from router.outbox import UsageOutbox
 from router.providers.base import Usage
 from router.usage import Payer, UsagePublisher
 
@@ -129,8 +133,107 @@ async def test_unacknowledged_publish_is_a_service_error(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()  # no stream declared: nobody acknowledges
-        publisher = UsagePublisher(js, RouterMetrics(CollectorRegistry()), ack_timeout_s=0.5)
+        publisher = UsagePublisher(
+            js, RouterMetrics(CollectorRegistry()), ack_timeout_s=0.5, retry_window_s=0.5
+        )
         with pytest.raises(ServiceUnavailable):
             await publisher.record(PAYER, "embeddings", ROUTE, Usage(prompt_tokens=1))
     finally:
+        await nc.close()
+
+
+class _AckLost:
+    """A JetStream context whose first publish reaches the stream but loses its ack."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js, self.calls = js, 0
+
+    async def publish(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        ack = await self.js.publish(*args, **kwargs)
+        if self.calls == 1:
+            raise nats.errors.TimeoutError
+        return ack
+
+
+async def _stream_msg_ids(js: JetStreamContext) -> list[str]:
+    info = await js.stream_info(subjects.USAGE_STREAM)
+    ids = []
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        msg = await js.get_msg(subjects.USAGE_STREAM, seq)
+        ids.append((msg.headers or {})["Nats-Msg-Id"])
+    return ids
+
+
+@pytest.mark.timeout(20)
+async def test_lost_ack_is_retried_with_the_same_msg_id_and_stored_once(
+    js: JetStreamContext, metrics: RouterMetrics, registry: CollectorRegistry
+) -> None:
+    flaky = _AckLost(js)
+    publisher = UsagePublisher(cast(JetStreamContext, flaky), metrics, retry_window_s=5)
+    event = await publisher.record(PAYER, "chat.completions", ROUTE, Usage(prompt_tokens=3))
+    assert event is not None and flaky.calls == 2
+    assert await _stream_msg_ids(js) == [event.event_id]
+    assert registry.get_sample_value("switchyard_router_usage_publish_retries_total") == 1
+
+
+@pytest.mark.timeout(20)
+async def test_a_cancelled_call_is_republished_with_its_event_id_and_kept_once(
+    js: JetStreamContext, metrics: RouterMetrics
+) -> None:
+    flaky = _AckLost(js)
+    publisher = UsagePublisher(cast(JetStreamContext, flaky), metrics, retry_window_s=5)
+    usage = Usage(prompt_tokens=4, completion_tokens=2, total_tokens=6)
+    published = await publisher.record(PAYER, "chat.completions", ROUTE, usage, status="cancelled")
+    assert published is not None and flaky.calls == 2
+    assert await _stream_msg_ids(js) == [published.event_id]
+    msg = await js.get_msg(
+        subjects.USAGE_STREAM, (await js.stream_info(subjects.USAGE_STREAM)).state.last_seq
+    )
+    assert orjson.loads(msg.data)["status"] == "cancelled"
+
+
+@pytest.mark.timeout(30)
+async def test_unreachable_stream_spools_to_the_outbox_and_replays_once(
+    nats_url: str, tmp_path: Path, metrics: RouterMetrics, registry: CollectorRegistry
+) -> None:
+    nc = await nats.connect(nats_url)
+    outbox = UsageOutbox(tmp_path / "outbox.db")
+    try:
+        js = nc.jetstream()  # no stream yet: no publish is acknowledged
+        publisher = UsagePublisher(
+            js, metrics, ack_timeout_s=0.2, retry_window_s=0.3, outbox=outbox
+        )
+        first = await publisher.record(PAYER, "chat.completions", ROUTE, Usage(prompt_tokens=1))
+        retries = registry.get_sample_value("switchyard_router_usage_publish_retries_total")
+        second = await publisher.record(PAYER, "chat.completions", ROUTE, Usage(prompt_tokens=2))
+        assert first is not None and second is not None  # answered: kept, not refused
+        # In the outage the second went to the outbox at once, without retrying.
+        assert registry.get_sample_value("switchyard_router_usage_publish_retries_total") == retries
+        assert await outbox.count() == 2
+        await outbox.put(first.event_id, first.to_bytes())  # kept once
+        assert await outbox.count() == 2
+
+        await gw_nats.ensure_streams(js)  # NATS answers again
+        replay = asyncio.create_task(publisher.replay_forever())
+        try:
+            deadline = time.monotonic() + 15
+            while await outbox.count():
+                assert time.monotonic() < deadline, "outbox not replayed"
+                await asyncio.sleep(0.05)
+            assert await _stream_msg_ids(js) == [first.event_id, second.event_id]
+            # A replay of an event the stream holds (its ack was lost) is dropped there.
+            await outbox.put(first.event_id, first.to_bytes())
+            while await outbox.count():
+                assert time.monotonic() < deadline, "outbox not replayed"
+                await asyncio.sleep(0.05)
+            assert await _stream_msg_ids(js) == [first.event_id, second.event_id]
+        finally:
+            replay.cancel()
+        assert (
+            registry.get_sample_value("switchyard_router_usage_outbox_total", {"event": "replayed"})
+            == 3
+        )
+    finally:
+        outbox.close()
         await nc.close()

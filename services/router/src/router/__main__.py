@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import uvloop
+from gateway_common.lean import skip_httpx_cli
 
-from .config import RouterSettings
-from .main import serve
+skip_httpx_cli()  # before anything imports httpx (gateway_common.lean)
+
+import uvloop  # noqa: E402
+
+from .config import RouterSettings  # noqa: E402
+from .main import serve  # noqa: E402
 
 
 def run() -> None:

@@ -4,6 +4,10 @@
     OPEN   --(cooldown_s elapsed; the next call becomes the one probe)-------------> HALF_OPEN
     HALF_OPEN --probe succeeds--> CLOSED          HALF_OPEN --probe fails--> OPEN (cooldown anew)
 
+One call, one verdict. A stream is judged a success when its first chunk
+arrives (failover commits there); if it then breaks mid-way, that verdict is
+revised to a failure (``broke_after_commit``), never counted twice.
+
 Only retryable failures (connection errors, timeouts, 429, 5xx) count against
 a breaker: a 4xx is the request's fault and counts as a healthy answer. An
 attempt that ends without a verdict (the caller went away) releases a
@@ -220,6 +224,22 @@ class Breaker:
         ):
             self._open(status)
 
+    def broke_after_commit(self, policy: BreakerPolicy, status: int = 502) -> None:
+        """A stream already counted as a success at its first chunk failed mid-way.
+
+        Revises that call's verdict instead of adding a second one: the window
+        keeps one call per stream (now a failure), so a deployment that breaks
+        every stream shows a failure rate of 100 %, not 50 %. (The commit's
+        success already reset the consecutive count, so it is the failure rate,
+        not ``consecutive_failures``, that opens on streams breaking mid-way.)
+        """
+        if self.state is not State.CLOSED:
+            return  # opened (or probing) since the commit: the later verdicts rule
+        self._consecutive += 1
+        rate = self._note(policy, failed=True, new_call=False)
+        if self._consecutive >= policy.consecutive_failures or rate >= policy.failure_rate:
+            self._open(status)
+
     def abandoned(self) -> None:
         """The attempt ended without a verdict (cancelled): free the probe slot."""
         self._probing = False
@@ -229,15 +249,16 @@ class Breaker:
         self._report.dropped(self.state)
         self._report = _SILENT
 
-    def _note(self, policy: BreakerPolicy, *, failed: bool) -> float:
-        """Record a verdict; return the failure rate over the window (0 below ``min_calls``)."""
+    def _note(self, policy: BreakerPolicy, *, failed: bool, new_call: bool = True) -> float:
+        """Record a verdict (``new_call=False``: revise one already counted to a failure);
+        return the failure rate over the window (0 below ``min_calls``)."""
         now = self._clock()
         window = self._window
         if window is None or window.span != policy.window_s:
             window = self._window = SlidingWindow(policy.window_s)
-        window.add(now, a=1, b=int(failed))
+        window.add(now, a=int(new_call), b=int(failed))
         calls, failures = window.totals(now)
-        return failures / calls if calls >= policy.min_calls else 0.0
+        return min(1.0, failures / calls) if calls >= policy.min_calls else 0.0
 
     def _open(self, status: int) -> None:
         self._opened_at = self._clock()

@@ -47,6 +47,26 @@ class RouterSettings(BaseServiceSettings):
             "are published before they end. Keep it below the pod's grace period."
         ),
     )
+    usage_publish_window_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "ROUTER_USAGE_PUBLISH_WINDOW_S: how long a usage publish is retried (same "
+            "Nats-Msg-Id) before its event goes to the local outbox."
+        ),
+    )
+    usage_ack_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="ROUTER_USAGE_ACK_TIMEOUT_S: wait for one usage publish's JetStream ack.",
+    )
+    usage_outbox_path: Path | None = Field(
+        default=None,
+        description=(
+            "ROUTER_USAGE_OUTBOX_PATH: the outbox's SQLite file (usage events NATS did not "
+            "acknowledge, replayed when it answers); default <GATEWAY_DATA_DIR>/router-outbox.db."
+        ),
+    )
     catalog_poll_s: float = Field(
         default=2.0, gt=0, description="Seconds between checks of the catalog file for changes."
     )

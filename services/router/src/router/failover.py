@@ -121,7 +121,7 @@ class _Lease:
         self._released = True
         self._balancer.release(self._key)
         if error is not None and error.retryable:
-            self._breaker.failed(self._policy, error.http_status)
+            self._breaker.broke_after_commit(self._policy, error.http_status)
 
 
 @dataclass(slots=True)

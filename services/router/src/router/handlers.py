@@ -13,7 +13,10 @@ error events stay messages of their own, in order. The queue holds at most
 ``_QUEUE_EVENTS``, so a slow client stops the pump, and the pump stops reading
 the provider. The servicer writes with ``context.write`` rather than yielding,
 so a cancelled call always unwinds through our code: it cancels the pump, which
-closes the generator and so the provider stream, and waits for that. An
+closes the generator and so the provider stream, and waits for that. The
+chunks of each message count as delivered (``router.delivered.Delivered``)
+once its ``context.write`` returned: a cancelled stream is billed by those,
+never by chunks still in the queue. An
 exception the generator raises reaches the servicer after the events before
 it, and a ``GatewayError`` aborts the call with the trailer as above.
 """
@@ -36,8 +39,10 @@ from gateway.common.v1 import types_pb2
 from gateway.router.v1 import router_pb2, router_pb2_grpc
 from gateway_common.catalog import ModelEntry
 from gateway_common.errors import GatewayError, InvalidRequest, to_detail
+from gateway_common.events import SkuQuantity
 from gateway_common.telemetry import REQUEST_ID, content
 
+from .delivered import Delivered
 from .failover import RouteInfo
 from .generation import GenerationContext
 from .providers.base import Operation, Usage
@@ -90,14 +95,19 @@ class RouterServicer(router_pb2_grpc.RouterServicer):
         started = time.perf_counter()
         queue: asyncio.Queue[StreamEvent | _End] = asyncio.Queue(_QUEUE_EVENTS)
         pump: asyncio.Task[None] | None = None
+        delivered = Delivered()
         try:
-            events = self._service.stream(decode(request), deadline=_deadline(context))
+            events = self._service.stream(
+                decode(request), deadline=_deadline(context), delivered=delivered
+            )
             pump = asyncio.create_task(_pump(events, queue))
             end: _End | None = None
             while end is None:
                 ready, end = await _ready(queue)
                 for message in _messages(ready, started):
                     await context.write(message)
+                    if message.HasField("chunks"):
+                        delivered.add(message.chunks.chunks)
             if end.error is not None:
                 raise end.error
         except GatewayError as err:
@@ -139,10 +149,13 @@ def decode(request: router_pb2.CompleteRequest) -> Call:
         request_id=request.request_id or REQUEST_ID.get(),
         project_id=request.project_id,
         api_key_id=request.api_key_id,
-        byok=bool(request.provider_key),
+        byok=bool(request.provider_key) or request.own_endpoint,
         budget_lease_id=request.budget_lease_id,
         endpoint=request.endpoint,
         endpoint_id=request.endpoint_id,
+        sku_usage=tuple(SkuQuantity(sku=s.sku, quantity=s.quantity) for s in request.sku_usage),
+        metadata=tuple(sorted(request.metadata.items())),
+        own_endpoint=request.own_endpoint,
     )
     return Call(
         operation,
@@ -153,6 +166,7 @@ def decode(request: router_pb2.CompleteRequest) -> Call:
         credentials={c.provider: c.api_key for c in request.credentials if c.api_key},
         base_urls={c.provider: c.base_url for c in request.credentials if c.api_key and c.base_url},
         generation_context=request.include_generation_context,
+        own_endpoint=request.own_endpoint,
     )
 
 
@@ -292,6 +306,8 @@ def _model_pb(name: str, entry: ModelEntry) -> router_pb2.ModelInfo:
         provider=entry.deployments[0].provider,
         context_window=entry.context_window,
         max_output_tokens=entry.max_output_tokens,
+        speed_tps=entry.speed_tps,
+        best_for=entry.best_for,
         input_price_per_token=_price(prices.input),
         output_price_per_token=_price(prices.output),
         cached_input_price_per_token=_price(

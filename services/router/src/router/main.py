@@ -4,7 +4,8 @@ Build order (shutdown runs in reverse, owned by one ``AsyncExitStack``):
 
     settings -> telemetry -> NATS + JetStream streams -> metrics -> live catalog
     (one pooled HTTP client per provider) -> custom upstreams (credentials' own
-    base URLs) -> failover, usage publisher, service
+    base URLs) -> usage outbox (SQLite) and its replay task -> failover, usage
+    publisher, service
     -> grpc.aio server (context interceptor, health) -> Prometheus listener
 
 SIGTERM/SIGINT first turn the gRPC health service NOT_SERVING (readiness
@@ -27,8 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, start_http_server
 
 from gateway.router.v1 import router_pb2, router_pb2_grpc
+from gateway_common import lean, telemetry
 from gateway_common import nats as gw_nats
-from gateway_common import telemetry
 from gateway_common.grpc import ContextInterceptor, add_health, set_serving
 
 from .catalog import LiveCatalog
@@ -36,6 +37,7 @@ from .config import RouterSettings
 from .failover import Failover
 from .handlers import RouterServicer
 from .metrics import RouterMetrics
+from .outbox import UsageOutbox
 from .providers.registry import build_adapters
 from .service import RouterService
 from .upstreams import CustomUpstreams
@@ -81,7 +83,18 @@ async def serve(settings: RouterSettings) -> None:
 
         upstreams = CustomUpstreams(allow_private=settings.allow_private_upstreams)
         stack.push_async_callback(upstreams.aclose)
-        service = RouterService(catalog, Failover(metrics), UsagePublisher(js, metrics), upstreams)
+        outbox = UsageOutbox(settings.usage_outbox_path or settings.data_dir / "router-outbox.db")
+        stack.callback(outbox.close)
+        publisher = UsagePublisher(
+            js,
+            metrics,
+            ack_timeout_s=settings.usage_ack_timeout_s,
+            retry_window_s=settings.usage_publish_window_s,
+            outbox=outbox,
+        )
+        replayer = asyncio.create_task(publisher.replay_forever(), name="usage-outbox-replay")
+        stack.push_async_callback(_cancel, replayer)
+        service = RouterService(catalog, Failover(metrics), publisher, upstreams)
         server = grpc.aio.server(interceptors=[ContextInterceptor()])
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), server)
         health = add_health(server)
@@ -99,6 +112,7 @@ async def serve(settings: RouterSettings) -> None:
             stack.callback(http_server.shutdown)
 
         log.info("router serving gRPC on %s:%d", settings.host, port)
+        lean.release_free_memory()
         await _wait_for_signal()
         log.info("stopping: %.0f s grace for in-flight calls", settings.shutdown_grace_s)
 
@@ -112,6 +126,12 @@ def _instrument(tracer: TracerProvider) -> None:
     for instrumentor in (GrpcAioInstrumentorServer(), AioHttpClientInstrumentor()):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=tracer)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _wait_for_signal() -> None:

@@ -117,6 +117,17 @@ class RouterMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.usage_publish_retries = Counter(
+            "switchyard_router_usage_publish_retries",
+            "Usage publishes sent again (same Nats-Msg-Id) after an ack did not come.",
+            registry=registry,
+        )
+        self.usage_outbox = Counter(
+            "switchyard_router_usage_outbox",
+            "Usage events kept in the local outbox (NATS unreachable) and replayed from it.",
+            ["event"],
+            registry=registry,
+        )
         self.usage_unrecorded = Counter(
             "switchyard_router_usage_unrecorded",
             "Provider calls for which no usage event was published, by reason.",

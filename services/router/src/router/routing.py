@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from gateway_common.catalog import BreakerPolicy, Catalog, Deployment, ModelEntry, Resilience
-from gateway_common.errors import ModelNotFound
+from gateway_common.errors import InvalidRequest, ModelNotFound
 from gateway_common.pricing import PriceIndex
 
 from .providers.base import ProviderAdapter
@@ -124,6 +124,22 @@ class RoutingTable:
         if route is None:
             route = self._routes[model] = self._resolve(model)
         return route
+
+    def own(self, model: str, provider: str) -> Route:
+        """A route of one candidate sending ``model`` verbatim to catalog ``provider`` (a
+        gateway's own endpoint: ``router.upstreams`` moves it to the credential's base URL).
+
+        Not remembered: the model string is the caller's, not bounded by the catalog.
+        Raises ``InvalidRequest`` when ``provider`` is not in the catalog.
+        """
+        if provider not in self.catalog.providers:
+            raise InvalidRequest(f"The credential's provider `{provider}` is not configured.")
+        deployment = Deployment(provider=provider, model=model)
+        entry = ModelEntry(deployments=[deployment], owned_by=provider)
+        candidate = Candidate(
+            provider, deployment, self.adapters[provider], self.catalog.breaker_policy(provider)
+        )
+        return Route(model, entry, (candidate,), self.catalog.resilience)
 
     def _resolve(self, model: str) -> Route:
         only_provider: str | None = None

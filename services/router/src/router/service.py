@@ -25,6 +25,12 @@ attempt's provider if it has one, else the adapter's configured key
 managed credential with its own base URL sends its provider's attempts there
 (``router.upstreams``: checked against SSRF rules on every call).
 
+Own endpoint (``Call.own_endpoint``, seed 002's BYOK gateway): the call carries
+exactly one managed credential and ``model`` is sent verbatim to that
+credential's provider, at its base URL, with its key (``RoutingTable.own``: no
+catalog lookup, one candidate, no failover); its usage event is ``byok`` and
+``own_endpoint``, so only the edge's ``sku_usage`` is priced.
+
 A ``responses`` call is served as a chat completion (``router.responses``):
 its body is translated per call, the answer back into a Response object, and
 a stream's chunks into Responses events (``router.responses_stream``). Its
@@ -46,7 +52,7 @@ from gateway_common.errors import GatewayError, InvalidRequest
 
 from . import responses
 from .catalog import LiveCatalog
-from .delivered import delivered_usage
+from .delivered import Delivered, delivered_usage
 from .failover import Failover, Invoke, RouteInfo
 from .generation import GenerationContext, context_json, with_context
 from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
@@ -70,7 +76,8 @@ class Call:
     ``provider_key`` is the caller's own key (BYOK); ``credentials`` the
     project's managed keys by catalog provider name, and ``base_urls`` the
     custom base URLs some of them carry. ``generation_context``: attach the
-    priced line items to the answer.
+    priced line items to the answer. ``own_endpoint``: serve ``model`` verbatim on the
+    provider of the one credential (module docstring).
     """
 
     operation: Operation
@@ -81,6 +88,7 @@ class Call:
     credentials: Mapping[str, str] = field(default_factory=dict)
     base_urls: Mapping[str, str] = field(default_factory=dict)
     generation_context: bool = False
+    own_endpoint: bool = False
 
     def provider_request(self) -> ProviderRequest:
         """The request template; failover fills in each attempt's provider model and key."""
@@ -130,6 +138,10 @@ def _errors_for(call: Call) -> contextlib.AbstractContextManager[None]:
 
 
 def _route_for(table: RoutingTable, call: Call) -> Route:
+    if call.own_endpoint:
+        if call.operation != "chat.completions" or len(call.credentials) != 1:
+            raise InvalidRequest("An own-endpoint call is one chat completion on one credential.")
+        return table.own(call.model, next(iter(call.credentials)))
     route = table.resolve(call.model)
     if call.operation == "responses":
         route = responses.require_support(route, call.model)
@@ -185,20 +197,26 @@ class RouterService:
             completion = replace(completion, body=with_context(completion.body, context))
         return completion, info
 
-    def stream(self, call: Call, *, deadline: float | None) -> AsyncGenerator[StreamEvent, None]:
+    def stream(
+        self, call: Call, *, deadline: float | None, delivered: Delivered | None = None
+    ) -> AsyncGenerator[StreamEvent, None]:
         """One streaming call (see the module docstring for the event order).
 
         Close it with ``aclose()`` when stopping early: that closes the
-        provider stream. A cancelled stream publishes usage only if the
-        provider had already reported it.
+        provider stream. A stream cancelled or closed early after its first
+        chunk is billed, status ``cancelled``: by the provider's usage if it
+        had reported it, else by what was ``delivered`` (the chunks the
+        caller wrote out; without it, every chunk yielded), estimated
+        (``router.delivered``). One cancelled before its first chunk bills
+        nothing: no provider answer had begun.
         """
-        events = self._stream(call, deadline=deadline)
+        events = self._stream(call, deadline=deadline, delivered=delivered)
         if call.operation == "responses":
             return translate_stream(events, ResponseEvents(call.body))
         return events
 
     async def _stream(
-        self, call: Call, *, deadline: float | None
+        self, call: Call, *, deadline: float | None, delivered: Delivered | None
     ) -> AsyncGenerator[StreamEvent, None]:
         async with (
             self._catalog.lease() as table,
@@ -215,7 +233,7 @@ class RouterService:
             hold = call.generation_context and call.operation == "chat.completions"
             held: bytes | None = None
             # What went out before the provider reported usage, to bill a cut stream by.
-            delivered: list[bytes] = []
+            yielded: list[bytes] = []
             try:
                 async with contextlib.aclosing(committed) as chunks:
                     yield info
@@ -224,7 +242,7 @@ class RouterService:
                         if chunk.data is None:
                             continue
                         if usage is None:
-                            delivered.append(chunk.data)
+                            yielded.append(chunk.data)
                         if held is not None:
                             yield held
                             held = None
@@ -235,13 +253,16 @@ class RouterService:
             except GatewayError as err:
                 log.warning("stream on %s failed mid-way: %s", info.deployment, err.message)
                 if usage is None:  # cut before the provider reported it: bill what went out
-                    usage = delivered_usage(call.operation, call.body, delivered)
+                    usage = delivered_usage(call.operation, call.body, yielded)
                 await self._record_quietly(call, info, usage, "error")
                 if held is not None:
                     yield held
                 yield err
                 return
             except (asyncio.CancelledError, GeneratorExit):
+                if usage is None:  # the caller went away first: bill what reached it
+                    sent = yielded if delivered is None else delivered.chunks
+                    usage = delivered_usage(call.operation, call.body, sent)
                 await asyncio.shield(self._record_quietly(call, info, usage, "cancelled"))
                 raise
         try:

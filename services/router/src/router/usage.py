@@ -3,18 +3,34 @@
 The router publishes to ``usage.recorded.v1`` with ``Nats-Msg-Id`` = event id
 and awaits the JetStream ack before it answers the caller (unary response or
 final stream event), so a call the client got is a call billing will see. A
-re-publish within the stream's duplicate window is dropped by JetStream.
+publish whose ack does not come (lost on the way, NATS unreachable) is retried
+with the same ``Nats-Msg-Id`` for the retry window (``ROUTER_USAGE_PUBLISH_WINDOW_S``);
+a re-publish within the stream's duplicate window is dropped by JetStream.
 
-A stream that fails mid-way before the provider reported usage is billed for
-what it delivered, estimated (``router.delivered``), with status ``error``.
-Otherwise usage is never invented: a call whose usage is unknown (a stream
-cancelled before the provider reported it, a provider that reports none)
-publishes nothing and is counted in ``router_usage_unrecorded_total``.
+Past the window (NATS unreachable longer), the event goes to the local outbox
+(``router.outbox``) and the call is answered; until the outbox is replayed,
+new events go there at once instead of waiting out the window again. The
+replay (``replay_forever``) publishes each with its own ``Nats-Msg-Id``. So no
+answered call goes unbilled and none is billed twice. Without an outbox the
+call fails with ``ServiceUnavailable`` (503) and is not billed.
+
+A stream cut before the provider reported usage is billed for what it
+delivered, estimated (``router.delivered``): status ``error`` when the
+provider's stream failed mid-way, ``cancelled`` when the caller went away (the
+edge died or its client disconnected). Its event is published like any other,
+retried with its event id and then kept in the outbox: no caller waits on it,
+and nobody else would ever bill it. Otherwise usage is never invented: a call
+whose usage is unknown (a provider that reports none) publishes nothing and is
+counted in ``router_usage_unrecorded_total``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -23,10 +39,11 @@ from nats.js import JetStreamContext
 
 from gateway_common import subjects, telemetry
 from gateway_common.errors import ServiceUnavailable
-from gateway_common.events import TokenUsage, UsageRecorded
+from gateway_common.events import SkuQuantity, TokenUsage, UsageRecorded
 
 from .failover import RouteInfo
 from .metrics import RouterMetrics
+from .outbox import UsageOutbox
 from .providers.base import Operation, Usage
 
 __all__ = ["Payer", "Status", "UsagePublisher", "UsageSink", "usage_event"]
@@ -42,7 +59,10 @@ class Payer:
 
     ``budget_lease_id`` is the billing lease the edge admitted the call under
     and ``endpoint`` / ``endpoint_id`` the project endpoint it came through (""
-    for none); all are copied onto the usage event.
+    for none); ``sku_usage`` the extra catalog SKUs the edge consumed (a gateway's
+    retrieval and routing) and ``metadata`` the client's request metadata; all are copied
+    onto the usage event. ``own_endpoint``: served on the project's own endpoint (only
+    ``sku_usage`` priced).
     """
 
     request_id: str
@@ -52,6 +72,9 @@ class Payer:
     budget_lease_id: str = ""
     endpoint: str = ""
     endpoint_id: str = ""
+    sku_usage: tuple[SkuQuantity, ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+    own_endpoint: bool = False
 
 
 class UsageSink(Protocol):
@@ -95,22 +118,44 @@ def usage_event(
         budget_lease_id=payer.budget_lease_id,
         endpoint=payer.endpoint,
         endpoint_id=payer.endpoint_id,
+        sku_usage=payer.sku_usage,
+        metadata=dict(payer.metadata),
+        own_endpoint=payer.own_endpoint,
     )
 
 
-class UsagePublisher:
-    """``UsageSink`` over JetStream: publish, then wait for the stream's ack.
+#: Pause between two publish attempts of one event, and between replay passes that failed.
+_RETRY_PAUSE_S = 0.25
+#: How long an idle replayer sleeps before it looks at the outbox again (it is woken on a put).
+_IDLE_S = 1.0
+_REPLAY_BATCH = 100
 
-    A failed publish raises ``ServiceUnavailable``: the caller must not be
-    served a call that billing will never see.
+
+class UsagePublisher:
+    """``UsageSink`` over JetStream: publish, retry, wait for the stream's ack; else spool.
+
+    Without ``outbox`` a publish that no ack answered within ``retry_window_s``
+    raises ``ServiceUnavailable``: the caller must not be served a call that
+    billing will never see. With it, the event is kept there (see the module
+    docstring) and ``replay_forever`` must run as a task.
     """
 
     def __init__(
-        self, js: JetStreamContext, metrics: RouterMetrics, *, ack_timeout_s: float = 5.0
+        self,
+        js: JetStreamContext,
+        metrics: RouterMetrics,
+        *,
+        ack_timeout_s: float = 2.0,
+        retry_window_s: float = 5.0,
+        outbox: UsageOutbox | None = None,
     ) -> None:
         self._js = js
         self._metrics = metrics
         self._ack_timeout_s = ack_timeout_s
+        self._retry_window_s = retry_window_s
+        self._outbox = outbox
+        self._outage = False  # a publish ran out of its window; cleared once the outbox is empty
+        self._wake = asyncio.Event()
 
     async def record(
         self,
@@ -129,21 +174,77 @@ class UsagePublisher:
             log.warning("no usage reported for a %s call on %s", status, route.deployment)
             return None
         event = usage_event(payer, operation, route, usage, status=status)
+        data = event.to_bytes()
+        if self._outage and self._outbox is not None:
+            await self._spool(event.event_id, data)
+            return event
         try:
-            await self._js.publish(
-                subjects.USAGE_RECORDED,
-                event.to_bytes(),
-                timeout=self._ack_timeout_s,
-                # traceparent: billing's handling joins this call's trace.
-                headers=telemetry.inject({"Nats-Msg-Id": event.event_id}),
-            )
+            await self._publish(event.event_id, data, window_s=self._retry_window_s)
         except nats.errors.Error as exc:
-            self._metrics.usage_unrecorded.labels("publish_failed").inc()
             log.error("usage event %s not acknowledged: %s", event.event_id, exc)
+            if self._outbox is None:
+                self._metrics.usage_unrecorded.labels("publish_failed").inc()
+                raise ServiceUnavailable(
+                    "Usage could not be recorded; the call was not billed"
+                ) from exc
+            self._outage = True
+            await self._spool(event.event_id, data)
+        return event
+
+    async def replay_forever(self) -> None:
+        """Publish the outbox's events (an earlier run's too), oldest first; a task's body."""
+        assert self._outbox is not None, "replay needs an outbox"
+        while True:
+            batch = await self._outbox.oldest(_REPLAY_BATCH)
+            if not batch:
+                self._outage = False
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _IDLE_S)
+                continue
+            for event_id, data in batch:
+                try:
+                    await self._publish(event_id, data, window_s=0.0)
+                except nats.errors.Error:
+                    await asyncio.sleep(_RETRY_PAUSE_S)
+                    break
+                await self._outbox.remove(event_id)
+                self._metrics.usage_outbox.labels("replayed").inc()
+            else:
+                log.info("replayed %d usage events from the outbox", len(batch))
+
+    async def _publish(self, event_id: str, data: bytes, *, window_s: float) -> None:
+        """Publish until acknowledged, always with ``event_id`` as ``Nats-Msg-Id``; after
+        ``window_s`` (plus one ack timeout) raise the last error."""
+        deadline = time.monotonic() + window_s
+        while True:
+            try:
+                await self._js.publish(
+                    subjects.USAGE_RECORDED,
+                    data,
+                    timeout=self._ack_timeout_s,
+                    # traceparent: billing's handling joins this call's trace.
+                    headers=telemetry.inject({"Nats-Msg-Id": event_id}),
+                )
+                return
+            except nats.errors.Error:
+                if time.monotonic() + _RETRY_PAUSE_S >= deadline:
+                    raise
+                self._metrics.usage_publish_retries.inc()
+            await asyncio.sleep(_RETRY_PAUSE_S)
+
+    async def _spool(self, event_id: str, data: bytes) -> None:
+        assert self._outbox is not None
+        try:
+            await self._outbox.put(event_id, data)
+        except sqlite3.Error as exc:
+            self._metrics.usage_unrecorded.labels("publish_failed").inc()
+            log.error("usage event %s neither acknowledged nor kept: %s", event_id, exc)
             raise ServiceUnavailable(
                 "Usage could not be recorded; the call was not billed"
             ) from exc
-        return event
+        self._metrics.usage_outbox.labels("spooled").inc()
+        self._wake.set()
 
     def _count(self, route: RouteInfo, usage: Usage | None, status: Status) -> None:
         """Requests and tokens by (capped) model and provider."""

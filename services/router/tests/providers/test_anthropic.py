@@ -393,6 +393,36 @@ async def test_version_header_can_be_pinned_by_the_catalog() -> None:
     assert seen[0].headers["x-api-key"] == "sk-ant" and "authorization" not in seen[0].headers
 
 
+@pytest.mark.timeout(5)
+async def test_a_clients_version_is_sent_on_only_when_supported_and_not_pinned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=_message([], "end_turn"))
+
+    monkeypatch.setattr(anthropic, "SUPPORTED_VERSIONS", frozenset({"2023-06-01", "2024-01-01"}))
+    adapter = _adapter(handler)
+    pinned = _adapter(handler, headers={"Anthropic-Version": "2099-01-01"})
+    asks = [None, "2024-01-01", "1999-01-01"]
+    try:
+        for version in asks:
+            body: dict[str, Any] = {"messages": [_user()], "anthropic_version": version}
+            await adapter.complete(_req(body), deadline=None)
+        await pinned.complete(
+            _req({"messages": [_user()], "anthropic_version": "2024-01-01"}), deadline=None
+        )
+    finally:
+        await adapter.aclose()
+        await pinned.aclose()
+    versions = [r.headers["anthropic-version"] for r in seen]
+    # None and an unsupported one get the router's; a supported one is sent on; a pin wins.
+    assert versions == ["2023-06-01", "2024-01-01", "2023-06-01", "2099-01-01"]
+    assert all("anthropic_version" not in orjson.loads(r.content) for r in seen)
+
+
 @pytest.mark.parametrize(
     ("status", "error", "http_status"),
     [

@@ -152,12 +152,15 @@ class ChatView(_In):
     frequency_penalty: float | None = None
     logprobs: bool | None = None
     user: str | None = None
+    #: OpenAI's reasoning effort (also what the Messages surface maps ``thinking`` onto).
+    reasoning_effort: str | None = None
     stream_options: _StreamOptions | None = None
     #: Anthropic-only extensions the edge's Messages surface sets for Anthropic-kind models.
     top_k: int | None = Field(default=None, ge=0)
     thinking: dict[str, Any] | None = None
     cache_control: dict[str, Any] | None = None
     anthropic_beta: list[str] | None = None  # the client's anthropic-beta features
+    anthropic_version: str | None = None  # the client's anthropic-version
 
     @property
     def output_limit(self) -> int | None:

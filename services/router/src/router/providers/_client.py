@@ -184,9 +184,11 @@ def new_client(
     go out through aiohttp (``_network``). Call it with or without a running
     event loop: the aiohttp session is made on the first request.
     """
+    merged = httpx.Headers({"content-type": "application/json", **headers})
+    merged.update(entry.headers)  # case-insensitively: "Anthropic-Version" replaces ours
     return ProviderClient(
         entry.base_url,
-        {"content-type": "application/json", **headers, **entry.headers},
+        merged,
         params=params,
         timeout=httpx.Timeout(entry.read_timeout_s, connect=entry.connect_timeout_s),
         transport=transport or _network(entry.max_connections),

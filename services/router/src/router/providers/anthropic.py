@@ -22,7 +22,10 @@ writes as ``cache_write_tokens`` (``prompt_tokens_details.cache_write_tokens``).
 Extensions (set by the edge's Messages surface, for Anthropic-kind models only,
 so that a Messages request loses nothing on the way): ``cache_control`` on
 content parts, system parts and tools, top-level ``top_k``, ``thinking`` and
-``cache_control``, ``anthropic_beta`` (sent as the ``anthropic-beta`` header), ``file`` parts (a PDF or text document as a data URL) become
+``cache_control``, ``anthropic_beta`` (sent as the ``anthropic-beta`` header),
+``anthropic_version`` (the client's ``anthropic-version``, sent on when it is one of
+``SUPPORTED_VERSIONS``, the router's own otherwise; a version pinned in the catalog
+entry's ``headers`` always wins), ``file`` parts (a PDF or text document as a data URL) become
 Anthropic's own fields and ``document`` blocks. Back, thinking blocks become
 ``reasoning_content`` (message and deltas) and a matched stop sequence the
 choice's ``stop_sequence``: keys OpenAI clients ignore.
@@ -64,6 +67,7 @@ from .sse import ServerSentEvent
 
 __all__ = [
     "ANTHROPIC_VERSION",
+    "SUPPORTED_VERSIONS",
     "AnthropicAdapter",
     "StreamTranslator",
     "build",
@@ -73,6 +77,10 @@ __all__ = [
 
 #: The ``anthropic-version`` header this translation is written against.
 ANTHROPIC_VERSION = "2023-06-01"
+#: The ``anthropic-version`` values whose wire format this translation reads and writes:
+#: a client's version is sent on only when it is one of these (else ``ANTHROPIC_VERSION``).
+#: Add one here once the adapter's fixtures have been checked against it.
+SUPPORTED_VERSIONS: frozenset[str] = frozenset({ANTHROPIC_VERSION})
 
 #: ``max_tokens`` when neither the client nor the catalog gives a limit.
 DEFAULT_MAX_TOKENS = 4096
@@ -441,12 +449,14 @@ class AnthropicAdapter:
     """``ProviderAdapter`` for the Messages API over one pooled ``ProviderClient``.
 
     The client carries the base URL (``.../v1``), ``anthropic-version`` and the
-    configured ``x-api-key``; a caller's own key replaces it per call.
+    configured ``x-api-key``; a caller's own key replaces it per call, and so does a
+    caller's supported ``anthropic-version`` unless ``pinned`` (the catalog set one).
     """
 
-    def __init__(self, name: str, client: ProviderClient) -> None:
+    def __init__(self, name: str, client: ProviderClient, *, pinned: bool = False) -> None:
         self._name = name
         self._client = client
+        self._pinned = pinned
 
     @property
     def name(self) -> str:
@@ -499,6 +509,8 @@ class AnthropicAdapter:
         self, req: ProviderRequest, payload: bytes, deadline: float | None, chat: ChatView
     ) -> httpx.Request:
         headers: dict[str, str] = {}
+        if not self._pinned and chat.anthropic_version in SUPPORTED_VERSIONS:
+            headers["anthropic-version"] = chat.anthropic_version
         if req.provider_key:
             headers["x-api-key"] = req.provider_key
         if chat.anthropic_beta:
@@ -519,4 +531,5 @@ def build(
     headers = {"anthropic-version": ANTHROPIC_VERSION}
     if api_key:
         headers["x-api-key"] = api_key
-    return AnthropicAdapter(name, new_client(entry, headers, transport=transport))
+    pinned = any(header.lower() == "anthropic-version" for header in entry.headers)
+    return AnthropicAdapter(name, new_client(entry, headers, transport=transport), pinned=pinned)

@@ -110,8 +110,15 @@ def _payload(chat: ChatView) -> bytes:
     return orjson.dumps(payload)
 
 
+#: ``reasoning_effort`` -> ``thinkingConfig.thinkingBudget``, as Gemini's own OpenAI-compatible
+#: endpoint maps it; another value sets no budget (the model's default).
+_THINKING_BUDGETS = {"none": 0, "low": 1024, "medium": 8192, "high": 24576}
+
+
 def _generation_config(chat: ChatView) -> dict[str, Any]:
     config: dict[str, Any] = {}
+    if (budget := _THINKING_BUDGETS.get(chat.reasoning_effort or "")) is not None:
+        config["thinkingConfig"] = {"thinkingBudget": budget}
     for key, value in (
         ("temperature", chat.temperature),
         ("topP", chat.top_p),
