@@ -95,7 +95,7 @@ async def test_consumer_bills_each_event_exactly_once(
             except NotFoundError:
                 return None
 
-        await wait_for(consumer_ready)
+        await wait_for(consumer_ready, timeout_s=60)  # a start on a loaded machine is slow
         for e in events:
             await js.publish(
                 subjects.USAGE_RECORDED, e.to_bytes(), headers={"Nats-Msg-Id": e.event_id}

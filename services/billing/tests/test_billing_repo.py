@@ -21,7 +21,9 @@ from billing.store.models import (
     canonical_decimal,
 )
 from billing.store.repo import record_usage
+from billing.store.reports import request_report
 from gateway_common import db
+from gateway_common.billing_api import RequestQuery
 from gateway_common.catalog import Prices
 from gateway_common.events import TokenUsage, UsageRecorded
 from gateway_common.pricing import LineItem, price_usage
@@ -92,6 +94,29 @@ async def test_the_same_event_twice_is_billed_once(engine: AsyncEngine) -> None:
             ("inference.chat_completions.out", 10, Decimal("0.000003")),
         ]
     assert await spend(engine, project, "2025-05") == Decimal("0.0000612")
+
+
+async def test_the_request_metadata_is_kept_and_shown_by_the_request_lookup(
+    engine: AsyncEngine,
+) -> None:
+    project = uuid.uuid4().hex
+    tagged = event(project, prompt_tokens=5, completion_tokens=1).model_copy(
+        update={"request_id": "req-tagged", "metadata": {"foo": "bar", "n": "1"}}
+    )
+    plain = event(project, prompt_tokens=5, completion_tokens=1).model_copy(
+        update={"request_id": "req-plain"}
+    )
+    assert await record(engine, tagged) is True
+    assert await record(engine, plain) is True
+    async with db.make_sessionmaker(engine)() as session:
+        report = await request_report(
+            session=session, query=RequestQuery(project_id=project, request_id="req-tagged")
+        )
+        other = await request_report(
+            session=session, query=RequestQuery(project_id=project, request_id="req-plain")
+        )
+    assert [e.metadata for e in report.entries] == [{"foo": "bar", "n": "1"}]
+    assert [e.metadata for e in other.entries] == [None]
 
 
 async def test_concurrent_events_add_up_exactly_per_month(engine: AsyncEngine) -> None:

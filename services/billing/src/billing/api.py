@@ -5,7 +5,8 @@ in queue group ``billing``, so replicas share the requests; correctness never
 depends on which replica answers (a grant is serialized in the database, see
 ``store.budgets``). Each request runs in its own task (at most
 ``concurrency`` at once per replica) and its own transaction, and is answered
-exactly once:
+exactly once, inside a consumer span in the caller's trace (``traceparent`` in the
+request's headers; nothing when tracing is off):
 
     parse ──invalid JSON / fields──▶ status "invalid" (message says which)
       │
@@ -42,7 +43,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway_common import billing_api as wire
-from gateway_common import subjects
+from gateway_common import subjects, telemetry
 
 from .metrics import BillingMetrics
 from .store import budgets, reports
@@ -144,6 +145,10 @@ class BillingApi:
         self._slots.release()
 
     async def _answer(self, subject: str, msg: Msg) -> None:
+        with telemetry.consumer_span(msg, "process"):
+            await self._answer_in_span(subject, msg)
+
+    async def _answer_in_span(self, subject: str, msg: Msg) -> None:
         request_type, reply_type, operation = self._routes[subject]
         try:
             request = request_type.model_validate_json(msg.data)

@@ -66,6 +66,7 @@ async def run(settings: BillingSettings, stop: asyncio.Event) -> None:
             sub = await rt.js.pull_subscribe_bind(
                 subjects.BILLING_DURABLE, stream=subjects.USAGE_STREAM
             )
+            await rt.serving()  # the request API and the usage consumer are subscribed
             await runtime.pull_batches(
                 sub,
                 handler.handle_batch,

@@ -48,7 +48,9 @@ class PriceBook:
     def price(self, event: UsageRecorded) -> list[LineItem]:
         """Line items for ``event``; raises the ``gateway_common.pricing.PricingError`` family."""
         index = self.index
-        if event.model and not index.knows(event.model):
+        # An own-endpoint event's model is the project's, never the catalog's (only its
+        # SKUs are priced), so it needs no reload.
+        if event.model and not event.own_endpoint and not index.knows(event.model):
             index = self._file.current(force=True)
             if not index.knows(event.model):
                 raise UnknownModel(f"event {event.event_id}: model {event.model!r} not in catalog")

@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     DateTime,
     Index,
@@ -141,6 +142,8 @@ class LedgerEntry(BillingModel, table=True):
     occurred_at: datetime = Field(sa_type=DateTime(timezone=True))
     billed_at: datetime = Field(sa_type=DateTime(timezone=True))
     endpoint: str = Field(default="")
+    #: The request's ``metadata`` (string map) from its usage event; null when it had none.
+    request_metadata: dict[str, str] | None = Field(default=None, sa_type=JSON)
 
     # Usage reports and reconciliation select a project's (or everyone's) entries by time.
     __table_args__ = (

@@ -187,6 +187,7 @@ async def _insert_entries(
                 "deployment": event.deployment,
                 "endpoint": event.endpoint,
                 "byok": event.byok,
+                "request_metadata": event.metadata or None,
                 "prompt_tokens": tokens.prompt_tokens,
                 "completion_tokens": tokens.completion_tokens,
                 "cached_tokens": tokens.cached_tokens,

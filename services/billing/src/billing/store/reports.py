@@ -151,7 +151,10 @@ async def request_report(*, session: AsyncSession, query: RequestQuery) -> Reque
     return RequestReport(
         entries=[
             LedgerEntryView(
-                **entry.model_dump(exclude={"id", "project_id", "occurred_at", "billed_at"}),
+                **entry.model_dump(
+                    exclude={"id", "project_id", "occurred_at", "billed_at", "request_metadata"}
+                ),
+                metadata=entry.request_metadata,
                 occurred_at=_utc(entry.occurred_at),
                 billed_at=_utc(entry.billed_at),
                 line_items=by_entry[entry.id or 0],
