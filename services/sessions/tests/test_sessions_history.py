@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from sqlmodel import col, select
 
 from gateway_common import db, subjects
+from gateway_common.events import TurnsAppended
 from gateway_common.sessions_history import (
     MAX_SESSION_TURNS,
     AppendReply,
@@ -88,6 +89,34 @@ class History:
     ) -> HistoryReply:
         key = HistoryKey(project_id=project_id, scope=scope, session_id=session_id)
         return await self._ask(subjects.HISTORY_GET, key.to_bytes(), HistoryReply)
+
+    async def publish_transcript(
+        self, session_id: str, *contents: Any, request_id: str, msg_id: str | None = None
+    ) -> None:
+        """Publish an append as the edge's transcript event (``msg_id``: its Nats-Msg-Id,
+        another one to get a copy past the stream's duplicate window, as a redelivery is)."""
+        append = AppendTurns(
+            project_id=PROJECT,
+            scope=SCOPE,
+            session_id=session_id,
+            request_id=request_id,
+            turns=[Turn(role="user", content=content) for content in contents],
+        )
+        event = TurnsAppended(event_id=TurnsAppended.event_id_of(append), append=append)
+        await self.nc.jetstream().publish(
+            subjects.SESSION_TURN_APPENDED,
+            event.to_bytes(),
+            headers={"Nats-Msg-Id": msg_id or event.event_id},
+        )
+
+    async def contents(self, session_id: str, count: int) -> list[Any]:
+        """The session's turn contents once it holds ``count`` turns (polled, bounded)."""
+
+        async def enough() -> list[Any] | None:
+            turns = (await self.get(session_id)).turns
+            return [t.content for t in turns] if len(turns) >= count else None
+
+        return await wait_for(enough, timeout_s=10)
 
     async def new_session(self, **fields: Any) -> str:
         opened = await self.open(**fields)
@@ -158,7 +187,9 @@ async def test_fifty_append_then_open_round_trips_each_see_the_turn_before(hist:
         assert [t.content for t in opened.turns] == [f"turn {j}" for j in range(i + 1)]
 
 
-async def test_an_append_repeated_with_its_request_id_stores_its_turns_once(hist: History) -> None:
+async def test_an_append_by_request_or_transcript_event_stores_its_turns_once(
+    hist: History,
+) -> None:
     sid = await hist.new_session()
     once = await hist.append(sid, "hi", "there", request_id="req-1")
     again = await hist.append(sid, "hi", "there", request_id="req-1")
@@ -177,6 +208,31 @@ async def test_an_append_repeated_with_its_request_id_stores_its_turns_once(hist
         ["dup", *(f"distinct {i}" for i in range(10))]
     )
     assert [t.seq for t in turns] == list(range(len(turns))) == list(range(13))
+    # The same idempotency for the edge's transcript events (durable sessions-history).
+    sid = await hist.new_session()
+    await hist.publish_transcript(sid, "from the stream", request_id="req-t1")
+    assert await hist.contents(sid, 1) == ["from the stream"]
+    # The request copy of the same append, then a redelivered event: nothing more stored.
+    late = await hist.append(sid, "from the stream", request_id="req-t1")
+    assert (late.status, late.appended) == ("ok", False)
+    await hist.publish_transcript(sid, "from the stream", request_id="req-t1", msg_id="again")
+    # A poison message is terminated, an event of an unknown session acked: neither blocks
+    # the consumer, so the next append still arrives, and in order after the first.
+    await hist.nc.jetstream().publish(subjects.SESSION_TURN_APPENDED, b"{not json")
+    await hist.publish_transcript(str(uuid.uuid4()), "nobody's", request_id="req-t2")
+    assert (await hist.append(sid, "by request", request_id="req-t3")).appended
+    await hist.publish_transcript(sid, "by request", request_id="req-t3")
+    await hist.publish_transcript(sid, "last", request_id="req-t4")
+    assert await hist.contents(sid, 3) == ["from the stream", "by request", "last"]
+
+    async def settled() -> bool | None:
+        info = await hist.nc.jetstream().consumer_info(
+            subjects.TRANSCRIPTS_STREAM, subjects.SESSIONS_DURABLE
+        )
+        return True if info.num_pending == info.num_ack_pending == 0 else None
+
+    assert await wait_for(settled, timeout_s=10)
+    assert [t.seq for t in (await hist.open(sid)).turns] == [0, 1, 2]
 
 
 async def test_a_session_expires_after_its_ttl_and_open_starts_afresh(hist: History) -> None:
@@ -348,3 +404,37 @@ async def test_reaping_deletes_turns_keeps_a_tombstone_then_forgets(db_url: str)
         assert len((await get("long", later)).turns) == 5
     finally:
         await engine.dispose()
+
+
+async def test_two_opens_adopting_one_new_id_at_once_share_one_session(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel visitor's first two messages at once (found by the soak): each open sees no
+    session under the site's id; the second insert must continue the first's session, not fail."""
+    db.migrate(url=db_url, migrations_dir=MIGRATIONS_DIR, service="sessions")
+    engine = db.create_engine(db_url)
+    sessions = db.make_sessionmaker(engine)
+    sid, now = str(uuid.uuid4()), datetime.now(UTC)
+
+    async def open_(session: Any) -> history.History:
+        return await history.open_history(
+            session=session, project_id=PROJECT, scope=SCOPE, session_id=sid, ttl_s=600,
+            now=now, adopt=True,
+        )  # fmt: skip
+
+    real_start = history._start
+
+    async def competitor_first(session: Any, **fields: Any) -> HistorySession:
+        monkeypatch.setattr(history, "_start", real_start)
+        async with sessions() as other:
+            assert (await open_(other)).created
+        return await real_start(session, **fields)
+
+    monkeypatch.setattr(history, "_start", competitor_first)
+    try:
+        async with sessions() as session:
+            second = await open_(session)
+    finally:
+        await engine.dispose()
+    assert (second.status, second.created) == ("ok", False)
+    assert second.session is not None and second.session.id == sid

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_common import subjects
+from gateway_common.events import TurnsAppended
 from gateway_common.responses_store import ResponseKey, StoreReply
 from gateway_common.sessions_history import (
     AppendReply,
@@ -27,7 +28,7 @@ from gateway_common.sessions_history import (
 from gateway_common.testing import free_port, health_reply, wait_for
 from sessions.config import SessionsSettings
 from sessions.main import run
-from sessions.metrics import SUBJECTS
+from sessions.metrics import SUBJECTS, TRANSCRIPT_OUTCOMES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,6 +39,10 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def _transcripts(outcome: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("switchyard_sessions_transcripts_total", (("outcome", outcome),))
 
 
 async def test_requests_statuses_and_skipped_duplicate_appends_are_counted(
@@ -80,9 +85,17 @@ async def test_requests_statuses_and_skipped_duplicate_appends_are_counted(
         bad = HistoryReply.model_validate_json(await ask(subjects.HISTORY_GET, b"{}"))
         assert bad.status == "invalid"
 
-        async with httpx.AsyncClient() as http:
-            scrape = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-        samples = _samples(scrape.text)
+        # The same append as the edge's transcript event: the consumer skips it as a duplicate.
+        event = TurnsAppended.model_validate({"append": AppendTurns.model_validate_json(append)})
+        await client.jetstream().publish(subjects.SESSION_TURN_APPENDED, event.to_bytes())
+
+        async def scraped() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+            async with httpx.AsyncClient() as http:
+                scrape = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            found = _samples(scrape.text)
+            return found if found.get(_transcripts("duplicate")) == 1 else None
+
+        samples = await wait_for(scraped, timeout_s=10)
     finally:
         stop.set()
         await asyncio.wait_for(service, 20)
@@ -101,6 +114,13 @@ async def test_requests_statuses_and_skipped_duplicate_appends_are_counted(
     assert requests(subjects.HISTORY_GET, "invalid") == 1
     assert requests(subjects.RESPONSES_PUT, "ok") == 0  # every subject exported from the start
     assert samples[("switchyard_sessions_history_duplicates_total", ())] == 1
+    assert {outcome: samples[_transcripts(outcome)] for outcome in TRANSCRIPT_OUTCOMES} == {
+        "appended": 0,
+        "duplicate": 1,
+        "expired": 0,
+        "not_found": 0,
+        "invalid": 0,
+    }
     counts = {
         dict(labels)["subject"]: value
         for (name, labels), value in samples.items()

@@ -160,15 +160,8 @@ class HistoryResponder(Responder):
     async def _append(self, data: bytes) -> Reply:
         request = AppendTurns.model_validate_json(data)
         async with self._sessions() as session:
-            result = await history.append_turns(
-                session=session,
-                project_id=request.project_id,
-                scope=request.scope,
-                session_id=request.session_id,
-                request_id=request.request_id,
-                turns=request.turns,
-                ttl_s=request.ttl_seconds,
-                now=datetime.now(UTC),
+            result = await history.append_request(
+                session=session, request=request, now=datetime.now(UTC)
             )
         if result.status == "ok" and not result.appended and self.metrics is not None:
             self.metrics.count_duplicate()

@@ -7,13 +7,11 @@ responses, then reaps session history in bounded passes (at most
 ``REAP_BATCH`` rows per stage and ``REAP_MAX_PASSES`` passes per run, so one
 run never holds the database for long; what is left waits for the next run).
 
-The durable consumer ``sessions-history`` on TRANSCRIPTS is declared at start
-so transcript events published from now on are retained for it. Nothing
-pulls from it yet: the edge appends history over request/reply
-(``HISTORY_APPEND``, idempotent by request id), which lets it see its own
-writes on the next request. TODO(sessions issue): define the
-``session.turn.appended.v1`` payload for channels' transcripts, then run
-``runtime.pull_loop`` with a handler that appends them (ack after commit).
+It also consumes the durable ``sessions-history`` on TRANSCRIPTS
+(``transcripts.TranscriptConsumer`` in ``runtime.pull_loop``): the edge's
+transcript events, each the JetStream copy of a history append, applied
+idempotently by request id and acked after the commit. On stop the reaper
+returns, the pull loop finishes its message and the responders drain.
 """
 
 from __future__ import annotations
@@ -37,8 +35,17 @@ from .history import HistoryResponder
 from .metrics import SessionsMetrics
 from .store import history as history_store
 from .store import repo
+from .transcripts import TranscriptConsumer
 
-__all__ = ["MIGRATIONS_DIR", "REAP_BATCH", "REAP_MAX_PASSES", "main", "reap_once", "run"]
+__all__ = [
+    "MIGRATIONS_DIR",
+    "REAP_BATCH",
+    "REAP_MAX_PASSES",
+    "TRANSCRIPT_BATCH",
+    "main",
+    "reap_once",
+    "run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 REAP_BATCH = 1000
 #: History reaper passes per run at most (each its own transaction).
 REAP_MAX_PASSES = 20
+#: Transcript events fetched at a time (handled one by one, each acked after its commit).
+TRANSCRIPT_BATCH = 64
 
 
 async def run(settings: SessionsSettings, stop: asyncio.Event) -> None:
@@ -62,6 +71,19 @@ async def run(settings: SessionsSettings, stop: asyncio.Event) -> None:
             filter_subject=subjects.SESSION_TURN_APPENDED,
         )
         metrics = SessionsMetrics(rt.registry)
+        transcripts = await rt.js.pull_subscribe_bind(
+            subjects.SESSIONS_DURABLE, stream=subjects.TRANSCRIPTS_STREAM
+        )
+        halt = asyncio.Event()
+        pulling = asyncio.create_task(
+            runtime.pull_loop(
+                transcripts,
+                TranscriptConsumer(rt.sessions, metrics=metrics).handle,
+                stop=halt,
+                batch_size=TRANSCRIPT_BATCH,
+                metrics=rt.consumer_metrics,
+            )
+        )
         responders = [
             ResponsesResponder(rt.sessions, ttl_s=settings.history_ttl_s, metrics=metrics),
             HistoryResponder(rt.sessions, default_ttl_s=settings.history_ttl_s, metrics=metrics),
@@ -69,8 +91,11 @@ async def run(settings: SessionsSettings, stop: asyncio.Event) -> None:
         try:
             for responder in responders:
                 await responder.start(rt.nc)
+            await rt.serving()
             await _reap_until(stop, rt.sessions, settings)
         finally:
+            halt.set()
+            await pulling
             for responder in responders:
                 await responder.aclose()
 

@@ -5,7 +5,11 @@
         (ok, not_found, expired, invalid, error)
     switchyard_sessions_request_duration_seconds{subject}   histogram: receipt to reply
     switchyard_sessions_history_duplicates_total            counter: history appends skipped
-        because the session already holds the request id's turns (a retried append)
+        because the session already holds the request id's turns (a retried append, or
+        the transcript event's copy landed first)
+    switchyard_sessions_transcripts_total{outcome}          counter: transcript events
+        (``session.turn.appended.v1``) the consumer settled, by outcome: appended,
+        duplicate (the request copy landed first), expired, not_found, invalid (poison)
 
 The JetStream lag of ``sessions-history`` and the pool gauges are the shared
 families of ``gateway_common.metrics``. Label values are subject constants and
@@ -18,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from gateway_common import subjects
 
-__all__ = ["SUBJECTS", "SessionsMetrics"]
+__all__ = ["SUBJECTS", "TRANSCRIPT_OUTCOMES", "SessionsMetrics"]
 
 #: Every subject sessions answers (each exported from the start).
 SUBJECTS = (
@@ -29,6 +33,8 @@ SUBJECTS = (
     subjects.HISTORY_APPEND,
     subjects.HISTORY_GET,
 )
+#: Every outcome of a transcript event (each exported from the start).
+TRANSCRIPT_OUTCOMES = ("appended", "duplicate", "expired", "not_found", "invalid")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -54,9 +60,17 @@ class SessionsMetrics:
             "History appends skipped: the session already holds that request id's turns.",
             registry=registry,
         )
+        self._transcripts = Counter(
+            "switchyard_sessions_transcripts",
+            "Transcript events the sessions-history consumer settled, by outcome.",
+            ("outcome",),
+            registry=registry,
+        )
         for subject in SUBJECTS:
             self._requests.labels(subject, "ok")
             self._duration.labels(subject)
+        for outcome in TRANSCRIPT_OUTCOMES:
+            self._transcripts.labels(outcome)
 
     def observe(self, *, subject: str, status: str, seconds: float) -> None:
         """Count one answered request (``subject`` is one the responder subscribed to)."""
@@ -66,3 +80,7 @@ class SessionsMetrics:
     def count_duplicate(self) -> None:
         """Count one append whose request id was already stored."""
         self._duplicates.inc()
+
+    def count_transcript(self, outcome: str) -> None:
+        """Count one settled transcript event (``outcome`` one of ``TRANSCRIPT_OUTCOMES``)."""
+        self._transcripts.labels(outcome).inc()

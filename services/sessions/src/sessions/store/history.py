@@ -30,10 +30,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import exists, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from gateway_common.sessions_history import MAX_SESSION_TURNS, Turn
+from gateway_common.sessions_history import MAX_SESSION_TURNS, AppendTurns, Turn
 
 from .models import HistorySession, SessionTurn
 
@@ -41,6 +42,7 @@ __all__ = [
     "AppendResult",
     "History",
     "ReapCounts",
+    "append_request",
     "append_turns",
     "as_utc",
     "get_history",
@@ -137,6 +139,21 @@ async def _start(
     return row
 
 
+async def _adopt(
+    session: AsyncSession, *, project_id: str, scope: str, ttl_s: int, now: datetime, canonical: str
+) -> History | None:
+    """Start a session under the caller's id; ``None`` when a concurrent open inserted it first
+    (the unique primary key refuses the second insert, which is rolled back)."""
+    try:
+        row = await _start(
+            session, project_id=project_id, scope=scope, ttl_s=ttl_s, now=now, session_id=canonical
+        )
+    except IntegrityError:
+        await session.rollback()
+        return None
+    return History(status="ok", session=row, created=True)
+
+
 async def _turns(
     session: AsyncSession, session_id: str, *, max_turns: int | None
 ) -> list[SessionTurn]:
@@ -174,17 +191,22 @@ async def open_history(
     found = await _find(session, project_id=project_id, scope=scope, session_id=session_id)
     if adopt and (canonical := _parse_id(session_id)) is not None:
         if found is None:
-            if await session.get(HistorySession, canonical) is not None:
-                return History(status="not_found")  # another project's or scope's id
-            row = await _start(
-                session,
-                project_id=project_id,
-                scope=scope,
-                ttl_s=ttl_s,
-                now=now,
-                session_id=canonical,
-            )
-            return History(status="ok", session=row, created=True)
+            if await session.get(HistorySession, canonical) is None:
+                started = await _adopt(
+                    session,
+                    project_id=project_id,
+                    scope=scope,
+                    ttl_s=ttl_s,
+                    now=now,
+                    canonical=canonical,
+                )
+                if started is not None:
+                    return started
+            # Taken: by another project or scope, or by a concurrent open of this very id
+            # (a visitor's first two messages at once), whose session this call continues.
+            found = await _find(session, project_id=project_id, scope=scope, session_id=session_id)
+            if found is None:
+                return History(status="not_found")
         if not _live(found, now):
             await session.exec(delete(SessionTurn).where(col(SessionTurn.session_id) == canonical))
             found.reaped = False
@@ -306,6 +328,22 @@ async def append_turns(
     )
     await session.commit()
     return AppendResult(status="ok", appended=True, expires_at=expires_at)
+
+
+async def append_request(
+    *, session: AsyncSession, request: AppendTurns, now: datetime
+) -> AppendResult:
+    """``append_turns`` of one append as the edge sends it (a request or a transcript event)."""
+    return await append_turns(
+        session=session,
+        project_id=request.project_id,
+        scope=request.scope,
+        session_id=request.session_id,
+        request_id=request.request_id,
+        turns=request.turns,
+        ttl_s=request.ttl_seconds,
+        now=now,
+    )
 
 
 async def reap_history(
