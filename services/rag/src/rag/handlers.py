@@ -4,8 +4,9 @@ Contract: ``gateway_common.rag_api`` (its docstring lists the subjects and
 statuses). Each message is handled in its own task (at most
 ``max_in_flight`` at once), so a slow query does not hold up the others. A
 request that does not parse is ``invalid`` (field names and rules, never the
-values); a database or embedder failure is ``error``; every request gets an
-answer. ``aclose`` drains the subscriptions and waits for the tasks in
+values); a database or embedder failure is ``error``; a collection or document
+the project does not own is ``not_found`` (``_found`` raises it to ``_answer``,
+one place for every subject); every request gets an answer. ``aclose`` drains the subscriptions and waits for the tasks in
 flight, so it runs before the engine is disposed.
 """
 
@@ -15,7 +16,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -62,6 +63,7 @@ class _Reply(Protocol):
     def to_bytes(self) -> bytes: ...
 
 
+_T = TypeVar("_T")
 _Operation = Callable[[bytes], Awaitable[_Reply]]
 #: Builds the reply of a subject from a status and a message.
 _Refusal = Callable[[CrudStatus, str], _Reply]
@@ -80,6 +82,14 @@ def _collection_info(row: Collection, documents: int = 0) -> CollectionInfo:
         created_at=_unix(row.created_at),
         document_count=documents,
     )
+
+
+class _DocumentAction(Protocol):
+    """A repository function that finds (and may change) one document of one project."""
+
+    def __call__(
+        self, *, session: AsyncSession, project_id: str, collection_id: str, document_id: str
+    ) -> Awaitable[Document | None]: ...
 
 
 def _document_info(row: Document) -> DocumentInfo:
@@ -103,6 +113,17 @@ def _problems(exc: ValidationError) -> str:
         f"{'.'.join(str(part) for part in error['loc']) or 'body'}: {error['msg']}"
         for error in exc.errors(include_input=False, include_url=False)
     )[:1000]
+
+
+class _NotFound(Exception):
+    """The project has no such collection or document: the subject's ``not_found`` reply."""
+
+
+def _found(row: _T | None) -> _T:
+    """``row``, or ``_NotFound`` when the lookup found nothing (raised to ``_answer``)."""
+    if row is None:
+        raise _NotFound
+    return row
 
 
 class RagResponder:
@@ -189,6 +210,8 @@ class RagResponder:
         with telemetry.consumer_span(msg, "process"):
             try:
                 reply = await operation(msg.data)
+            except _NotFound:
+                reply = refusal("not_found", "")
             except ValidationError as exc:
                 reply = refusal("invalid", _problems(exc))
             except SQLAlchemyError as exc:
@@ -202,31 +225,42 @@ class RagResponder:
             except NatsError as exc:
                 log.warning("rag: reply on %s not sent: %s", msg.subject, exc)
 
-    async def _owned(self, session: AsyncSession, key: CollectionKey) -> Collection | None:
-        return await repo.get_collection(
-            session=session, project_id=key.project_id, collection_id=key.collection_id
+    async def _owned(
+        self, session: AsyncSession, project_id: str, collection_id: str
+    ) -> Collection:
+        """The project's collection; ``_NotFound`` (a ``not_found`` reply) when it has none such."""
+        return _found(
+            await repo.get_collection(
+                session=session, project_id=project_id, collection_id=collection_id
+            )
         )
 
     async def _query(self, data: bytes) -> _Reply:
         request = QueryRequest.model_validate_json(data)
         async with self._sessions() as session:
-            collection = await repo.get_collection(
-                session=session, project_id=request.project_id, collection_id=request.collection_id
-            )
-            if collection is None:
-                return QueryReply(status="not_found")
+            collection = await self._owned(session, request.project_id, request.collection_id)
             embedder = self._embedders.embedder_for(collection.embedding_model)
             embedded = await embedder.embed(
                 [request.query],
                 payer=Payer(project_id=request.project_id, request_id=request.request_id),
             )
-            pool = await repo.candidates(session=session, collection_id=collection.id)
             lexical = (
                 await repo.lexical_scores(
                     session=session, collection_id=collection.id, query=request.query
                 )
                 if self._hybrid
                 else {}
+            )
+            near = await repo.nearest(
+                session=session,
+                collection_id=collection.id,
+                vector=embedded.vectors[0],
+                top_k=request.top_k,
+            )
+            pool = await repo.candidates(
+                session=session,
+                collection_id=collection.id,
+                only=None if near is None else [*near, *lexical],
             )
         ranked = rank(
             embedded.vectors[0],
@@ -284,20 +318,18 @@ class RagResponder:
     async def _get_collection(self, data: bytes) -> _Reply:
         key = CollectionKey.model_validate_json(data)
         async with self._sessions() as session:
-            row = await self._owned(session, key)
-            if row is None:
-                return CollectionReply(status="not_found")
+            row = await self._owned(session, key.project_id, key.collection_id)
             counts = await repo.document_counts(session=session, collection_ids=[row.id])
         return CollectionReply(status="ok", collection=_collection_info(row, counts.get(row.id, 0)))
 
     async def _delete_collection(self, data: bytes) -> _Reply:
         key = CollectionKey.model_validate_json(data)
         async with self._sessions() as session:
-            row = await repo.delete_collection(
-                session=session, project_id=key.project_id, collection_id=key.collection_id
+            row = _found(
+                await repo.delete_collection(
+                    session=session, project_id=key.project_id, collection_id=key.collection_id
+                )
             )
-        if row is None:
-            return CollectionReply(status="not_found")
         return CollectionReply(status="ok", collection=_collection_info(row))
 
     async def _add_document(self, data: bytes) -> _Reply:
@@ -310,11 +342,7 @@ class RagResponder:
         if not request.text.strip():
             return DocumentReply(status="invalid", message="text: must not be blank")
         async with self._sessions() as session:
-            collection = await repo.get_collection(
-                session=session, project_id=request.project_id, collection_id=request.collection_id
-            )
-            if collection is None:
-                return DocumentReply(status="not_found")
+            collection = await self._owned(session, request.project_id, request.collection_id)
             row, created = await repo.add_document(
                 session=session,
                 collection=collection,
@@ -329,34 +357,26 @@ class RagResponder:
     async def _list_documents(self, data: bytes) -> _Reply:
         key = CollectionKey.model_validate_json(data)
         async with self._sessions() as session:
-            collection = await self._owned(session, key)
-            if collection is None:
-                return DocumentsReply(status="not_found")
+            collection = await self._owned(session, key.project_id, key.collection_id)
             rows = await repo.list_documents(session=session, collection_id=collection.id)
         return DocumentsReply(status="ok", documents=[_document_info(row) for row in rows])
 
     async def _get_document(self, data: bytes) -> _Reply:
-        key = DocumentKey.model_validate_json(data)
-        async with self._sessions() as session:
-            row = await repo.get_document(
-                session=session,
-                project_id=key.project_id,
-                collection_id=key.collection_id,
-                document_id=key.document_id,
-            )
-        if row is None:
-            return DocumentReply(status="not_found")
-        return DocumentReply(status="ok", document=_document_info(row))
+        return await self._one_document(data, repo.get_document)
 
     async def _delete_document(self, data: bytes) -> _Reply:
+        return await self._one_document(data, repo.delete_document)
+
+    async def _one_document(self, data: bytes, action: _DocumentAction) -> _Reply:
+        """Parse a ``DocumentKey``, run ``action`` (a get or a delete) on it, reply with the row."""
         key = DocumentKey.model_validate_json(data)
         async with self._sessions() as session:
-            row = await repo.delete_document(
-                session=session,
-                project_id=key.project_id,
-                collection_id=key.collection_id,
-                document_id=key.document_id,
+            row = _found(
+                await action(
+                    session=session,
+                    project_id=key.project_id,
+                    collection_id=key.collection_id,
+                    document_id=key.document_id,
+                )
             )
-        if row is None:
-            return DocumentReply(status="not_found")
         return DocumentReply(status="ok", document=_document_info(row))

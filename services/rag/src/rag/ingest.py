@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 import nats.errors
@@ -43,6 +44,7 @@ from gateway_common.events import SkuQuantity, TokenUsage, UsageRecorded
 
 from .chunking import chunk_text
 from .embed import Embedders, EmbedError, Payer
+from .metrics import Outcome, RagMetrics
 from .store import repo
 from .store.models import Collection, Document
 
@@ -87,8 +89,10 @@ class IngestWorker:
         lease_s: float,
         max_attempts: int,
         poll_s: float,
+        metrics: RagMetrics | None = None,
     ) -> None:
         self._sessions = sessions
+        self._metrics = metrics
         self._js = js
         self._embedders = embedders
         self._chunk_words = chunk_words
@@ -136,20 +140,28 @@ class IngestWorker:
             log.warning("ingestion: %d interrupted jobs requeued, %d failed", requeued, failed)
         await self._meter()
         async with self._sessions() as session:
+            if self._metrics is not None:
+                self._metrics.expired(requeued=requeued, failed=failed)
+                self._metrics.queue_depth(await repo.queued_count(session=session))
             document = await repo.claim_next(session=session, lease_s=self._lease_s)
             if document is None:
                 return False
             collection = await session.get(Collection, document.collection_id)
+        started = time.perf_counter()
+        outcome: Outcome = "abandoned"
         if collection is not None:
-            await self._ingest(document, collection)
+            outcome = await self._ingest(document, collection)
+        if self._metrics is not None:
+            self._metrics.job_ended(outcome, time.perf_counter() - started)
         await self._meter()
         return True
 
-    async def _ingest(self, document: Document, collection: Collection) -> None:
+    async def _ingest(self, document: Document, collection: Collection) -> Outcome:
+        """Run one claimed job; how it ended."""
         pieces = chunk_text(document.content, size=self._chunk_words, overlap=self._chunk_overlap)
         if not pieces:
             await self._fail(document.id, "the document has no text to index")
-            return
+            return "failed"
         payer = Payer(
             project_id=document.project_id,
             request_id=f"ingest-{document.id}",
@@ -176,16 +188,18 @@ class IngestWorker:
                     )
                 if not alive:
                     log.info("ingestion of %s abandoned: document gone", document.id)
-                    return
+                    return "abandoned"
         except EmbedError as exc:
             await self._fail(document.id, exc.message)
-            return
+            return "failed"
         async with self._sessions() as session:
             done = await repo.finish_ready(
                 session=session, document_id=document.id, chunks=chunks, tokens=tokens
             )
-        if done:
-            log.info("ingested %s: %d chunks, %d tokens", document.id, len(chunks), tokens)
+        if not done:
+            return "abandoned"
+        log.info("ingested %s: %d chunks, %d tokens", document.id, len(chunks), tokens)
+        return "ready"
 
     async def _fail(self, document_id: str, error: str) -> None:
         async with self._sessions() as session:

@@ -29,6 +29,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ..embed import pack, unpack
 from ..retrieve import Candidate
+from . import vectors
 from .models import Chunk, Collection, Document
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "list_collections",
     "list_documents",
     "mark_metered",
+    "nearest",
     "requeue_expired",
     "set_progress",
     "unmetered",
@@ -121,6 +123,14 @@ async def document_counts(
     return {collection_id: count for collection_id, count in result.all()}
 
 
+async def queued_count(*, session: AsyncSession) -> int:
+    """Documents waiting for ingestion, every project's (the shared queue's depth)."""
+    result = await session.exec(
+        select(func.count()).select_from(Document).where(Document.status == "queued")
+    )
+    return int(result.one())
+
+
 async def get_collection(
     *, session: AsyncSession, project_id: str, collection_id: str
 ) -> Collection | None:
@@ -132,9 +142,10 @@ async def get_collection(
 async def _delete_chunks(session: AsyncSession, document_ids: Sequence[str]) -> None:
     if not document_ids:
         return
+    chunk_ids = select(Chunk.id).where(col(Chunk.document_id).in_(document_ids))
+    ids = list((await session.exec(chunk_ids)).all())
+    await vectors.delete(session, ids)
     if _is_sqlite(session):
-        chunk_ids = select(Chunk.id).where(col(Chunk.document_id).in_(document_ids))
-        ids = list((await session.exec(chunk_ids)).all())
         for start in range(0, len(ids), 500):
             batch = ids[start : start + 500]
             marks = ", ".join(f":c{i}" for i in range(len(batch)))
@@ -361,8 +372,10 @@ async def finish_ready(
         await session.rollback()
         return False
     sqlite = _is_sqlite(session)
+    indexed: list[tuple[str, str, Sequence[float]]] = []
     for index, piece in enumerate(chunks):
         chunk_id = new_id("chk")
+        indexed.append((chunk_id, row.collection_id, piece.vector))
         session.add(
             Chunk(
                 id=chunk_id,
@@ -379,6 +392,8 @@ async def finish_ready(
                     text=piece.text, id=chunk_id
                 )
             )
+    await session.flush()
+    await vectors.write(session, indexed)
     row.status, row.progress, row.chunk_count = "ready", 1.0, len(chunks)
     row.embedding_tokens, row.lease_until, row.error = tokens, None, ""
     row.content = ""
@@ -416,13 +431,27 @@ async def mark_metered(*, session: AsyncSession, document_id: str) -> None:
     await session.commit()
 
 
-async def candidates(*, session: AsyncSession, collection_id: str) -> list[Candidate]:
-    """Every chunk of the collection's ready documents, with its vector."""
-    result = await session.exec(
+async def nearest(
+    *, session: AsyncSession, collection_id: str, vector: Sequence[float], top_k: int
+) -> list[str] | None:
+    """Ids of the chunks nearest ``vector`` by the vector index (``vectors.POOL_SIZE`` of them,
+    at least ``top_k``); None when the database has no index, so every chunk is a candidate."""
+    return await vectors.nearest(session, collection_id, vector, max(vectors.POOL_SIZE, top_k))
+
+
+async def candidates(
+    *, session: AsyncSession, collection_id: str, only: Sequence[str] | None = None
+) -> list[Candidate]:
+    """The chunks of the collection's ready documents with their vectors: every one, or
+    those among the ids ``only`` (the index's nearest and the full-text hits)."""
+    statement = (
         select(Chunk, Document.name)
         .join(Document, col(Document.id) == col(Chunk.document_id))
         .where(Chunk.collection_id == collection_id, Document.status == "ready")
     )
+    if only is not None:
+        statement = statement.where(col(Chunk.id).in_(list(only)))
+    result = await session.exec(statement)
     return [
         Candidate(
             chunk_id=chunk.id,
