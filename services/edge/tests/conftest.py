@@ -17,12 +17,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
+import nats
 import pytest
+from nats.aio.client import Client
 
 from edge import EdgeSettings, create_app
 from edge.store import migrations_dir
 from gateway_common import db
-from gateway_common.testing import service_process
+from gateway_common.testing import nats_server, service_process
 
 from .billing_process import ROOT, billing_answers
 from .support import (
@@ -74,6 +76,24 @@ async def router() -> AsyncIterator[RouterServer]:
     """A grpc.aio server on a free port speaking the router contract (scripted)."""
     async with serve_router(ScriptedRouter()) as server:
         yield server
+
+
+@pytest.fixture
+def private_nats(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of the test's own (no billing on it), for scripted responders
+    (``scripted_nats``)."""
+    with nats_server(tmp_path / "nats") as url:
+        yield url
+
+
+@pytest.fixture
+async def nc(private_nats: str) -> AsyncIterator[Client]:
+    """A connection to ``private_nats``."""
+    client = await nats.connect(private_nats)
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ async def test_invalid_project_bodies(edge: Edge, body: dict, fragment: str) -> 
 async def test_duplicate_project_name(edge: Edge) -> None:
     await new_project(edge, "twice")
     resp = await edge.client.post("/admin/projects", json={"name": "twice"}, headers=OPERATOR)
-    assert_admin_error(resp, 400, code="duplicate_name")
+    assert_admin_error(resp, 409, code="duplicate_name")
 
 
 @pytest.mark.parametrize(

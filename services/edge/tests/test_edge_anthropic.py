@@ -18,6 +18,7 @@ from edge.anthropic import (
 from gateway_common.errors import (
     AllProvidersFailed,
     BudgetExceeded,
+    CreditsExhausted,
     GatewayError,
     GuardrailBlocked,
     InvalidRequest,
@@ -41,6 +42,14 @@ def _request(**fields: Any) -> MessagesRequest:
 # -- inbound ---------------------------------------------------------------------------
 
 
+def test_the_clients_anthropic_version_rides_only_to_anthropic_kinds_and_only_as_a_date() -> None:
+    req = _request()
+    assert to_chat(req, native=True, version=" 2023-06-01 ")["anthropic_version"] == "2023-06-01"
+    assert "anthropic_version" not in to_chat(req, native=False, version="2023-06-01")
+    assert "anthropic_version" not in to_chat(req, native=True, version="latest\r\nx: y")
+    assert "anthropic_version" not in to_chat(req, native=True)
+
+
 def test_cache_control_top_k_and_thinking_ride_only_to_anthropic_kinds() -> None:
     req = _request(
         system=[{"type": "text", "text": "S", "cache_control": {"type": "ephemeral"}}],
@@ -59,6 +68,28 @@ def test_cache_control_top_k_and_thinking_ride_only_to_anthropic_kinds() -> None
     assert plain["messages"][0] == {"role": "system", "content": "S"}
     assert "top_k" not in plain and "thinking" not in plain
     assert "cache_control" not in plain["tools"][0]
+
+
+@pytest.mark.parametrize(
+    ("thinking", "effort"),
+    [
+        ({"type": "enabled", "budget_tokens": 1024}, "low"),
+        ({"type": "enabled", "budget_tokens": 4095}, "low"),
+        ({"type": "enabled", "budget_tokens": 4096}, "medium"),
+        ({"type": "enabled", "budget_tokens": 16383}, "medium"),
+        ({"type": "enabled", "budget_tokens": 16384}, "high"),
+        ({"type": "enabled"}, "medium"),
+        ({"type": "disabled"}, None),
+    ],
+)
+def test_thinking_maps_to_reasoning_effort_for_reasoning_models(
+    thinking: dict[str, Any], effort: str | None
+) -> None:
+    req = _request(thinking=thinking)
+    body = to_chat(req, native=False, reasoning=True)
+    assert body.get("reasoning_effort") == effort and "thinking" not in body
+    assert "reasoning_effort" not in to_chat(req, native=False), "no reasoning capability"
+    assert "reasoning_effort" not in to_chat(req, native=True, reasoning=True), "kept as is"
 
 
 def test_tool_results_come_first_and_their_images_follow() -> None:
@@ -271,7 +302,8 @@ async def test_a_stream_failure_is_an_error_event() -> None:
         (ModelNotFound("x"), 404, "not_found_error"),
         (PayloadTooLarge("x"), 413, "request_too_large"),
         (RateLimited("x"), 429, "rate_limit_error"),
-        (BudgetExceeded("x"), 429, "rate_limit_error"),
+        (BudgetExceeded("x"), 400, "invalid_request_error"),
+        (CreditsExhausted("x"), 402, "billing_error"),
         (AllProvidersFailed({"a/b": RateLimited("x")}), 429, "rate_limit_error"),
         (ServiceUnavailable("x"), 529, "overloaded_error"),
         (ProviderTimeout("x"), 504, "timeout_error"),
@@ -290,3 +322,21 @@ def test_errors_map_to_anthropics_statuses(err: GatewayError, status: int, kind:
 def test_a_rate_limit_says_when_to_retry_and_overload_says_retry() -> None:
     assert error_response(RateLimited("x", retry_after=3)).headers["retry-after"] == "3"
     assert error_response(ServiceUnavailable("x")).headers["x-should-retry"] == "true"
+
+
+async def test_generation_context_rides_on_the_message_and_the_message_delta() -> None:
+    context = {"line_items": [{"sku": "mock-chat.input", "amount": "0.1"}]}
+    completion = orjson.loads(_completion({"role": "assistant", "content": "hi"}, "stop"))
+    completion["generation_context"] = context
+    assert orjson.loads(message_body(orjson.dumps(completion), model="m"))[
+        "generation_context"
+    ] == (context)
+    assert "generation_context" not in orjson.loads(
+        message_body(_completion({"role": "assistant", "content": "hi"}, "stop"), model="m")
+    )
+    shaper = MessageStream(model="m", input_tokens=1)
+    frames = await shaper.frame(_chunk({"content": "hi"}))
+    frames += await shaper.frame(_chunk(finish="stop", generation_context=context))
+    frames += await shaper.finish()
+    (delta,) = [e for e in _events(frames) if e["type"] == "message_delta"]
+    assert delta["generation_context"] == context

@@ -123,11 +123,16 @@ async def test_a_stream_settles_at_its_reported_usage(
                 assert resp.status_code == 200
                 assert resp.text.endswith("data: [DONE]\n\n")
 
-        # Shutting down released the lease, reporting what the stream cost.
+        # Shutting down released the lease, reporting what the stream cost. On a busy
+        # machine billing's budget announcement can reach the edge while its first lease
+        # request is on its way: that answer is released unused (consumed 0) and the
+        # request renews, so a zero release may come first; exactly one carries the cost.
+        cost = IN * 7 + OUT * 3
+
         async def released() -> bool:
-            return bool(releases)
+            return sum(r.consumed for r in releases) >= cost
 
         await eventually(released)
-        assert [r.consumed for r in releases] == [IN * 7 + OUT * 3]
+        assert [r.consumed for r in releases if r.consumed] == [cost]
     finally:
         await nc.close()

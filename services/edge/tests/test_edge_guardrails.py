@@ -212,7 +212,8 @@ def test_a_catastrophic_pattern_that_passes_the_probes_times_out_within_the_boun
     with pytest.raises(GuardrailBlocked) as info:
         g.check_input(["b" * 5000 + "c", "b" * 5000 + "c"], metrics=metrics)
     elapsed = time.monotonic() - started
-    assert elapsed < REGEX_TIMEOUT_S + 0.5
+    # Unbounded, this match runs for ages; the margin only absorbs a loaded machine.
+    assert elapsed < REGEX_TIMEOUT_S + 5
     assert (info.value.reason, info.value.guardrail) == ("timeout", "slow")
     assert "did not finish" in info.value.message
     assert sample(metrics, guardrail_type="regex", direction="input", action="timeout") == 1

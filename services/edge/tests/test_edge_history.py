@@ -9,15 +9,11 @@ tests/integration/test_sessions.py.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
-import nats
 import orjson
 import pytest
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 
 from edge.pipeline import history
 from edge.sessions_client import SessionsClient
@@ -31,8 +27,9 @@ from gateway_common.sessions_history import (
     OpenHistory,
     StoredTurn,
 )
-from gateway_common.testing import nats_server
 from gateway_common.tokens import chat_prompt_tokens
+
+from .scripted_nats import script
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -147,34 +144,9 @@ def test_ttl_is_clamped_to_what_sessions_accepts() -> None:
 # -- over NATS (scripted sessions) ----------------------------------------------------------------
 
 
-@pytest.fixture
-def private_nats(tmp_path: Path) -> Iterator[str]:
-    with nats_server(tmp_path / "nats") as url:
-        yield url
-
-
-@pytest.fixture
-async def nc(private_nats: str) -> AsyncIterator[Client]:
-    client = await nats.connect(private_nats)
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def _script(nc: Client, subject: str, answer: bytes | None, seen: list[bytes]) -> None:
-    async def respond(msg: Msg) -> None:
-        seen.append(msg.data)
-        if answer is not None:
-            await msg.respond(answer)
-
-    await nc.subscribe(subject, cb=respond)
-    await nc.flush()
-
-
 async def test_sessions_off_refuses_an_id_and_asks_nothing(nc: Client) -> None:
     seen: list[bytes] = []
-    await _script(nc, subjects.HISTORY_OPEN, b"{}", seen)
+    await script(nc, subjects.HISTORY_OPEN, b"{}", seen)
     client = SessionsClient(nc, timeout_s=0.5)
     kw: dict[str, Any] = {"project_id": "p", "scope": "ep", "enabled": False, "ttl_seconds": 60}
     assert await history.open_session(client, session_id=None, **kw) is None
@@ -195,7 +167,7 @@ async def test_open_maps_turns_and_an_expired_session(nc: Client) -> None:
         created=True,
         turns=[StoredTurn(role="user", content="hi", seq=0, created_at=1)],
     )
-    await _script(nc, subjects.HISTORY_OPEN, reply.to_bytes(), seen)
+    await script(nc, subjects.HISTORY_OPEN, reply.to_bytes(), seen)
     session = await history.open_session(
         SessionsClient(nc, timeout_s=0.5),
         project_id="p",
@@ -212,7 +184,7 @@ async def test_open_maps_turns_and_an_expired_session(nc: Client) -> None:
 
 
 async def test_open_of_an_unknown_session_is_404(nc: Client) -> None:
-    await _script(nc, subjects.HISTORY_OPEN, HistoryReply(status="not_found").to_bytes(), [])
+    await script(nc, subjects.HISTORY_OPEN, HistoryReply(status="not_found").to_bytes(), [])
     with pytest.raises(NotFound) as info:
         await history.open_session(
             SessionsClient(nc, timeout_s=0.5),
@@ -239,7 +211,7 @@ def _recorder(nc: Client) -> history.SessionRecorder:
 
 async def test_a_unary_answer_is_stored_before_it_is_returned(nc: Client) -> None:
     seen: list[bytes] = []
-    await _script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
+    await script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
     body = orjson.dumps({"choices": [{"index": 0, "message": {"content": "answer"}}]})
     assert await _recorder(nc).body(body) == body
     stored = AppendTurns.model_validate_json(seen[0])
@@ -252,7 +224,7 @@ async def test_a_unary_answer_is_stored_before_it_is_returned(nc: Client) -> Non
 
 async def test_a_stream_is_assembled_and_stored_before_done(nc: Client) -> None:
     seen: list[bytes] = []
-    await _script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
+    await script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
     recorder = _recorder(nc)
     chunks = [
         {"choices": [{"index": 0, "delta": {"role": "assistant"}}]},
@@ -271,14 +243,14 @@ async def test_a_stream_is_assembled_and_stored_before_done(nc: Client) -> None:
 
 
 async def test_a_failed_store_is_the_calls_error(nc: Client) -> None:
-    await _script(nc, subjects.HISTORY_APPEND, None, [])  # never answers
+    await script(nc, subjects.HISTORY_APPEND, None, [])  # never answers
     with pytest.raises(ServiceUnavailable):
         await _recorder(nc).finish()
 
 
 async def test_an_unreadable_answer_is_502_and_stores_nothing(nc: Client) -> None:
     seen: list[bytes] = []
-    await _script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
+    await script(nc, subjects.HISTORY_APPEND, AppendReply(status="ok").to_bytes(), seen)
     with pytest.raises(ProviderError) as info:
         await _recorder(nc).body(b"not json")
     assert info.value.http_status == 502 and seen == []

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from edge.store import migrations_dir, models
+from edge.store import ConsoleLogout, Gateway, migrations_dir, models
 from gateway_common import db
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -22,6 +22,8 @@ EDGE_TABLES = {
     models.ProviderCredential.__tablename__,
     models.Endpoint.__tablename__,
     models.ChannelKey.__tablename__,
+    Gateway.__tablename__,
+    ConsoleLogout.__tablename__,
 }
 
 
@@ -43,7 +45,7 @@ def _check(url: str) -> None:
             assert {*EDGE_TABLES, "alembic_version_edge"} <= tables
             assert (
                 conn.execute(sa.text("SELECT version_num FROM alembic_version_edge")).scalar()
-                == "0005"
+                == "0007"
             )
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             diff = [d for d in compare_metadata(ctx, _edge_metadata()) if d[0] != "remove_table"]

@@ -15,9 +15,13 @@ import asyncio
 import signal
 from types import FrameType
 
-from gateway_common import db, telemetry
+from gateway_common.lean import defer_nats_websocket
 
-from .config import EdgeSettings
+defer_nats_websocket()  # before anything imports nats (gateway_common.lean)
+
+from gateway_common import db, telemetry  # noqa: E402
+
+from .config import EdgeSettings  # noqa: E402
 
 __all__ = ["main"]
 
@@ -39,7 +43,11 @@ def _serve(settings: EdgeSettings) -> None:
     # GATEWAY_SHUTDOWN_GRACE_S to finish (edge.drain), then the lifespan shuts down.
     app = create_app(settings)
     config = DrainingServer.config_for(
-        app, host=settings.host, port=settings.port, grace_s=settings.shutdown_grace_s
+        app,
+        host=settings.host,
+        port=settings.port,
+        grace_s=settings.shutdown_grace_s,
+        header_timeout_s=settings.header_timeout_s,
     )
     DrainingServer(config, app.state.drain).run()
 

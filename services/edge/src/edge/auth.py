@@ -42,6 +42,7 @@ from .pipeline.ratelimit import RateLimits
 
 __all__ = [
     "ALL_SCOPES",
+    "IMPLIED_BY",
     "KEY_PREFIX",
     "WRONG_PROJECT",
     "KeyCache",
@@ -55,8 +56,21 @@ __all__ = [
     "require_scope",
 ]
 
-Scope = Literal["chat", "embeddings", "responses", "admin"]
-ALL_SCOPES: Final[tuple[Scope, ...]] = ("chat", "embeddings", "responses", "admin")
+Scope = Literal["chat", "embeddings", "responses", "admin", "collections:read", "collections:write"]
+#: Every scope a key may carry. ``collections:read`` (list, show, query collections and
+#: their documents) and ``collections:write`` (create, delete, add and delete documents;
+#: it implies ``collections:read``) are granted only when named: keys made before they
+#: existed keep exactly the scopes they were given, so they reach no collection.
+ALL_SCOPES: Final[tuple[Scope, ...]] = (
+    "chat",
+    "embeddings",
+    "responses",
+    "admin",
+    "collections:read",
+    "collections:write",
+)
+#: A scope that also grants others (``require_scope`` accepts it in their place).
+IMPLIED_BY: Final[dict[Scope, Scope]] = {"collections:read": "collections:write"}
 
 #: Every key ``generate_api_key`` makes starts with this (recognizable in logs and scanners).
 KEY_PREFIX: Final = "sk-sy-"
@@ -209,8 +223,8 @@ class KeyCache:
 
 
 def require_scope(entry: KeyEntry, scope: Scope) -> KeyEntry:
-    """``entry`` if it carries ``scope``; ``PermissionDenied`` (403) otherwise."""
-    if scope not in entry.scopes:
+    """``entry`` if it carries ``scope`` (or the scope ``IMPLIED_BY`` names); 403 otherwise."""
+    if scope not in entry.scopes and IMPLIED_BY.get(scope) not in entry.scopes:
         raise PermissionDenied(
             f"This API key lacks the '{scope}' scope required for this endpoint.",
             code="insufficient_scope",

@@ -21,7 +21,7 @@ from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
 from gateway_common import billing_api as wire
-from gateway_common import subjects
+from gateway_common import subjects, telemetry
 from gateway_common.errors import InvalidRequest, ServiceUnavailable
 
 __all__ = ["BILLING_UNAVAILABLE", "BillingAdmin"]
@@ -67,7 +67,9 @@ class BillingAdmin:
 
     async def _call(self, subject: str, request: _Payload, reply_type: type[R]) -> R:
         try:
-            msg = await self._nc.request(subject, request.to_bytes(), timeout=self._timeout)
+            msg = await self._nc.request(
+                subject, request.to_bytes(), timeout=self._timeout, headers=telemetry.inject()
+            )
             reply = reply_type.model_validate_json(msg.data)
         except (NatsError, TimeoutError, ValidationError) as exc:
             log.warning("billing request on %s failed: %r", subject, exc)

@@ -5,7 +5,8 @@ Two calls, each one core-NATS request bounded by ``timeout_s``::
     lease(LeaseRequest)     -> Lease    billing.budget.lease.v1
     release(LeaseRelease)   -> Ack      billing.budget.release.v1 (not_found is fine)
 
-Anything but a usable answer (no responder, timeout, a closed connection, a
+Each request carries the caller's W3C ``traceparent`` (``telemetry.inject``), so
+billing's handling span joins the request's trace. Anything but a usable answer (no responder, timeout, a closed connection, a
 reply that does not parse, status ``error`` or ``invalid``) raises
 ``BillingUnavailable``; what to do then is the caller's policy
 (``edge.budget``).
@@ -19,7 +20,7 @@ import nats.errors
 from nats.aio.client import Client
 from pydantic import ValidationError
 
-from gateway_common import subjects
+from gateway_common import subjects, telemetry
 from gateway_common.billing_api import Ack, Lease, LeaseRelease, LeaseRequest, Reply
 
 __all__ = ["BillingClient", "BillingUnavailable"]
@@ -52,7 +53,9 @@ class BillingClient:
         self, subject: str, payload: bytes, reply_type: type[R], tolerated: tuple[str, ...]
     ) -> R:
         try:
-            msg = await self._nc.request(subject, payload, timeout=self._timeout)
+            msg = await self._nc.request(
+                subject, payload, timeout=self._timeout, headers=telemetry.inject()
+            )
             reply = reply_type.model_validate_json(msg.data)
         except (TimeoutError, nats.errors.Error) as exc:
             raise BillingUnavailable(f"{subject}: {type(exc).__name__} {exc}") from exc

@@ -24,6 +24,13 @@ A site's ``session_id`` (any string of at most 255 characters) names a history
 session of sessions' contract by ``history_id``: UUID5 of the project, the
 channel scope and the name, opened with ``adopt`` (``gateway_common.sessions_history``),
 so the same name continues the conversation until it expires and then restarts.
+
+The embeddable widget (``docs/widget.md``) calls with a publishable widget id
+(``WIDGET_ID_PREFIX`` + 192 random bits) instead of the key. The id is kept in the
+project's ``settings`` under ``WIDGET_SETTING`` (it is no secret: it is in every page
+that embeds the widget), written only by ``POST /admin/projects/{id}/widget``: a
+settings write keeps the stored id whatever it sends (``keep_widget_id``), so no admin
+can claim another channel's id. ``widget_visitor_per_minute`` limits each visitor.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ __all__ = [
     "CHANNEL_KEY_PREFIX",
     "CHANNEL_SCOPE",
     "CHANNEL_SETTING_FIELDS",
+    "WIDGET_ID_PREFIX",
+    "WIDGET_SETTING",
     "ChannelCache",
     "ChannelLimits",
     "ChannelSettings",
@@ -59,12 +68,18 @@ __all__ = [
     "ChannelView",
     "channel_settings",
     "generate_channel_key",
+    "generate_widget_id",
     "history_id",
+    "keep_widget_id",
     "seal_aad",
 ]
 
 #: Every channel key starts with this (recognisable in logs, scanners and support tickets).
 CHANNEL_KEY_PREFIX: Final = "sych_"
+#: Every widget id starts with this (publishable: it can only chat as a page visitor).
+WIDGET_ID_PREFIX: Final = "sywg_"
+#: The ``settings`` key holding a channel's widget id.
+WIDGET_SETTING: Final = "widget_id"
 #: The sessions ``scope`` of channel conversations.
 CHANNEL_SCOPE: Final = "channel"
 #: The ``provider`` name under which channel keys are sealed (associated data).
@@ -94,6 +109,10 @@ class ChannelSettings(BaseModel):
     history_ttl_seconds: int = Field(default=86_400, ge=1, le=MAX_TTL_SECONDS)
     allowed_origins: tuple[str, ...] = Field(
         default=(), description="Exact origins (scheme://host[:port]) allowed by CORS."
+    )
+
+    widget_visitor_per_minute: PositiveLimit = Field(
+        default=10, description="Widget messages per visitor per minute."
     )
 
     @field_validator("allowed_origins")
@@ -127,6 +146,23 @@ def generate_channel_key() -> str:
     return CHANNEL_KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def generate_widget_id() -> str:
+    """A new publishable widget id: ``WIDGET_ID_PREFIX`` + 192 random bits."""
+    return WIDGET_ID_PREFIX + secrets.token_urlsafe(24)
+
+
+def keep_widget_id(
+    new: Mapping[str, Any] | None, old: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """``new`` settings with the widget id of ``old`` (or none): a settings write never sets it."""
+    if new is None:
+        return None
+    kept = {k: v for k, v in new.items() if k != WIDGET_SETTING}
+    if old and isinstance(old.get(WIDGET_SETTING), str):
+        kept[WIDGET_SETTING] = old[WIDGET_SETTING]
+    return kept
+
+
 def seal_aad() -> str:
     """The ``provider`` name ``CredentialCipher`` seals channel keys under."""
     return _SEAL_NAME
@@ -145,6 +181,7 @@ class ChannelView:
     is_channel: bool
     settings: ChannelSettings = field(default_factory=ChannelSettings)
     key_hash: str | None = None
+    widget_id: str | None = None
 
     def principal(self) -> KeyEntry:
         """The ``KeyEntry`` a channel call is admitted, limited and billed as."""
@@ -166,22 +203,28 @@ class ChannelCache:
         self._secret = secret
         self._views: dict[str, ChannelView] = {}
         self._by_hash: dict[str, str] = {}
+        self._by_widget: dict[str, str] = {}
 
     def replace(self, views: Mapping[str, ChannelView]) -> None:
         new = dict(views)
         by_hash = {v.key_hash: p for p, v in new.items() if v.key_hash and v.is_channel}
-        self._views, self._by_hash = new, by_hash
+        by_widget = {v.widget_id: p for p, v in new.items() if v.widget_id and v.is_channel}
+        self._views, self._by_hash, self._by_widget = new, by_hash, by_widget
 
     def put(self, project_id: str, view: ChannelView) -> None:
         self.remove(project_id)
         self._views[project_id] = view
         if view.key_hash and view.is_channel:
             self._by_hash[view.key_hash] = project_id
+        if view.widget_id and view.is_channel:
+            self._by_widget[view.widget_id] = project_id
 
     def remove(self, project_id: str) -> None:
         old = self._views.pop(project_id, None)
         if old is not None and old.key_hash:
             self._by_hash.pop(old.key_hash, None)
+        if old is not None and old.widget_id:
+            self._by_widget.pop(old.widget_id, None)
 
     def hash(self, key: str) -> str:
         """The stored form of a channel key."""
@@ -192,6 +235,13 @@ class ChannelCache:
         if not key.startswith(CHANNEL_KEY_PREFIX):
             return None
         project_id = self._by_hash.get(self.hash(key))
+        return None if project_id is None else self._views.get(project_id)
+
+    def by_widget(self, widget_id: str) -> ChannelView | None:
+        """The channel whose current widget id is ``widget_id``, else None."""
+        if not widget_id.startswith(WIDGET_ID_PREFIX):
+            return None
+        project_id = self._by_widget.get(widget_id)
         return None if project_id is None else self._views.get(project_id)
 
     def origin_allowed(self, origin: str) -> bool:
@@ -229,4 +279,10 @@ class ChannelSync(ProjectTableSync[ChannelKey, ChannelView]):
             is_channel=True,
             settings=settings,
             key_hash=rows[0].key_hash if rows else None,
+            widget_id=_widget_id(project.settings),
         )
+
+
+def _widget_id(settings: Mapping[str, Any] | None) -> str | None:
+    value = (settings or {}).get(WIDGET_SETTING)
+    return value if isinstance(value, str) and value.startswith(WIDGET_ID_PREFIX) else None

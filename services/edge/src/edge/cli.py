@@ -5,6 +5,9 @@
                                            credentials add | list | delete | rewrap
                                            endpoints   create | list | show | update | delete
                                                        (also ``endpoint``; ``cli_endpoints``)
+                                           channels    create | show | update | key (``cli_channels``)
+                                           gateways    create | list | show | update | delete
+                                                       (seed 002; ``cli_gateways``)
                                            budgets     set | show        (``cli_billing``)
                                            credits     topup | show
                                            usage       report | request
@@ -28,7 +31,9 @@ import orjson
 import typer
 
 from .cli_billing import budgets, credits, usage
+from .cli_channels import channels
 from .cli_endpoints import endpoints
+from .cli_gateways import gateways
 
 __all__ = ["app", "main", "parse_duration"]
 
@@ -106,7 +111,9 @@ app.add_typer(keys, name="keys")
 app.add_typer(credentials, name="credentials")
 app.add_typer(endpoints, name="endpoints")
 app.add_typer(endpoints, name="endpoint", hidden=True)
+app.add_typer(gateways, name="gateways")
 app.add_typer(budgets, name="budgets")
+app.add_typer(channels, name="channels")
 app.add_typer(credits, name="credits")
 app.add_typer(usage, name="usage")
 
@@ -216,7 +223,10 @@ def key_create(
     project_id: str,
     name: Annotated[str, typer.Option(help="Label shown in listings.")],
     scope: Annotated[
-        list[str], typer.Option(help="chat, embeddings, responses or admin; repeatable.")
+        list[str],
+        typer.Option(
+            help="chat, embeddings, responses, admin, collections:read or collections:write; repeatable."
+        ),
     ],
     description: Annotated[str | None, typer.Option()] = None,
     expires_in: Annotated[

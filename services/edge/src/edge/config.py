@@ -69,6 +69,15 @@ class EdgeSettings(BaseServiceSettings):
             "minus the preStop sleep and uvicorn's 5 s margin."
         ),
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "GATEWAY_HEADER_TIMEOUT_S: a connection whose request head (request line and "
+            "headers) is not complete this long after the connection or the request's first "
+            "byte is answered 408 and closed (slow-loris; edge.http_protocol)."
+        ),
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024,
         gt=0,
@@ -147,6 +156,14 @@ class EdgeSettings(BaseServiceSettings):
         description=(
             "GATEWAY_BUDGET_BILLING_TIMEOUT_S: wait for billing's lease answer; after it a "
             "budgeted project is refused with 503 (fail closed)."
+        ),
+    )
+    rag_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "GATEWAY_RAG_TIMEOUT_S: wait for the rag service's answer (collections, documents, "
+            "retrieval); after it the call is refused with 503."
         ),
     )
     budget_refusal_ttl_s: float = Field(

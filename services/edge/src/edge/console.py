@@ -13,8 +13,10 @@ exactly as the admin API does, then sets two cookies:
                  (double submit, and bound to the signed session).
 
 The admin API accepts the session in place of ``Authorization`` (``admin.base``): one
-auth rule for both. Logout revokes the session id on this edge and clears the cookies;
-sessions also expire after ``SESSION_TTL_S``.
+auth rule for both. Logout revokes the session id on this edge, records it in the
+``console_logouts`` table and announces it on ``console.logout.v1``, so every edge
+refuses the cookie at once (``edge.consolesync`` keeps ``absorb``-ing the table), and
+clears the cookies; sessions also expire after ``SESSION_TTL_S``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway_common.errors import PermissionDenied, Unauthenticated
@@ -126,9 +129,17 @@ class ConsoleSessions:
 
     def revoke(self, session: ConsoleSession, *, now: float | None = None) -> None:
         """End ``session`` on this edge (forgotten once it would have expired anyway)."""
+        self.absorb({session.sid: session.expires}, now=now)
+
+    def absorb(self, logouts: Mapping[str, int], *, now: float | None = None) -> None:
+        """End the sessions ``logouts`` (session id -> expiry) here too, e.g. another edge's.
+
+        Only ever adds (a logout is never undone), so a reload that read the table just
+        before a logout committed cannot bring that session back; expired ids are dropped.
+        """
         now = now or time.time()
-        self._revoked = {sid: exp for sid, exp in self._revoked.items() if exp > now}
-        self._revoked[session.sid] = session.expires
+        merged = {**self._revoked, **logouts}
+        self._revoked = {sid: exp for sid, exp in merged.items() if exp > now}
 
     @staticmethod
     def check_csrf(session: ConsoleSession, method: str, header: str | None) -> None:

@@ -17,6 +17,10 @@ current secret only; rotating it means re-issuing API keys.)
 
 A plaintext key exists only inside ``seal`` and in what ``open`` returns;
 neither logs, and ``SealedCredential``'s repr shows no bytes.
+
+The keys are derived on first use, and ``cryptography`` (8 MiB) is imported
+then: an edge whose projects hold no managed credential never loads it
+(``gateway_common.lean``).
 """
 
 from __future__ import annotations
@@ -25,11 +29,10 @@ import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "CredentialCipher",
@@ -57,6 +60,10 @@ class SealedCredential:
 
 
 def _hkdf(secret: bytes, info: bytes, length: int) -> bytes:
+    # On first use, not at start (gateway_common.lean; see the module docstring).
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
@@ -73,15 +80,30 @@ class CredentialCipher:
     """Seals under the current secret; opens under the current or any previous one."""
 
     def __init__(self, secret: bytes, previous: Iterable[bytes] = ()) -> None:
-        self._keys: dict[str, AESGCM] = {}
-        self.current_key_id = self._add(secret)
-        for old in previous:
-            self._add(old)
+        self._secrets = (secret, *previous)
+        self._derived: tuple[str, dict[str, AESGCM]] | None = None
 
-    def _add(self, secret: bytes) -> str:
-        key_id = _hkdf(secret, _ID_INFO, 4).hex()
-        self._keys.setdefault(key_id, AESGCM(_hkdf(secret, _KEY_INFO, 32)))
-        return key_id
+    @property
+    def current_key_id(self) -> str:
+        """The key id of the current secret (what ``seal`` writes)."""
+        return self._derive()[0]
+
+    @property
+    def _keys(self) -> dict[str, AESGCM]:
+        return self._derive()[1]
+
+    def _derive(self) -> tuple[str, dict[str, AESGCM]]:
+        """(current key id, key id -> AES key) of every secret, derived on the first call."""
+        if self._derived is None:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            keys: dict[str, AESGCM] = {}
+            for secret in self._secrets:
+                keys.setdefault(
+                    _hkdf(secret, _ID_INFO, 4).hex(), AESGCM(_hkdf(secret, _KEY_INFO, 32))
+                )
+            self._derived = (next(iter(keys)), keys)
+        return self._derived
 
     def seal(self, api_key: str, *, project_id: str, provider: str) -> SealedCredential:
         """``api_key`` sealed under the current key, bound to ``project_id`` and ``provider``."""
@@ -95,6 +117,8 @@ class CredentialCipher:
         aead = self._keys.get(sealed.key_id)
         if aead is None:
             raise CredentialUnreadable(f"no secret with key id {sealed.key_id} is configured")
+        from cryptography.exceptions import InvalidTag  # imported with the keys (_derive)
+
         nonce, ciphertext = sealed.blob[:_NONCE_LEN], sealed.blob[_NONCE_LEN:]
         try:
             plaintext = aead.decrypt(nonce, ciphertext, _aad(project_id, provider))

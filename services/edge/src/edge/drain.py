@@ -24,6 +24,8 @@ from typing import Any
 
 import uvicorn
 
+from .http_protocol import protocol_class
+
 __all__ = ["Drain", "DrainingServer"]
 
 log = logging.getLogger(__name__)
@@ -91,14 +93,18 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     @staticmethod
-    def config_for(app: Any, *, host: str, port: int, grace_s: float) -> uvicorn.Config:
-        """The edge's uvicorn configuration: uvloop, httptools, lifespan, graceful timeout."""
+    def config_for(
+        app: Any, *, host: str, port: int, grace_s: float, header_timeout_s: float = 10.0
+    ) -> uvicorn.Config:
+        """The edge's uvicorn configuration: uvloop, httptools with a request-head timeout
+        (``edge.http_protocol``), lifespan, graceful timeout."""
         return uvicorn.Config(
             app,
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            http=protocol_class(header_timeout_s),
+            ws="none",  # no WebSocket route; "auto" imports websockets (gateway_common.lean)
             lifespan="on",
             access_log=False,
             log_config=None,  # telemetry.setup configures logging in the lifespan

@@ -22,13 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .pipeline.guardrails import Guardrails
 from .pipeline.ratelimit import RateLimits
-from .pipeline.schemas import CompiledSchema
+
+if TYPE_CHECKING:  # jsonschema is imported only when a schema is compiled (endpointsync)
+    from .pipeline.schemas import CompiledSchema
 
 __all__ = ["EndpointCache", "EndpointView", "ProjectEndpoints"]
 

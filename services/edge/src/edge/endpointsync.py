@@ -19,7 +19,6 @@ from gateway_common import subjects
 from .endpoints import EndpointView, ProjectEndpoints
 from .pipeline.guardrails import compile_guardrails
 from .pipeline.ratelimit import RateLimits
-from .pipeline.schemas import compile_schema
 from .store import Endpoint, Project, endpoints_repo
 from .tablesync import ProjectTableSync
 
@@ -31,7 +30,11 @@ def view_of(row: Endpoint) -> EndpointView:
 
     A row was checked when it was saved, so compiling it again does not fail; if it
     does all the same (a row written by hand), ``InvalidRequest`` names the field.
+    The schema module (jsonschema, about 14 MiB resident) is imported only when a
+    row has a schema, so an edge without schema endpoints never loads it.
     """
+    from .pipeline.schemas import compile_schema
+
     return EndpointView(
         endpoint_id=row.id,
         slug=row.slug,

@@ -6,18 +6,22 @@ Lifespan, in order (an ``AsyncExitStack`` undoes it in reverse on shutdown):
     by keys.changed.v1 and a periodic reload) -> project cache (settings and sealed
     credentials; kept current by credentials.changed.v1 / projects.changed.v1 and the
     same periodic reload) -> endpoint cache (the Gateway API's endpoints and project
-    types; endpoints.changed.v1 / projects.changed.v1, same reload) -> the catalog's
+    types; endpoints.changed.v1 / projects.changed.v1, same reload) -> gateway cache
+    (seed 002; gateways.changed.v1, same reload) -> console logouts (console.logout.v1,
+    same reload: a session signed out on any edge is refused here) -> the catalog's
     copy (``PriceBook``) -> budget gate (prices, leases from billing; releases them
     on shutdown) and its ``BudgetSync`` (billing.budgets.changed.v1 drops an account's
     cached state) -> bearer passthrough (which models take a provider key as the
     bearer) -> the context-window check (the catalog's windows and tokenizers; encodings
     built on first use) -> rate limiter (JetStream counter streams declared) and its
     ``LimitsStep`` -> gRPC channel to the router -> RouterClient + Proxy, SessionsClient
-    (stored responses, over the same NATS connection) -> ``app.state.edge``
+    (stored responses) and RagClient (knowledge collections), over the same NATS
+    connection -> ``app.state.edge``
 
 Nothing runs at import. Request handling order: ``RequestContextMiddleware``
-(request id, metrics, last-resort 500) -> routing -> dependencies (auth,
-then scope) -> handler (body size, body check, budget admission, router call) -> the error
+(request id, metrics, last-resort 500) -> ``HotRoutes`` (the routed create calls,
+with their dependencies resolved by hand: ``api.hot``) or FastAPI's routing ->
+dependencies (auth, then scope) -> handler (body size, body check, budget admission, router call) -> the error
 handlers of ``api/errors.py`` for anything raised on the way.
 """
 
@@ -34,13 +38,16 @@ import grpc
 from fastapi import FastAPI
 from nats.aio.client import Client
 
-from gateway_common import db, nats, telemetry, tokens
+from gateway_common import db, lean, migrate_proc, nats, telemetry, tokens
 from gateway_common.grpc import channel_options
 from gateway_common.metrics import DbPoolCollector
 
 from .api.errors import install_error_handlers
-from .api.main import build_api_router
+from .api.gateway_call import RagRetriever
+from .api.hot import HotRoutes, hot_routes
+from .api.main import build_api_router, hot_endpoints
 from .api.middleware import RequestContextMiddleware
+from .api.openapi import install_openapi
 from .api.proxy import Proxy
 from .auth import KeyCache
 from .budget import BudgetGate, BudgetPolicy
@@ -49,11 +56,14 @@ from .budgetsync import BudgetSync
 from .channels import ChannelCache, ChannelSync
 from .config import EdgeSettings
 from .console import ConsoleSessions
+from .consolesync import ConsoleLogoutSync
 from .context_window import ContextWindow
 from .credentials import CredentialCipher
 from .drain import Drain
 from .endpoints import EndpointCache
 from .endpointsync import EndpointSync
+from .gateways import GatewayCache
+from .gatewaysync import GatewaySync
 from .keysync import KeySync
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
@@ -62,6 +72,7 @@ from .pipeline.ratelimit import LimitKind, RateLimiter
 from .pricebook import PriceBook
 from .projects import ProjectCache
 from .projectsync import ProjectSync
+from .rag_client import RagClient
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
 from .state import EdgeState
@@ -86,7 +97,11 @@ def _budget_gate(settings: EdgeSettings, nc: Client, prices: PriceBook) -> Budge
 
 
 async def _build_state(
-    settings: EdgeSettings, metrics: EdgeMetrics, drain: Drain, stack: AsyncExitStack
+    settings: EdgeSettings,
+    metrics: EdgeMetrics,
+    drain: Drain,
+    stack: AsyncExitStack,
+    console: ConsoleSessions,
 ) -> EdgeState:
     tracer = telemetry.setup(
         service=settings.service_name,
@@ -110,8 +125,8 @@ async def _build_state(
         # The edge never migrates in-process (``python -m edge migrate`` does, or the
         # deploy/k8s migrate Job): without it, wait until that Job has brought the
         # schema to head, so this code never runs against an older one.
-        await asyncio.to_thread(
-            db.wait_for_head,
+        # (in a child process, so the edge never imports Alembic).
+        await migrate_proc.wait_for_head(
             url=settings.resolved_database_url(),
             migrations_dir=migrations_dir(),
             service=settings.service_name,
@@ -163,6 +178,14 @@ async def _build_state(
         )
     )
 
+    gateways = GatewayCache()
+    await stack.enter_async_context(
+        GatewaySync(gateways, sessionmaker, nc, interval_s=settings.key_refresh_interval_s)
+    )
+    await stack.enter_async_context(
+        ConsoleLogoutSync(console, sessionmaker, nc, interval_s=settings.key_refresh_interval_s)
+    )
+
     # Raises CatalogError when the catalog cannot be read: no prices, no admission.
     catalog = PriceBook(
         settings.catalog_path,
@@ -177,10 +200,12 @@ async def _build_state(
         timeout_s=settings.ratelimit_timeout_s,
         fail_closed=frozenset(LimitKind(k) for k in settings.ratelimit_fail_closed_kinds()),
         outage_backoff_s=settings.ratelimit_outage_backoff_s,
+        stream_replicas=settings.nats_stream_replicas,
     )
     await limiter.start()
     limits = LimitsStep(limiter, catalog, projects)
 
+    rag = RagClient(nc, timeout_s=settings.rag_timeout_s)
     channel = grpc.aio.insecure_channel(settings.router_addr, options=channel_options())
     stack.push_async_callback(channel.close)
     router = RouterClient(channel, timeout_s=settings.request_timeout_s)
@@ -212,6 +237,9 @@ async def _build_state(
         limits=limits,
         drain=drain,
         channels=channels,
+        gateways=gateways,
+        rag=rag,
+        retriever=RagRetriever(rag),
     )
 
 
@@ -232,7 +260,8 @@ def create_app(settings: EdgeSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         drain.bind(asyncio.get_running_loop())
         async with AsyncExitStack() as stack:
-            app.state.edge = await _build_state(settings, metrics, drain, stack)
+            app.state.edge = await _build_state(settings, metrics, drain, stack, console)
+            lean.release_free_memory()
             yield
 
     app = FastAPI(
@@ -254,9 +283,12 @@ def create_app(settings: EdgeSettings) -> FastAPI:
         },
     )
     app.state.drain = drain  # __main__'s DrainingServer starts it on SIGTERM
-    app.state.console = ConsoleSessions(settings.secret_key.get_secret_value().encode())
+    console = ConsoleSessions(settings.secret_key.get_secret_value().encode())
+    app.state.console = console
     install_error_handlers(app)
     app.include_router(build_api_router())
+    install_openapi(app)
+    app.add_middleware(HotRoutes, routes=hot_routes(app, hot_endpoints()))
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     if telemetry.tracing_enabled(settings.otel_endpoint):
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor

@@ -114,6 +114,7 @@ class _Model:
     providers: frozenset[str]  # of its deployments
     passthrough_only: bool  # every deployment is on a ``byok_passthrough`` provider
     window: Window
+    reasoning: bool = False  # the catalog lists the ``reasoning`` capability
 
 
 class _Snapshot:
@@ -143,6 +144,7 @@ class _Snapshot:
                 providers,
                 providers <= self.passthrough,
                 Window(public, entry.context_window, tokenizer),
+                "reasoning" in entry.capabilities,
             )
             for name in (public, *entry.aliases):
                 self.models[name] = limits
@@ -333,6 +335,11 @@ class PriceBook:
         """Whether a call to ``model`` can reach Anthropic-kind providers only: the Messages
         surface then keeps Anthropic's own fields (``edge.anthropic.inbound``)."""
         return self._current(model).anthropic_only(model)
+
+    def reasons(self, model: str) -> bool:
+        """Whether ``model`` takes ``reasoning_effort`` (the catalog's ``reasoning`` capability)."""
+        found = self._current(model).resolve(model)
+        return found is not None and found.reasoning
 
     def cost(self, estimate: Estimate, usage: types_pb2.Usage) -> Decimal:
         """What ``usage`` of the estimated call costs, as billing will price it.

@@ -23,26 +23,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from gateway_common.errors import ServiceUnavailable
+from gateway_common.errors import InvalidRequest, ServiceUnavailable
 
 from .credentials import CredentialCipher, CredentialUnreadable, SealedCredential
 from .pipeline.ratelimit import RateLimits
 
 __all__ = [
     "GENERATION_CONTEXT_SETTING",
+    "MESSAGES_GENERATION_CONTEXT_SETTING",
     "CallOptions",
     "ManagedCredential",
     "ProjectCache",
     "ProjectView",
     "SealedProviderKey",
+    "Surface",
 ]
 
 log = logging.getLogger(__name__)
 
 #: ``projects.settings`` key: false turns ``generation_context`` off (plain OpenAI answers).
 GENERATION_CONTEXT_SETTING: Final = "generation_context"
+#: ``projects.settings`` key: true turns ``generation_context`` on for Anthropic's Messages
+#: (off by default: Anthropic clients do not expect the field, see
+#: docs/anthropic-compatibility.md).
+MESSAGES_GENERATION_CONTEXT_SETTING: Final = "messages_generation_context"
+
+#: The public surfaces whose answers may carry ``generation_context``.
+Surface = Literal["openai", "messages"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,8 @@ class ProjectView:
     """The per-request facts of one project; the default is what an unknown project gets."""
 
     generation_context: bool = True
+    #: ``generation_context`` on Anthropic's Messages (``MESSAGES_GENERATION_CONTEXT_SETTING``).
+    messages_generation_context: bool = False
     credentials: tuple[SealedProviderKey, ...] = ()
     #: The project's rate limits, shared by all its keys (None: none).
     rate_limits: RateLimits | None = None
@@ -86,6 +97,7 @@ class ProjectView:
         flag = settings.get(GENERATION_CONTEXT_SETTING, True)
         return cls(
             generation_context=flag is not False,
+            messages_generation_context=settings.get(MESSAGES_GENERATION_CONTEXT_SETTING) is True,
             credentials=tuple(credentials),
             rate_limits=RateLimits.model_validate(rate_limits) if rate_limits else None,
         )
@@ -126,16 +138,34 @@ class ProjectCache:
         """The project's view; the default (no credentials, generation_context on) if unknown."""
         return self._views.get(project_id, _DEFAULT)
 
-    def call_options(self, project_id: str) -> CallOptions:
-        """The router-call options of ``project_id``, its managed keys opened.
+    def call_options(
+        self, project_id: str, surface: Surface = "openai", *, credential_id: str = ""
+    ) -> CallOptions:
+        """The router-call options of ``project_id``, its managed keys opened; whether the
+        answer carries ``generation_context`` is the project's setting for ``surface``.
+        With ``credential_id`` (a gateway's own endpoint) only that credential is opened.
 
-        Raises ``ServiceUnavailable`` when a stored credential cannot be opened.
+        Raises ``ServiceUnavailable`` when a stored credential cannot be opened, and
+        ``InvalidRequest`` (``credential_not_found``) when ``credential_id`` is not one of
+        the project's.
         """
         view = self._views.get(project_id, _DEFAULT)
-        if not view.credentials:
-            return CallOptions(include_generation_context=view.generation_context)
+        context = (
+            view.messages_generation_context if surface == "messages" else view.generation_context
+        )
+        chosen = view.credentials
+        if credential_id:
+            chosen = tuple(c for c in chosen if c.credential_id == credential_id)
+            if not chosen:
+                raise InvalidRequest(
+                    "The gateway's provider credential no longer exists in this project.",
+                    param="model",
+                    code="credential_not_found",
+                )
+        if not chosen:
+            return CallOptions(include_generation_context=context)
         opened = []
-        for cred in view.credentials:
+        for cred in chosen:
             try:
                 key = self._cipher.open(cred.sealed, project_id=project_id, provider=cred.provider)
             except CredentialUnreadable as exc:
@@ -145,4 +175,4 @@ class ProjectCache:
                     code="credential_unreadable",
                 ) from None
             opened.append(ManagedCredential(cred.provider, key, cred.base_url or ""))
-        return CallOptions(tuple(opened), view.generation_context)
+        return CallOptions(tuple(opened), context)

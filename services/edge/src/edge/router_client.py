@@ -59,7 +59,11 @@ class CallContext:
     none applies); the router copies it onto the call's usage event. ``endpoint``
     is the Gateway API endpoint (slug) the call came through, "" for ``/v1``; it
     also lands on the usage event (usage by endpoint), with its ``endpoint_id``
-    (billing counts an endpoint's monthly spend by id, for its budget).
+    (billing counts an endpoint's monthly spend by id, for its budget). ``sku_usage``:
+    extra catalog SKUs the edge consumed (a gateway's retrieval and routing), sku -> units;
+    ``metadata``: the client's request metadata, kept on the usage event.
+    ``own_endpoint``: serve ``model`` verbatim on ``credentials``' one credential (a
+    gateway's own endpoint, ``CompleteRequest.own_endpoint``).
     """
 
     request_id: str
@@ -71,6 +75,9 @@ class CallContext:
     budget_lease_id: str = ""
     endpoint: str = ""
     endpoint_id: str = ""
+    sku_usage: tuple[tuple[str, int], ...] = ()
+    metadata: tuple[tuple[str, str], ...] = ()
+    own_endpoint: bool = False
 
 
 class Completion(NamedTuple):
@@ -124,6 +131,9 @@ class RouterClient:
             budget_lease_id=ctx.budget_lease_id,
             endpoint=ctx.endpoint,
             endpoint_id=ctx.endpoint_id,
+            sku_usage=[router_pb2.SkuUsage(sku=s, quantity=q) for s, q in ctx.sku_usage],
+            own_endpoint=ctx.own_endpoint,
+            metadata=dict(ctx.metadata),
         )
 
     async def complete(

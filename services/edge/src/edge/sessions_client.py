@@ -24,10 +24,22 @@ the caller must answer as an error, with stable codes:
                         -> NotFound, code "session_expired", param "session_id"
     sessions refused the request as malformed ("invalid")
                         -> InvalidRequest, code "invalid_session_request"
+
+An append is also published, at the same time as its request, as a
+``TurnsAppended`` transcript event on JetStream (``session.turn.appended.v1``,
+``Nats-Msg-Id`` its event id, the trace context beside it): sessions' durable
+consumer applies it, and whichever copy lands second stores nothing (both are
+idempotent by request id). The reply after the commit gives the next request
+read-your-writes; the event keeps the turns when sessions does not answer in
+time: an append sessions did not answer (no responder, timeout, ``error``)
+whose event JetStream acknowledged succeeds (``appended``, no ``expires_at``)
+and sessions applies it when it can. Refusals (``not_found``, ``expired``,
+``invalid``) are the reply's, whatever the stream said.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -45,6 +57,7 @@ from gateway_common.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
+from gateway_common.events import TurnsAppended
 from gateway_common.responses_store import (
     PutResponse,
     ResponseKey,
@@ -123,6 +136,7 @@ class SessionsClient:
 
     def __init__(self, nc: Client, *, timeout_s: float = 2.0) -> None:
         self._nc = nc
+        self._js = nc.jetstream()
         self._timeout = timeout_s
 
     async def put(self, record: StoredResponseRecord) -> None:
@@ -205,11 +219,35 @@ class SessionsClient:
             )
         except ValidationError as exc:
             raise _invalid(exc) from None
-        reply = await self._history_call(subjects.HISTORY_APPEND, request.to_bytes(), AppendReply)
-        refusal = _history_refusal(reply)
+        kept, answered = await asyncio.gather(
+            self._publish_transcript(request),
+            self._history_call(subjects.HISTORY_APPEND, request.to_bytes(), AppendReply),
+            return_exceptions=True,
+        )
+        if isinstance(answered, ServiceUnavailable) and kept is True:
+            log.warning("sessions did not answer an append; its transcript event keeps it")
+            return AppendReply(status="ok", appended=True)
+        if isinstance(answered, BaseException):
+            raise answered
+        refusal = _history_refusal(answered)
         if refusal is not None:
             raise refusal
-        return reply
+        return answered
+
+    async def _publish_transcript(self, request: AppendTurns) -> bool:
+        """Publish ``request`` as a transcript event; True once JetStream acknowledged it."""
+        event = TurnsAppended(event_id=TurnsAppended.event_id_of(request), append=request)
+        try:
+            await self._js.publish(
+                subjects.SESSION_TURN_APPENDED,
+                event.to_bytes(),
+                timeout=self._timeout,
+                headers=telemetry.inject({"Nats-Msg-Id": event.event_id}),
+            )
+        except (NatsError, TimeoutError) as exc:
+            log.warning("transcript event not published: %r", exc)
+            return False
+        return True
 
     async def history(self, project_id: str, scope: str, session_id: str) -> HistoryReply:
         """A live session's turns, oldest first; raises ``NotFound`` otherwise (see module)."""

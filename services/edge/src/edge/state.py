@@ -17,11 +17,13 @@ from .channels import ChannelCache
 from .config import EdgeSettings
 from .drain import Drain
 from .endpoints import EndpointCache
+from .gateways import GatewayCache, Retriever
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
 from .pipeline.limits_step import LimitsStep
 from .pricebook import PriceBook
 from .projects import ProjectCache
+from .rag_client import RagClient
 from .router_client import RouterClient
 from .sessions_client import SessionsClient
 
@@ -49,3 +51,10 @@ class EdgeState:
     drain: Drain
     #: Channels (seed 003) by key hash and project (``edge.channels``).
     channels: ChannelCache
+    #: Knowledge collections and retrieval in the rag service (``edge.rag_client``).
+    rag: RagClient
+    #: Seed 002's gateways by project, id and ``name:short`` (``edge.gateways``).
+    gateways: GatewayCache
+    #: Retrieval for gateways with a collection (``RagRetriever`` over ``rag``; None: none,
+    #: so a gateway with a collection answers as its ``on_rag_failure`` says).
+    retriever: Retriever | None = None

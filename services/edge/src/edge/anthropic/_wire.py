@@ -31,6 +31,11 @@ __all__ = [
 ]
 
 
+#: The bound of the integer fields a request carries on (gRPC ``int32``; beyond 64 bits
+#: even the JSON encoder refuses): larger is a 400 naming the field, not a failed call.
+_INT32_MAX = 2**31 - 1
+
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
@@ -165,7 +170,7 @@ class ToolChoice(_Open):
 
 class Thinking(_Open):
     type: Literal["enabled", "disabled"]
-    budget_tokens: int | None = Field(default=None, ge=1024)
+    budget_tokens: int | None = Field(default=None, ge=1024, le=_INT32_MAX)
 
 
 class Metadata(_Open):
@@ -186,12 +191,12 @@ class CountTokensRequest(_Open):
 class MessagesRequest(CountTokensRequest):
     """``POST /v1/messages``; ``max_tokens`` is required, as Anthropic requires it."""
 
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=_INT32_MAX)
     stream: bool = False
     stop_sequences: list[str] | None = None
     temperature: float | None = Field(default=None, ge=0, le=1)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    top_k: int | None = Field(default=None, ge=0)
+    top_k: int | None = Field(default=None, ge=0, le=_INT32_MAX)
     metadata: Metadata | None = None
     #: Automatic prompt caching: one breakpoint the provider places itself.
     cache_control: CacheControl | None = None

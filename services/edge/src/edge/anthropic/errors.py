@@ -6,10 +6,14 @@ Our taxonomy (``gateway_common.errors``) maps by status onto Anthropic's kinds:
 
     400, 422 (guardrail, schema)   400 invalid_request_error
     401                            401 authentication_error
-    403 (scope, credits)           403 permission_error
+    403 (scope, allowed models)    403 permission_error
+    403 credits exhausted          402 billing_error (Anthropic's own "credit balance" status)
+    429 budget exceeded            400 invalid_request_error: what Anthropic answers when a
+                                       spend limit is reached (not retried by the SDKs; a
+                                       budget does not come back in seconds)
     404 (unknown model, URL)       404 not_found_error
     413                            413 request_too_large
-    429 (limits, budgets, all      429 rate_limit_error (with retry-after when known)
+    429 (rate limits, all          429 rate_limit_error (with retry-after when known)
          attempts rate limited)
     503 (router unreachable or     529 overloaded_error: the gateway shed the call,
          shedding load)                the SDK retries it
@@ -23,6 +27,7 @@ this shape, as ``OkShapedRoute`` does for seed 001's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -47,6 +52,8 @@ __all__ = [
     "status_and_type",
 ]
 
+log = logging.getLogger(__name__)
+
 _BY_STATUS = {
     400: (400, "invalid_request_error"),
     422: (400, "invalid_request_error"),
@@ -60,6 +67,11 @@ _BY_STATUS = {
     504: (504, "timeout_error"),
 }
 _API_ERROR = (500, "api_error")
+#: By our error ``code`` first (it survives the router's gRPC status, a class may not).
+_BY_CODE = {
+    "insufficient_quota": (400, "invalid_request_error"),
+    "credits_exhausted": (402, "billing_error"),
+}
 
 #: The header every Anthropic client sends; on shared routes it asks for Anthropic's shapes.
 ANTHROPIC_VERSION_HEADER = "anthropic-version"
@@ -67,7 +79,7 @@ ANTHROPIC_VERSION_HEADER = "anthropic-version"
 
 def status_and_type(err: GatewayError) -> tuple[int, str]:
     """The status and Anthropic error ``type`` that ``err`` is answered with."""
-    return _BY_STATUS.get(err.http_status, _API_ERROR)
+    return _BY_CODE.get(err.code) or _BY_STATUS.get(err.http_status, _API_ERROR)
 
 
 def error_body(err: GatewayError) -> dict[str, Any]:
@@ -122,6 +134,17 @@ class AnthropicRoute(APIRoute):
                 return error_response(err)
             except RequestValidationError as exc:
                 return error_response(validation_error(exc.errors()))
+            except Exception:
+                # A bug of ours: logged with its traceback, answered as Anthropic's api_error
+                # (the middleware's last-resort 500 would be OpenAI's shape).
+                log.exception("unhandled error on %s %s", request.method, request.url.path)
+                request_id = REQUEST_ID.get("")
+                return error_response(
+                    GatewayError(
+                        "The server had an error while processing your request. "
+                        f"Please include the request ID {request_id} if you contact us."
+                    )
+                )
 
         return shaped
 

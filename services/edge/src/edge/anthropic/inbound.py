@@ -15,6 +15,10 @@ would go (budgets, ledger, failover: ``Proxy.forward``):
     assistant text / tool_use       ``content`` and ``tool_calls`` (input as JSON)
     assistant thinking              dropped: no chat provider reads another model's thinking
                                     (kept as ``thinking_blocks`` when ``native``)
+    thinking (not ``native``)       reasoning_effort, for a model with the ``reasoning``
+                                    capability (``reasoning_effort``: budget_tokens below
+                                    4096 -> low, below 16384 -> medium, else high; enabled
+                                    without a budget -> medium); dropped for other models
     max_tokens                      max_completion_tokens
     stop_sequences                  stop
     metadata.user_id                user
@@ -52,42 +56,78 @@ from ._wire import (
     MessagesRequest,
     TextBlock,
     TextSource,
+    Thinking,
     ToolResultBlock,
     ToolUseBlock,
     URLSource,
 )
 
-__all__ = ["to_chat"]
+__all__ = ["reasoning_effort", "to_chat"]
 
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
 #: One ``anthropic-beta`` feature name (the header is a comma-separated list of them).
 _BETA = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: An ``anthropic-version`` value (a date); the router decides whether it supports it.
+_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+#: ``budget_tokens`` below each bound -> that effort; at or above the last bound: high.
+_EFFORT_BOUNDS: tuple[tuple[int, str], ...] = ((4096, "low"), (16384, "medium"))
+
+
+def reasoning_effort(thinking: Thinking) -> str | None:
+    """OpenAI's ``reasoning_effort`` for Anthropic's ``thinking`` (None: thinking disabled).
+
+    The rule is by ``budget_tokens``: below 4096 (Anthropic's minimum is 1024) ``low``,
+    below 16384 ``medium``, else ``high``; enabled without a budget is ``medium``.
+    """
+    if thinking.type != "enabled":
+        return None
+    if thinking.budget_tokens is None:
+        return "medium"
+    for bound, effort in _EFFORT_BOUNDS:
+        if thinking.budget_tokens < bound:
+            return effort
+    return "high"
 
 
 def to_chat(
-    req: MessagesRequest | CountTokensRequest, *, native: bool, beta: str | None = None
+    req: MessagesRequest | CountTokensRequest,
+    *,
+    native: bool,
+    beta: str | None = None,
+    version: str | None = None,
+    reasoning: bool = False,
 ) -> dict[str, Any]:
     """The OpenAI chat request body for ``req`` (``InvalidRequest`` if it cannot be expressed).
 
     ``beta`` is the request's ``anthropic-beta`` header: when ``native`` its features ride
     as ``anthropic_beta`` and the router's Anthropic adapter sends them on as the header.
+    ``version`` is the request's ``anthropic-version``: when ``native`` and shaped as a date
+    it rides as ``anthropic_version``; the adapter sends it on if it is one the router
+    supports, its own version otherwise (``router.providers.anthropic.version_header``).
+    ``reasoning``: the model takes ``reasoning_effort``, which then carries a non-native
+    request's ``thinking`` (``reasoning_effort()``).
     """
-    body = _Translation(native).request(req)
+    body = _Translation(native, reasoning).request(req)
     if native and beta:
         features = [part.strip() for part in beta.split(",") if part.strip()]
         if not all(_BETA.fullmatch(f) for f in features):
             raise InvalidRequest("anthropic-beta: expected comma-separated feature names")
         body["anthropic_beta"] = features
+    if native and version and _VERSION.fullmatch(version.strip()):
+        body["anthropic_version"] = version.strip()
     return body
 
 
 class _Translation:
     """One request's translation; ``native`` says whether Anthropic extensions are kept."""
 
-    def __init__(self, native: bool) -> None:
+    def __init__(self, native: bool, reasoning: bool = False) -> None:
         self.native = native
+        self.reasoning = reasoning
 
     def request(self, req: MessagesRequest | CountTokensRequest) -> dict[str, Any]:
         body: dict[str, Any] = {"model": req.model, "messages": self.messages(req)}
@@ -107,6 +147,12 @@ class _Translation:
                 body["parallel_tool_calls"] = False
         if self.native and req.thinking is not None:
             body["thinking"] = req.thinking.model_dump(exclude_none=True)
+        elif (
+            self.reasoning
+            and req.thinking is not None
+            and (effort := reasoning_effort(req.thinking)) is not None
+        ):
+            body["reasoning_effort"] = effort
         if isinstance(req, MessagesRequest):
             self.sampling(req, body)
         return body

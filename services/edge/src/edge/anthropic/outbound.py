@@ -19,6 +19,10 @@ A stream's chunks become Anthropic's events, in Anthropic's order::
         tool_use (input_json_delta)
     message_delta (stop_reason, usage), message_stop
 
+``generation_context`` (only when the project turned it on for Messages, see
+``edge.api.routes.messages``) is a top-level field of the Message, and of the
+stream's ``message_delta``.
+
 A block opens when its first delta arrives and closes when a delta of another
 block arrives (or at the end); tool calls are numbered as blocks in arrival
 order. The router always asks for the usage chunk, which fills
@@ -116,6 +120,8 @@ class _Answer(_In):
     id: str = ""
     choices: list[_Choice] = []
     usage: _Usage | None = None
+    #: The router's priced line items, when the project turned them on for Messages.
+    generation_context: dict[str, Any] | None = None
 
 
 def message_id(completion_id: str) -> str:
@@ -185,18 +191,19 @@ def message_body(raw: bytes, *, model: str) -> bytes:
                 "input": _tool_input(call.function.arguments),
             }
         )
-    return orjson.dumps(
-        {
-            "id": message_id(answer.id),
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": stop_reason(choice.finish_reason, choice.stop_sequence),
-            "stop_sequence": choice.stop_sequence,
-            "usage": usage_json(answer.usage),
-        }
-    )
+    message: dict[str, Any] = {
+        "id": message_id(answer.id),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason(choice.finish_reason, choice.stop_sequence),
+        "stop_sequence": choice.stop_sequence,
+        "usage": usage_json(answer.usage),
+    }
+    if answer.generation_context is not None:
+        message["generation_context"] = answer.generation_context
+    return orjson.dumps(message)
 
 
 def _event(kind: str, payload: dict[str, Any]) -> bytes:
@@ -222,6 +229,7 @@ class MessageStream:
         self._finish: str | None = None
         self._stop_sequence: str | None = None
         self._usage: _Usage | None = None
+        self._context: dict[str, Any] | None = None
 
     async def body(self, body: bytes) -> bytes:
         return message_body(body, model=self._model)
@@ -233,6 +241,8 @@ class MessageStream:
             out.append(self._start(answer.id))
         if answer.usage is not None:
             self._usage = answer.usage
+        if answer.generation_context is not None:
+            self._context = answer.generation_context
         for choice in answer.choices:
             if choice.index != 0:
                 continue  # the translation never asks for n > 1
@@ -251,7 +261,10 @@ class MessageStream:
             "stop_reason": stop_reason(self._finish, self._stop_sequence),
             "stop_sequence": self._stop_sequence,
         }
-        out.append(_event("message_delta", {"delta": delta, "usage": usage}))
+        end: dict[str, Any] = {"delta": delta, "usage": usage}
+        if self._context is not None:
+            end["generation_context"] = self._context
+        out.append(_event("message_delta", end))
         out.append(_event("message_stop", {}))
         return b"".join(out)
 

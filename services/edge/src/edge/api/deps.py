@@ -16,6 +16,9 @@
                        ``chat`` scope: the Gateway API's caller (seed 001)
     EndpointsDep       EndpointCache (the Gateway API's endpoints and project types)
     SessionsDep        SessionsClient (stored responses, session history)
+    RagDep             RagClient (knowledge collections in the rag service)
+    CollectionsReadKeyDep   KeyEntry with ``collections:read`` (or ``collections:write``)
+    CollectionsWriteKeyDep  KeyEntry with ``collections:write``
     CatalogDep         PriceBook (the catalog's prices and limits: context windows)
     LimitsDep          LimitsStep (rate limits and ``allowed_models``)
 
@@ -39,6 +42,7 @@ from ..config import EdgeSettings
 from ..endpoints import EndpointCache
 from ..pipeline.limits_step import LimitsStep
 from ..pricebook import PriceBook
+from ..rag_client import RagClient
 from ..router_client import RouterClient
 from ..sessions_client import SessionsClient
 from ..state import EdgeState
@@ -49,18 +53,22 @@ __all__ = [
     "CatalogDep",
     "ChatCallDep",
     "ChatKeyDep",
+    "CollectionsReadKeyDep",
+    "CollectionsWriteKeyDep",
     "EmbeddingsCallDep",
     "EmbeddingsKeyDep",
     "EndpointsDep",
     "LimitsDep",
     "ProjectChatKeyDep",
     "ProxyDep",
+    "RagDep",
     "ResponsesCallDep",
     "ResponsesKeyDep",
     "RouterClientDep",
     "SessionsDep",
     "SettingsDep",
     "StateDep",
+    "routed_caller",
 ]
 
 
@@ -83,6 +91,10 @@ async def get_router_client(state: StateDep) -> RouterClient:
 
 async def get_sessions(state: StateDep) -> SessionsClient:
     return state.sessions
+
+
+async def get_rag(state: StateDep) -> RagClient:
+    return state.rag
 
 
 async def get_catalog(state: StateDep) -> PriceBook:
@@ -127,6 +139,7 @@ SettingsDep = Annotated[EdgeSettings, Depends(get_settings)]
 RouterClientDep = Annotated[RouterClient, Depends(get_router_client)]
 ProxyDep = Annotated[Proxy, Depends(get_proxy)]
 SessionsDep = Annotated[SessionsClient, Depends(get_sessions)]
+RagDep = Annotated[RagClient, Depends(get_rag)]
 CatalogDep = Annotated[PriceBook, Depends(get_catalog)]
 EndpointsDep = Annotated[EndpointCache, Depends(get_endpoints)]
 LimitsDep = Annotated[LimitsStep, Depends(get_limits)]
@@ -147,6 +160,8 @@ class _RequireScope:
 ChatKeyDep = Annotated[KeyEntry, Depends(_RequireScope("chat"))]
 EmbeddingsKeyDep = Annotated[KeyEntry, Depends(_RequireScope("embeddings"))]
 ResponsesKeyDep = Annotated[KeyEntry, Depends(_RequireScope("responses"))]
+CollectionsReadKeyDep = Annotated[KeyEntry, Depends(_RequireScope("collections:read"))]
+CollectionsWriteKeyDep = Annotated[KeyEntry, Depends(_RequireScope("collections:write"))]
 
 
 class _RequireCallScope(_RequireScope):
@@ -154,6 +169,11 @@ class _RequireCallScope(_RequireScope):
 
     async def __call__(self, key: CallerDep) -> KeyEntry:
         return require_scope(key, self.scope)
+
+
+async def routed_caller(request: Request, state: EdgeState, scope: Scope) -> KeyEntry:
+    """What ``_RequireCallScope(scope)`` resolves to, for the hot routes (``api.hot``)."""
+    return require_scope(await authenticate_call(request, state), scope)
 
 
 ChatCallDep = Annotated[KeyEntry, Depends(_RequireCallScope("chat"))]

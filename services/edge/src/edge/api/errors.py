@@ -2,7 +2,8 @@
 the API that was called.
 
     /v1 (OpenAI)       {"error": {"message": ..., "type": ..., "param": ..., "code": ...}}
-    /api and /admin    {"ok": false, "error": "<message>", "code": "<code>"}  (seed 001)
+    /api, /admin and /console/api
+                       {"ok": false, "error": "<message>", "code": "<code>"}  (seed 001)
 
 ``OkShapedRoute`` is the route class of the ``/api`` and ``/admin`` routers: it
 answers everything raised while handling one of their routes, dependencies
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 #: Path prefixes whose errors take seed 001's ``{ok: false, error, code}`` shape.
-OK_SHAPED_PREFIXES = ("/api/", "/admin/")
+OK_SHAPED_PREFIXES = ("/api/", "/admin/", "/console/api/")
 
 # FastAPI prefixes locations with where the value came from; the client only knows field names.
 _SOURCES = {"body", "query", "path", "header", "cookie"}

@@ -73,6 +73,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol, TypeVar, runtime_checkable
 
+import orjson
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
@@ -100,7 +101,7 @@ from ..passthrough import MAX_PROVIDER_KEY, PROVIDER_KEY_HEADER, PROVIDER_KEY_SH
 from ..pipeline.limits_step import Admission, LimitsStep
 from ..pipeline.ratelimit import Decision
 from ..pricebook import PriceBook
-from ..projects import CallOptions, ProjectCache
+from ..projects import CallOptions, ProjectCache, Surface
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 from .middleware import RESPONSE_HEADERS
@@ -126,7 +127,11 @@ _OPERATION_LABELS = {
 }
 _SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 #: What a passthrough call carries instead of its (nonexistent) project's options.
-_NO_PROJECT = CallOptions()
+#: A passthrough key's call has no project: generation_context only where it is on by default.
+_NO_PROJECT: dict[Surface, CallOptions] = {
+    "openai": CallOptions(),
+    "messages": CallOptions(include_generation_context=False),
+}
 _ADMITTED = Decision(allowed=True)
 _NO_USAGE = types_pb2.Usage()
 #: Settles a call's token reservation with its usage (None: unknown) and failure.
@@ -204,6 +209,33 @@ class ErrorFramer(Protocol):
     def error_frame(self, err: GatewayError) -> bytes: ...
 
 
+def _holds_nul(body: bytes) -> bool:
+    """Whether a string of the JSON ``body`` (a key or a value) holds NUL.
+
+    NUL cannot be stored in PostgreSQL's ``text``: a body that carries one would be
+    answered, then fail where it is kept (a stored response, a session's turns), so
+    it is refused up front. Only a body with the escape in it is parsed here (the
+    byte search before this call is the common case's whole cost); one that does not
+    parse is left to the route's own parser and its error.
+    """
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 class Proxy:
     """Carries one request from the edge to the router and back (see module docstring)."""
 
@@ -264,7 +296,13 @@ class Proxy:
             if size > self._max_body:
                 raise self._too_large()
             parts.append(part)
-        return b"".join(parts)  # one part (the common case) is returned without a copy
+        body = b"".join(parts)  # one part (the common case) is returned without a copy
+        if b"\\u0000" in body and _holds_nul(body):
+            raise InvalidRequest(
+                "Invalid body: strings may not contain the NUL character (\\u0000).",
+                code="invalid_value",
+            )
+        return body
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -330,7 +368,10 @@ class Proxy:
         endpoint: str = "",
         endpoint_id: str = "",
         admission: Admission | None = None,
-        generation_context: bool = True,
+        surface: Surface = "openai",
+        sku_usage: tuple[tuple[str, int], ...] = (),
+        metadata: tuple[tuple[str, str], ...] = (),
+        own_credential: str = "",
     ) -> Response:
         """Send ``body`` to the router as ``op`` and shape its answer as the HTTP response.
 
@@ -339,9 +380,13 @@ class Proxy:
         token limits reserve. ``endpoint`` names the Gateway API endpoint the call
         came through ("": none) and ``endpoint_id`` is its id: the call is also bound
         by the endpoint's budget; ``admission`` is its ``rate_limit`` (None: ``/v1``,
-        the model is checked and the call counted here). ``generation_context=False``
-        leaves it off whatever the project says (a surface whose answer has no place
-        for it: Anthropic's Messages).
+        the model is checked and the call counted here). ``surface`` names the public
+        API called: the project's ``generation_context`` setting for it applies
+        (``ProjectCache.call_options``); ``sku_usage``: extra catalog SKUs the edge consumed
+        for the call (a gateway's retrieval, its routing), billed on its usage event;
+        ``metadata`` the client's request metadata, kept on that event. ``own_credential``:
+        the id of the project credential whose own endpoint serves ``model`` verbatim (a
+        gateway's BYOK; the router bills it ``byok``), "" for the catalog.
         """
         started: float = request.state.started_at
         await self._window.check(op, model, body, max_output_tokens=max_output_tokens)
@@ -349,10 +394,12 @@ class Proxy:
         if key.provider_key is not None:
             # Again where the key leaves: ``model`` is what the router will route.
             self._passthrough.confirm(key, model)
-            options, provider_key, ticket = _NO_PROJECT, key.provider_key, Ticket()
+            options, provider_key, ticket = _NO_PROJECT[surface], key.provider_key, Ticket()
             admission = Admission((), _ADMITTED)
         else:
-            options = self._projects.call_options(key.project_id)
+            options = self._projects.call_options(
+                key.project_id, surface, credential_id=own_credential
+            )
             provider_key = _provider_key(request)
             worst = (op, model, body, max_output_tokens, choices)
             if admission is None:  # /v1: the worst case is known, one admission counts all
@@ -381,10 +428,13 @@ class Proxy:
             api_key_id=key.key_id,
             provider_key=provider_key,
             credentials=options.credentials,
-            include_generation_context=generation_context and options.include_generation_context,
+            include_generation_context=options.include_generation_context,
             budget_lease_id=ticket.lease_id,
             endpoint=endpoint,
             endpoint_id=endpoint_id,
+            sku_usage=sku_usage,
+            metadata=metadata,
+            own_endpoint=bool(own_credential),
         )
         operation = _OPERATION_LABELS.get(op, "unspecified")
         if not stream:

@@ -1,14 +1,19 @@
 // Switchyard console: a small hash-routed app over /admin/* and /console/api/* with the
 // session cookie. Every state-changing call sends the CSRF token; errors are shown in words.
 import { escapeHtml as h, renderMarkdown } from "/console/md.js";
+import { sseData } from "/console/sse.js";
 
 const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
 const nav = document.getElementById("nav");
 const PAGE = 20;
+let pagers = 0;
 let me = null;
 let project = null; // the selected project id
 let lastKey = ""; // a key created in this tab (memory only), for the playground
+let collection = null; // the collection opened on the Collections page
+let editing = null; // the gateway being edited on the Gateways page
+let view = 0; // bumped on every page render, so a poll of an old page stops
 
 function csrf() {
   const m = document.cookie.match(/(?:^|; )sy_csrf=([^;]+)/);
@@ -20,11 +25,12 @@ function showError(msg) {
 }
 async function api(method, path, body) {
   const headers = { accept: "application/json" };
-  if (body !== undefined) headers["content-type"] = "application/json";
+  const form = body instanceof FormData; // a file upload: the browser sets the multipart type
+  if (body !== undefined && !form) headers["content-type"] = "application/json";
   if (!["GET", "HEAD"].includes(method)) headers["x-csrf-token"] = csrf();
   let resp;
   try {
-    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin" });
+    resp = await fetch(path, { method, headers, body: body === undefined ? undefined : form ? body : JSON.stringify(body), credentials: "same-origin" });
   } catch (e) {
     throw new Error(`Network error calling ${path}: ${e.message}`);
   }
@@ -39,14 +45,15 @@ async function api(method, path, body) {
   }
   return data;
 }
-function el(html) { main.innerHTML = html; main.focus(); }
+function el(html) { view++; main.innerHTML = html; main.focus(); }
 function table(cols, rows, page, onPage) {
   const start = page * PAGE, slice = rows.slice(start, start + PAGE);
   const pages = Math.max(1, Math.ceil(rows.length / PAGE));
   const body = slice.map((r) => `<tr>${cols.map((c) => `<td>${c[1](r)}</td>`).join("")}</tr>`).join("")
     || `<tr><td colspan="${cols.length}" class="muted">Nothing yet.</td></tr>`;
-  const pager = rows.length > PAGE ? `<div class="pager"><button type="button" data-page="${page - 1}" ${page ? "" : "disabled"}>Previous</button><span>Page ${page + 1} of ${pages}</span><button type="button" data-page="${page + 1}" ${page + 1 < pages ? "" : "disabled"}>Next</button></div>` : "";
-  setTimeout(() => main.querySelectorAll("[data-page]").forEach((b) => b.addEventListener("click", () => onPage(Number(b.dataset.page)))));
+  const id = `pager-${++pagers}`; // each table binds only its own pager's buttons
+  const pager = rows.length > PAGE ? `<div class="pager" id="${id}"><button type="button" data-page="${page - 1}" ${page ? "" : "disabled"}>Previous</button><span>Page ${page + 1} of ${pages}</span><button type="button" data-page="${page + 1}" ${page + 1 < pages ? "" : "disabled"}>Next</button></div>` : "";
+  setTimeout(() => document.querySelectorAll(`#${id} [data-page]`).forEach((b) => b.addEventListener("click", () => onPage(Number(b.dataset.page)))));
   return `<div class="wrap"><table><thead><tr>${cols.map((c) => `<th scope="col">${h(c[0])}</th>`).join("")}</tr></thead><tbody>${body}</tbody></table></div>${pager}`;
 }
 async function projects() {
@@ -196,26 +203,245 @@ const pages = {
       const resp = await fetch("/v1/chat/completions", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${f.key.value}` },
         body: JSON.stringify({ model: f.model.value, stream: true, messages: [{ role: "user", content: f.msg.value }] }) });
       if (!resp.ok) { const t = await resp.text(); let m = t; try { m = JSON.parse(t).error.message; } catch {} throw new Error(`${resp.status}: ${m}`); }
-      const reader = resp.body.getReader(); const dec = new TextDecoder(); let buf = "", text = "";
-      for (;;) {
-        const { done, value } = await reader.read(); if (done) break;
-        buf += dec.decode(value, { stream: true });
-        const lines = buf.split("\n"); buf = lines.pop();
-        for (const line of lines) {
-          if (!line.startsWith("data: ") || line === "data: [DONE]") continue;
-          const chunk = JSON.parse(line.slice(6));
-          if (chunk.error) throw new Error(chunk.error.message);
-          text += (chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content) || "";
-          out.innerHTML = renderMarkdown(text);
-        }
+      let text = "";
+      for await (const chunk of sseData(resp)) {
+        if (chunk.error) throw new Error(chunk.error.message);
+        text += (chunk.choices && chunk.choices[0] && chunk.choices[0].delta.content) || "";
+        out.innerHTML = renderMarkdown(text);
       }
+    }); });
+  },
+  async channels() {
+    const list = (await projects()).filter((p) => p.type === "channel" || (me && !me.operator));
+    if (!list.some((p) => p.id === project)) project = list.length ? list[0].id : null;
+    const opts = list.map((p) => `<option value="${h(p.id)}" ${p.id === project ? "selected" : ""}>${h(p.name)} (${h(p.id)})</option>`).join("");
+    if (!project) { el(`<h1>Channels</h1><p class="muted">No channel projects yet (create a project of type channel through the admin API).</p>`); return; }
+    const ch = await api("GET", `/admin/projects/${project}`);
+    const st = ch.settings || {};
+    let widget = null;
+    try { widget = await api("GET", `/admin/projects/${project}/widget`); } catch (e) { if (!e.message.startsWith("404")) throw e; }
+    el(`<h1>Channels</h1><label>Channel <select id="channel">${opts}</select></label>
+      <form id="ch-settings"><h2>Settings</h2>
+        <label>Model <input name="model" value="${h(st.model || "")}" required></label>
+        <label>System prompt <textarea name="system_prompt" rows="3">${h(st.system_prompt || "")}</textarea></label>
+        <label><input type="checkbox" name="enabled" ${st.enabled === false ? "" : "checked"}> Enabled</label>
+        <label>Allowed origins (one per line) <textarea name="origins" rows="2">${h((st.allowed_origins || []).join("\n"))}</textarea></label>
+        <label>Widget messages per visitor per minute <input name="per_visitor" type="number" min="1" value="${h(st.widget_visitor_per_minute || 10)}"></label>
+        <button>Save settings</button></form>
+      <section aria-labelledby="key-h"><h2 id="key-h">Channel key (secret: keep it on your backend)</h2>
+        <p class="secret" id="channel-key" hidden></p>
+        <button type="button" id="reveal-key">Reveal key</button> <button type="button" id="rotate-key" class="danger">Create or rotate key</button></section>
+      <section aria-labelledby="wg-h"><h2 id="wg-h">Embeddable widget</h2>
+        ${widget ? `<p>Widget id <code id="widget-id">${h(widget.widget_id)}</code> (publishable). Paste this before &lt;/body&gt;:</p><pre><code id="widget-snippet">${h(widget.snippet)}</code></pre><button type="button" id="copy-snippet">Copy snippet</button>` : `<p class="muted">No widget id yet.</p>`}
+        <button type="button" id="rotate-widget">${widget ? "Rotate widget id" : "Create widget id"}</button></section>`);
+    document.getElementById("channel").addEventListener("change", (ev) => { project = ev.target.value; run(() => pages.channels()); });
+    const f = document.getElementById("ch-settings");
+    f.addEventListener("submit", (ev) => { ev.preventDefault(); run(async () => {
+      const settings = { ...st, model: f.model.value, enabled: f.enabled.checked, widget_visitor_per_minute: Number(f.per_visitor.value),
+        allowed_origins: f.origins.value.split("\n").map((o) => o.trim()).filter(Boolean) };
+      if (f.system_prompt.value) settings.system_prompt = f.system_prompt.value; else delete settings.system_prompt;
+      await api("PATCH", `/admin/projects/${project}`, { settings }); await pages.channels();
+    }); });
+    const showKey = (k) => { const p = document.getElementById("channel-key"); p.textContent = k.key; p.hidden = false; };
+    document.getElementById("reveal-key").addEventListener("click", () => run(async () => showKey(await api("GET", `/admin/projects/${project}/channel-key`))));
+    document.getElementById("rotate-key").addEventListener("click", () => run(async () => {
+      if (!confirm("Replace the channel key? The old one stops working at once.")) return;
+      showKey(await api("POST", `/admin/projects/${project}/channel-key`));
+    }));
+    document.getElementById("rotate-widget").addEventListener("click", () => run(async () => { await api("POST", `/admin/projects/${project}/widget`); await pages.channels(); }));
+    const copy = document.getElementById("copy-snippet");
+    if (copy) copy.addEventListener("click", () => navigator.clipboard.writeText(widget.snippet).catch(() => showError("The browser refused the clipboard.")));
+  },
+  async gateways(page = 0) {
+    const picker = await projectPicker();
+    const [gws, cols, models, creds] = project ? await Promise.all([
+      api("GET", `/admin/projects/${project}/gateways`).then((r) => r.data),
+      api("GET", `/admin/projects/${project}/collections`).then((r) => r.data),
+      api("GET", "/console/api/models").then((r) => r.data),
+      api("GET", `/admin/projects/${project}/credentials`).then((r) => r.data),
+    ]) : [[], [], [], []];
+    const g = gws.find((x) => x.id === editing) || null;
+    if (!g) editing = null;
+    const p = (g && g.params) || {};
+    const colName = (id) => { const c = cols.find((x) => x.id === id); return c ? c.name : id; };
+    const credName = (id) => { const c = creds.find((x) => x.id === id); return c ? `${c.provider} …${c.last4}` : id; };
+    // A gateway on a provider credential (BYOK) names that endpoint's model, not a catalog one.
+    const byok = Boolean(g && g.credential_id);
+    const extra = (sel) => (sel && !models.some((m) => m.id === sel) ? `<option selected>${h(sel)}</option>` : "");
+    const modelOpts = (sel, none) => (none ? `<option value="">${h(none)}</option>` : "") + extra(sel) + models.map((m) => `<option ${m.id === sel ? "selected" : ""}>${h(m.id)}</option>`).join("");
+    const knobs = ["temperature", "top_p", "max_tokens", "stop"];
+    const num = (v) => (v === undefined || v === null ? "" : h(v));
+    el(`<h1>Gateways</h1>${picker}
+      <p class="muted">A gateway is a ready-made model: instructions, a model, fixed parameters, optional knowledge and routing. Call it with <code>model="&lt;name&gt;:&lt;short&gt;"</code>.</p>
+      ${table([
+        ["Name", (x) => `<code>${h(x.short_name)}</code>`], ["Model", (x) => h(x.routing ? `auto: ${x.routing.cheap} / ${x.routing.strong}` : x.credential_id ? `${x.model} via ${credName(x.credential_id)}` : x.model)],
+        ["Collection", (x) => (x.collection_id ? `${h(colName(x.collection_id))} (top ${h(x.top_k)}, ≥ ${h(x.min_score)})` : "")],
+        ["Overridable", (x) => h((x.overridable || []).join(", "))],
+        ["", (x) => `<button type="button" data-edit="${h(x.id)}" aria-label="Edit ${h(x.name)}">Edit</button> <button type="button" data-snippet="${h(x.id)}" aria-label="Snippet for ${h(x.name)}">Snippet</button> <button type="button" class="danger" data-delete="${h(x.id)}" aria-label="Delete ${h(x.name)}">Delete</button>`],
+      ], gws, page, (n) => pages.gateways(n))}
+      <div id="gw-snippet"></div>
+      <form id="gw-form"><h2>${g ? `Edit gateway ${h(g.short_name)}` : "Create a gateway"}</h2>
+        <label>Name <input name="name" required maxlength="64" pattern="[a-z0-9-]+" title="lower-case letters, digits and -" value="${h(g ? g.name : "")}"></label>
+        <label>Instructions <textarea name="instructions" rows="3">${h((g && g.instructions) || "")}</textarea></label>
+        <label>Model <select name="model" required>${modelOpts(g && !byok ? g.model : "")}</select></label>
+        <fieldset><legend>Or your own provider key (BYOK)</legend>
+          <label>Provider credential <select name="credential"><option value="">None: the catalog model above</option>${creds.map((c) => `<option value="${h(c.id)}" ${g && g.credential_id === c.id ? "selected" : ""}>${h(credName(c.id))}${c.base_url ? ` at ${h(c.base_url)}` : ""}</option>`).join("")}</select></label>
+          <label>Model at the credential's endpoint <input name="credential_model" maxlength="200" value="${h(byok ? g.model : "")}" placeholder="the provider's model name"></label>
+          <p class="muted">${creds.length ? "With a credential, calls go to its provider with its key, under the model name given here." : "This project has no provider credentials yet (add one on the Credentials page)."}</p></fieldset>
+        <fieldset><legend>Parameters (blank: the model's default)</legend>
+          <label>Temperature <input name="temperature" type="number" min="0" max="2" step="0.05" value="${num(p.temperature)}"></label>
+          <label>Top p <input name="top_p" type="number" min="0" max="1" step="0.05" value="${num(p.top_p)}"></label>
+          <label>Max tokens <input name="max_tokens" type="number" min="1" step="1" value="${num(p.max_tokens)}"></label>
+          <label>Stop (comma-separated) <input name="stop" value="${h([].concat(p.stop || []).join(","))}"></label>
+          <label>Prefill (the answer starts with this) <textarea name="prefill" rows="2">${h(p.prefill || "")}</textarea></label></fieldset>
+        <fieldset><legend>Knowledge</legend>
+          <label>Collection <select name="collection"><option value="">None</option>${cols.map((c) => `<option value="${h(c.id)}" ${g && g.collection_id === c.id ? "selected" : ""}>${h(c.name)}</option>`).join("")}</select></label>
+          <label>Top k <input name="top_k" type="number" min="1" max="50" step="1" value="${h(g ? g.top_k : 5)}"></label>
+          <label>Minimum score <input name="min_score" type="number" min="0" max="1" step="0.01" value="${h(g ? g.min_score : 0)}"></label>
+          <label>When retrieval fails <select name="on_rag_failure"><option value="fail">fail the call (503)</option><option value="ungrounded" ${g && g.on_rag_failure === "ungrounded" ? "selected" : ""}>answer without sources</option></select></label></fieldset>
+        <fieldset><legend>A request may override</legend>${knobs.map((k) => `<label><input type="checkbox" name="overridable" value="${k}" ${g && (g.overridable || []).includes(k) ? "checked" : ""}> ${k}</label>`).join("")}</fieldset>
+        <fieldset><legend>Routing</legend>
+          <label><input type="checkbox" name="auto" ${g && g.routing ? "checked" : ""}> Auto: a cheap model for simple requests, a strong one for hard ones</label>
+          <label>Cheap model <select name="cheap">${modelOpts(g && g.routing ? g.routing.cheap : "", "—")}</select></label>
+          <label>Strong model <select name="strong">${modelOpts(g && g.routing ? g.routing.strong : "", "—")}</select></label></fieldset>
+        <button>${g ? "Save gateway" : "Create gateway"}</button>${g ? ` <button type="button" id="gw-cancel">Cancel</button>` : ""}</form>`);
+    bindPicker(() => { editing = null; return pages.gateways(); });
+    const snippet = (x) => {
+      const code = `from openai import OpenAI\n\nclient = OpenAI(base_url="${location.origin}/v1", api_key="YOUR_SWITCHYARD_KEY")\nreply = client.chat.completions.create(\n    model="${x.short_name}",\n    messages=[{"role": "user", "content": "Hello"}],\n)\nprint(reply.choices[0].message.content)`;
+      document.getElementById("gw-snippet").innerHTML = `<h2>Call ${h(x.short_name)} with the OpenAI SDK</h2><pre><code>pip install openai</code></pre><pre><code id="gw-code">${h(code)}</code></pre><button type="button" id="copy-gw">Copy snippet</button>`;
+      document.getElementById("copy-gw").addEventListener("click", () => navigator.clipboard.writeText(code).catch(() => showError("The browser refused the clipboard.")));
+    };
+    main.querySelectorAll("[data-snippet]").forEach((b) => b.addEventListener("click", () => snippet(gws.find((x) => x.id === b.dataset.snippet))));
+    main.querySelectorAll("[data-edit]").forEach((b) => b.addEventListener("click", () => { editing = b.dataset.edit; run(() => pages.gateways(page)); }));
+    main.querySelectorAll("[data-delete]").forEach((b) => b.addEventListener("click", () => run(async () => {
+      if (!confirm("Delete this gateway? Calls naming it fail at once.")) return;
+      await api("DELETE", `/admin/projects/${project}/gateways/${b.dataset.delete}`);
+      if (editing === b.dataset.delete) editing = null;
+      await pages.gateways(page);
+    })));
+    const cancel = document.getElementById("gw-cancel");
+    if (cancel) cancel.addEventListener("click", () => { editing = null; run(() => pages.gateways(page)); });
+    const f = document.getElementById("gw-form");
+    f.addEventListener("submit", (ev) => { ev.preventDefault(); run(async () => {
+      const params = {};
+      for (const k of ["temperature", "top_p"]) if (f[k].value !== "") params[k] = Number(f[k].value);
+      if (f.max_tokens.value !== "") params.max_tokens = parseInt(f.max_tokens.value, 10);
+      const stop = f.stop.value.split(",").map((x) => x.trim()).filter(Boolean);
+      if (stop.length) params.stop = stop;
+      if (f.prefill.value) params.prefill = f.prefill.value;
+      if (f.auto.checked && !(f.cheap.value && f.strong.value)) throw new Error("Auto routing needs both a cheap and a strong model.");
+      const credential = f.credential.value || null;
+      const body = {
+        name: f.name.value.trim(), instructions: f.instructions.value || null, params,
+        model: credential ? f.credential_model.value.trim() : f.model.value, credential_id: credential,
+        collection_id: f.collection.value || null, top_k: parseInt(f.top_k.value || "5", 10), min_score: Number(f.min_score.value || 0),
+        on_rag_failure: f.on_rag_failure.value, overridable: [...f.querySelectorAll("[name=overridable]:checked")].map((c) => c.value),
+        routing: f.auto.checked ? { policy: "auto", cheap: f.cheap.value, strong: f.strong.value } : null,
+      };
+      const saved = g ? await api("PATCH", `/admin/projects/${project}/gateways/${g.id}`, body) : await api("POST", `/admin/projects/${project}/gateways`, body);
+      editing = null;
+      await pages.gateways(page);
+      snippet(saved);
+    }); });
+  },
+  async collections(page = 0) {
+    const picker = await projectPicker();
+    const base = `/admin/projects/${project}/collections`;
+    const cols = project ? (await api("GET", base)).data : [];
+    const c = cols.find((x) => x.id === collection) || null;
+    if (!c) collection = null;
+    el(`<h1>Knowledge collections</h1>${picker}
+      ${table([
+        ["Name", (x) => h(x.name)], ["Description", (x) => h(x.description)], ["Documents", (x) => `<span data-count="${h(x.id)}">${h(x.document_count)}</span>`],
+        ["Embedder", (x) => `<code>${h(x.embedding_model)}</code>`], ["Created", (x) => h(new Date(x.created_at * 1000).toISOString().slice(0, 16).replace("T", " "))],
+        ["", (x) => `<button type="button" data-open="${h(x.id)}" aria-label="Open ${h(x.name)}">Open</button> <button type="button" class="danger" data-delete="${h(x.id)}" aria-label="Delete ${h(x.name)}">Delete</button>`],
+      ], cols, page, (n) => pages.collections(n))}
+      <form id="new-col"><h2>Create a collection</h2>
+        <label>Collection name <input name="name" required maxlength="255"></label>
+        <label>Collection description <input name="description" maxlength="4096"></label><button>Create collection</button></form>
+      ${c ? `<section aria-labelledby="docs-h"><h2 id="docs-h">Documents of ${h(c.name)}</h2><div id="docs"></div>
+        <form id="upload"><h2>Add a document</h2><p class="muted">Paste text, or pick a .txt, .md or .pdf file (at most 10 MiB).</p>
+          <label>Document name <input name="name" maxlength="255"></label>
+          <label>Text <textarea name="text" rows="4"></textarea></label>
+          <label>Or a file <input name="file" type="file" accept=".txt,.md,.pdf,text/plain,text/markdown,application/pdf"></label>
+          <button>Upload document</button></form>
+        <form id="query"><h2>Try a query</h2><label>Query <input name="q" required maxlength="32768"></label>
+          <label>Top k <input name="top_k" type="number" min="1" max="50" value="5"></label><button>Search</button></form>
+        <div id="hits" aria-live="polite"></div></section>` : ""}`);
+    bindPicker(() => { collection = null; return pages.collections(); });
+    main.querySelectorAll("[data-open]").forEach((b) => b.addEventListener("click", () => { collection = b.dataset.open; run(() => pages.collections(page)); }));
+    main.querySelectorAll("[data-delete]").forEach((b) => b.addEventListener("click", () => run(async () => {
+      if (!confirm("Delete this collection with all its documents?")) return;
+      await api("DELETE", `${base}/${b.dataset.delete}`); await pages.collections(page);
+    })));
+    const nf = document.getElementById("new-col");
+    nf.addEventListener("submit", (ev) => { ev.preventDefault(); run(async () => {
+      const made = await api("POST", base, { name: nf.name.value, description: nf.description.value });
+      collection = made.id; await pages.collections(page);
+    }); });
+    if (!c) return;
+    const mine = view;
+    const docsUrl = `${base}/${c.id}/documents`;
+    const pct = (d) => (d.status === "running" ? ` ${Math.round(d.progress * 100)}%` : "");
+    const drawDocs = (docs, dpage = 0) => {
+      document.getElementById("docs").innerHTML = table([
+        ["Name", (d) => h(d.name)], ["Status", (d) => `<span class="status" data-status="${h(d.status)}">${h(d.status)}${pct(d)}</span>${d.error ? ` <span class="muted">${h(d.error)}</span>` : ""}`],
+        ["Chunks", (d) => h(d.chunk_count)], ["Bytes", (d) => h(d.bytes)], ["Updated", (d) => h(new Date(d.updated_at * 1000).toISOString().slice(11, 19))],
+        ["", (d) => `<button type="button" class="danger" data-deldoc="${h(d.id)}" aria-label="Delete document ${h(d.name)}">Delete</button>`],
+      ], docs, dpage, (n) => drawDocs(docs, n));
+      document.querySelectorAll("[data-deldoc]").forEach((b) => b.addEventListener("click", () => run(async () => {
+        if (!confirm("Delete this document?")) return;
+        await api("DELETE", `${docsUrl}/${b.dataset.deldoc}`); tick();
+      })));
+    };
+    // Poll while a document is being ingested; stop when every one is settled or the page
+    // changed. A failed poll (rag busy: 503) is shown in words and retried after 2 s.
+    let timer = null, failed = false;
+    const schedule = (ms) => { clearTimeout(timer); timer = setTimeout(tick, ms); };
+    const refresh = async () => {
+      const docs = (await api("GET", docsUrl)).data;
+      if (view !== mine) return;
+      drawDocs(docs);
+      const count = main.querySelector(`[data-count="${CSS.escape(c.id)}"]`);
+      if (count) count.textContent = String(docs.length);
+      if (docs.some((d) => d.status === "queued" || d.status === "running")) schedule(500);
+    };
+    function tick() {
+      if (view !== mine) return;
+      refresh().then(() => { if (failed) { failed = false; showError(""); } }, (e) => {
+        if (view !== mine) return;
+        failed = true; showError(`${e.message} (retrying)`); schedule(2000);
+      });
+    }
+    await refresh();
+    const uf = document.getElementById("upload");
+    uf.addEventListener("submit", (ev) => { ev.preventDefault(); run(async () => {
+      const file = uf.file.files[0];
+      let body;
+      if (file) {
+        body = new FormData(); body.append("file", file);
+        if (uf.name.value) body.append("name", uf.name.value);
+      } else {
+        if (!uf.text.value.trim()) throw new Error("Paste some text or pick a file to upload.");
+        body = { name: uf.name.value || "pasted.txt", text: uf.text.value };
+      }
+      const d = await api("POST", docsUrl, body);
+      uf.reset();
+      if (d.created === false) showError(`This collection already holds that text, as "${d.name}".`);
+      tick();
+    }); });
+    const qf = document.getElementById("query");
+    qf.addEventListener("submit", (ev) => { ev.preventDefault(); run(async () => {
+      const r = await api("POST", `${base}/${c.id}/query`, { query: qf.q.value, top_k: parseInt(qf.top_k.value || "5", 10) });
+      document.getElementById("hits").innerHTML = r.data.length ? table([["Score", (x) => h(x.score.toFixed(3))], ["Document", (x) => h(x.document_name)], ["Chunk", (x) => h(x.chunk_index)], ["Text", (x) => h(x.text)]], r.data, 0, () => {})
+        : `<p class="muted">No chunk matched (only ready documents are searched).</p>`;
     }); });
   },
   async endpoints() {
     const picker = await projectPicker();
     const list = project ? (await api("GET", `/admin/projects/${project}/endpoints`)).data : [];
     el(`<h1>Endpoints</h1>${picker}${table([["Slug", (e) => `<code>${h(e.slug)}</code>`], ["Model", (e) => h(e.model || "")]], list, 0, () => {})}
-      <p class="muted">Gateways, knowledge collections and channels get their pages here as their APIs land (see docs/console.md).</p>`);
+      <p class="muted">Configured models are on the <a href="#/gateways">Gateways</a> page, knowledge on <a href="#/collections">Collections</a>.</p>`);
     bindPicker(() => pages.endpoints());
   },
 };

@@ -37,6 +37,7 @@ A bearer-passthrough caller (no gateway key, no project) is not rate limited her
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gateway.common.v1 import types_pb2
@@ -190,6 +191,13 @@ class LimitsStep:
         if tokens is not None and admission.token_limits:
             admission.tokens = decision
         return admission
+
+    async def admit_only(self, limits: Sequence[Limit]) -> Admission:
+        """Count one request against ``limits`` alone, not a key's (a channel widget's
+        per-visitor limit, ``edge.api.routes.channel``); a refusal is in ``error()``."""
+        if not limits:
+            return Admission((), _ADMITTED)
+        return Admission(tuple(limits), await self._limiter.admit(limits))
 
     async def reserve(self, admission: Admission, *, tokens: int) -> None:
         """Count the call's worst case ``tokens`` on its token limits; on a refusal (then

@@ -2,12 +2,15 @@
 their repositories.
 
 ``repo`` holds projects and keys; ``credentials_repo`` the sealed provider credentials;
-``endpoints_repo`` the Gateway API endpoints.
+``endpoints_repo`` the Gateway API endpoints; ``gateways`` seed 002's configured models;
+``console_logouts`` the console sessions signed out before their expiry.
 """
 
 from pathlib import Path
 
-from . import credentials_repo, endpoints_repo, repo
+from . import console_logouts, credentials_repo, endpoints_repo, gateways, repo
+from .console_logouts import ConsoleLogout
+from .gateways import Gateway
 from .models import (
     ApiKey,
     ApiKeyCreate,
@@ -29,17 +32,21 @@ __all__ = [
     "ApiKeyCreate",
     "ApiKeyPublic",
     "ChannelKey",
+    "ConsoleLogout",
     "Endpoint",
     "EndpointCreate",
     "EndpointPublic",
     "EndpointUpdate",
+    "Gateway",
     "Project",
     "ProjectPublic",
     "ProjectType",
     "ProviderCredential",
     "ProviderCredentialPublic",
+    "console_logouts",
     "credentials_repo",
     "endpoints_repo",
+    "gateways",
     "migrations_dir",
     "repo",
 ]

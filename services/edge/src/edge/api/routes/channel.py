@@ -21,8 +21,18 @@ Bearer``); ``edge.channels`` says what a channel is. Steps of a chat, in order
 
 The model sees ``[system: system_prompt]``, ``[system: "Page context (JSON): {...}"]``
 when the call has ``context``, the kept turns, then the message. Every error is
-``{"error": "<message>", "code": "<code>"}``; a provider failure is 500 with a fixed
-message that names no provider. CORS: a response gets
+``{"error": "<message>"}``, seed 003's shape exactly; a provider failure is 500 with a
+fixed message that names no provider.
+
+The embeddable widget (``docs/widget.md``, served here as ``/widget.js``) calls
+``/chat`` (streaming) and ``/history`` with ``X-Widget-Id`` (the channel's publishable id) and
+``X-Visitor-Id`` (a random id the widget keeps in the visitor's localStorage) instead
+of the key: 401 for an unknown id; 403 unless the call's ``Origin`` is one of the
+channel's ``allowed_origins`` (browsers send it on every cross-origin fetch and a page
+cannot forge it) and for ``/models``; 429 over ``widget_visitor_per_minute`` (the
+shared limiter, counted before the channel's own quotas). Its sessions are the
+visitor's own: ``history_id`` of (visitor, session id), so a widget caller never
+reads a session the site's backend or another visitor named. CORS: a response gets
 ``Access-Control-Allow-Origin`` only when its ``Origin`` is in the channel's
 ``allowed_origins``; a preflight (which carries no key) is answered with CORS
 headers only when some enabled channel allows its origin.
@@ -30,7 +40,10 @@ headers only when some enabled channel allows its origin.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import orjson
@@ -55,13 +68,23 @@ from gateway_common.sessions_history import Turn
 from gateway_common.telemetry import REQUEST_ID
 
 from ...channels import CHANNEL_SCOPE, ChannelCache, ChannelView, history_id
+from ...pipeline.ratelimit import RateLimits
+from ...state import EdgeState
 from ..deps import ProxyDep, RouterClientDep, StateDep
 from ..errors import count_rejection
+from ..middleware import RESPONSE_HEADERS
 from ..proxy import Proxy
 
 __all__ = ["ChannelChat", "ChannelRoute", "router"]
 
 KEY_HEADER: Final = "x-channel-key"
+WIDGET_HEADER: Final = "x-widget-id"
+VISITOR_HEADER: Final = "x-visitor-id"
+_VISITOR = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_WIDGET_JS: Final = Path(__file__).resolve().parents[2] / "console_static" / "widget.js"
+_MD_JS: Final = _WIDGET_JS.with_name("md.js")
+_SSE_JS: Final = _WIDGET_JS.with_name("sse.js")
+_EXPORT: Final = re.compile(r"^export ", re.MULTILINE)  # ES modules -> one classic script
 MAX_MESSAGE: Final = 2000
 MAX_SESSION_ID: Final = 255
 _CORS_ORIGIN: Final = "channel_cors_origin"
@@ -76,7 +99,7 @@ def _error_response(err: GatewayError) -> Response:
         status, message = 403, _CREDITS
     elif isinstance(err, ProviderError) or err.attempts or status >= 500:
         status, message = 500, _PROVIDER_FAILED
-    body = {"error": message, "code": err.code if status != 500 else "provider_error"}
+    body = {"error": message}
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
@@ -127,6 +150,52 @@ def _invalid(errors: Any) -> InvalidRequest:
     first = next(iter(errors))
     field = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     return InvalidRequest(f"Invalid '{field}': {first.get('msg', 'invalid')}.", param=field)
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    """Who calls: a channel's site (its key) or a visitor of its widget (``visitor`` set)."""
+
+    view: ChannelView
+    visitor: str | None = None
+
+    def history_id(self, session_id: str) -> str:
+        """The sessions id of ``session_id`` for this caller (a visitor's own namespace)."""
+        name = session_id if self.visitor is None else f"widget\x00{self.visitor}\x00{session_id}"
+        return history_id(self.view.project_id, name)
+
+
+def _caller(request: Request, channels: ChannelCache) -> _Caller:
+    widget_id = request.headers.get(WIDGET_HEADER)
+    if widget_id is None:
+        return _Caller(_channel(request, channels))
+    view = channels.by_widget(widget_id.strip())
+    if view is None:
+        raise Unauthenticated("Invalid widget id.", code="invalid_widget_id")
+    origin = request.headers.get("origin")
+    if not origin or origin not in view.settings.allowed_origins:
+        raise PermissionDenied("This origin may not use this widget.", code="origin_not_allowed")
+    setattr(request.state, _CORS_ORIGIN, origin)
+    if not view.settings.enabled:
+        raise PermissionDenied("This site is disabled.", code="site_disabled")
+    visitor = request.headers.get(VISITOR_HEADER, "")
+    if not _VISITOR.match(visitor):
+        raise InvalidRequest(
+            "Invalid 'visitor_id': send 16 to 64 of A-Z a-z 0-9 _ - in X-Visitor-Id.",
+            param="visitor_id",
+        )
+    return _Caller(view, visitor)
+
+
+async def _visitor_limit(request: Request, state: EdgeState, caller: _Caller) -> None:
+    if caller.visitor is None:
+        return
+    per_minute = caller.view.settings.widget_visitor_per_minute
+    scope = f"visitor:{caller.view.project_id}:{caller.visitor}"
+    admission = await state.limits.admit_only(RateLimits(per_minute=per_minute).limits(scope))
+    if (error := admission.error()) is not None:
+        setattr(request.state, RESPONSE_HEADERS, admission.headers())
+        raise error
 
 
 def _channel(request: Request, channels: ChannelCache) -> ChannelView:
@@ -231,14 +300,16 @@ async def _read(proxy: Proxy, request: Request) -> ChannelChat:
 @router.post("/chat", response_class=Response)
 async def chat(request: Request, state: StateDep, proxy: ProxyDep) -> Response:
     """Send a visitor's message; the reply (Markdown) and the session id echoed."""
-    view = _channel(request, state.channels)
+    caller = _caller(request, state.channels)
+    view = caller.view
     body = await _read(proxy, request)
     model = view.settings.model
     if not model:
         raise PermissionDenied("This channel has no model configured.", code="no_model")
+    await _visitor_limit(request, state, caller)
     principal = view.principal()
     admission = await proxy.rate_limit(request, principal)
-    sid = history_id(view.project_id, body.session_id)
+    sid = caller.history_id(body.session_id)
     opened = await state.sessions.open_history(
         view.project_id,
         CHANNEL_SCOPE,
@@ -268,10 +339,10 @@ async def history(
     session_id: str = Query(min_length=1, max_length=MAX_SESSION_ID),
 ) -> Response:
     """A session's messages, oldest first; [] when it has none or has expired."""
-    view = _channel(request, state.channels)
+    caller = _caller(request, state.channels)
     try:
         reply = await state.sessions.history(
-            view.project_id, CHANNEL_SCOPE, history_id(view.project_id, session_id)
+            caller.view.project_id, CHANNEL_SCOPE, caller.history_id(session_id)
         )
         turns = reply.turns
     except NotFound:
@@ -293,8 +364,9 @@ async def models(request: Request, state: StateDep, client: RouterClientDep) -> 
             "model_id": info.id,
             "context": info.context_window,
             "max_output": info.max_output_tokens,
-            "speed": None,
-            "best_for": None,
+            "speed": f"~{info.speed_tps} TPS" if info.speed_tps else None,
+            "speed_tps": info.speed_tps or None,
+            "best_for": info.best_for or None,
             "current": info.id == view.settings.model,
         }
         for info in await client.list_models()
@@ -303,10 +375,25 @@ async def models(request: Request, state: StateDep, client: RouterClientDep) -> 
     return Response(orjson.dumps({"data": rows}), media_type="application/json")
 
 
-_PREFLIGHT_HEADERS: Final = "Content-Type, X-Channel-Key, Authorization"
+_PREFLIGHT_HEADERS: Final = "Content-Type, X-Channel-Key, Authorization, X-Widget-Id, X-Visitor-Id"
 
 
-@router.options("/{path:path}", response_class=Response)
+@router.get("/widget.js", response_class=Response)
+async def widget_js() -> Response:
+    """The embeddable widget: md.js's sanitiser, sse.js's reader and widget.js in one
+    classic script."""
+    modules = (_MD_JS, _SSE_JS)
+    shared = "\n".join(_EXPORT.sub("", p.read_text(encoding="utf-8")) for p in modules)
+    widget = _WIDGET_JS.read_text(encoding="utf-8")
+    script = f"(function () {{\n{shared}\n{widget}\n}})();\n"
+    return Response(
+        script,
+        media_type="text/javascript",
+        headers={"cache-control": "public, max-age=300", "access-control-allow-origin": "*"},
+    )
+
+
+@router.options("/{path:path}", response_class=Response, status_code=204)
 async def preflight(path: str, request: Request, state: StateDep) -> Response:
     """CORS preflight: allowed only for an origin some enabled channel lists."""
     origin = request.headers.get("origin", "")

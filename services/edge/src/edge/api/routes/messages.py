@@ -7,11 +7,15 @@ with ``MessageStream`` shaping the answer into a Message or Anthropic's events.
 Every failure, authentication and body validation included, answers in
 Anthropic's error shape (``AnthropicRoute``). Keys come as ``x-api-key`` or
 ``Authorization: Bearer``; ``anthropic-version`` and ``anthropic-beta`` are
-accepted: the router's Anthropic adapter sends its own version, and the beta
-features on to Anthropic-kind models (``to_chat(beta=...)``).
+accepted: on Anthropic-kind models the router's Anthropic adapter sends the client's
+version on when it supports it (its own otherwise), and the beta features
+(``to_chat(beta=..., version=...)``).
 
-``generation_context`` is off on this surface whatever the project says: a
-Message has no place for it (``Proxy.forward(generation_context=False)``).
+``generation_context`` is off on this surface unless the project turns it on
+with its own setting, ``messages_generation_context`` (``Proxy.forward(surface=
+"messages")``): Anthropic clients do not expect the field. When on, a Message
+carries it as a top-level ``generation_context`` and a stream on its
+``message_delta`` event (``MessageStream``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from gateway_common.tokens import chat_prompt_tokens, estimate
 
 from ...anthropic import AnthropicRoute, CountTokensRequest, MessagesRequest, MessageStream, to_chat
 from ..deps import CatalogDep, ChatCallDep, ProxyDep, SettingsDep
+from ..openapi import request_body
 
 __all__ = ["router"]
 
@@ -39,15 +44,23 @@ def _check_size(count: int, limit: int) -> None:
         )
 
 
-@router.post("", response_class=Response, response_model=None)
+@router.post(
+    "", response_class=Response, response_model=None, openapi_extra=request_body(MessagesRequest)
+)
 async def create_message(
     request: Request, key: ChatCallDep, proxy: ProxyDep, settings: SettingsDep, catalog: CatalogDep
 ) -> Response:
     """Create a Message; ``"stream": true`` answers with Anthropic's server-sent events."""
     _, body = await proxy.read(request, MessagesRequest, key)
     _check_size(len(body.messages), settings.max_messages)
-    beta = request.headers.get("anthropic-beta")
-    chat = to_chat(body, native=catalog.anthropic_only(body.model), beta=beta)
+    native = catalog.anthropic_only(body.model)
+    chat = to_chat(
+        body,
+        native=native,
+        beta=request.headers.get("anthropic-beta"),
+        version=request.headers.get("anthropic-version"),
+        reasoning=catalog.reasons(body.model),
+    )
     shaper = MessageStream(model=body.model, input_tokens=chat_prompt_tokens(chat, estimate))
     return await proxy.forward(
         request,
@@ -58,11 +71,16 @@ async def create_message(
         key=key,
         shaper=shaper,
         max_output_tokens=body.max_tokens,
-        generation_context=False,
+        surface="messages",
     )
 
 
-@router.post("/count_tokens", response_class=Response, response_model=None)
+@router.post(
+    "/count_tokens",
+    response_class=Response,
+    response_model=None,
+    openapi_extra=request_body(CountTokensRequest),
+)
 async def count_tokens(
     request: Request, key: ChatCallDep, proxy: ProxyDep, catalog: CatalogDep
 ) -> Response:

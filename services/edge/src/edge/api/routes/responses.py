@@ -20,14 +20,21 @@ from gateway.router.v1 import router_pb2
 from gateway_common.openai import InputItemList, ResponseDeleted, ResponsesRequest
 
 from ... import chains, passthrough
-from ..deps import ProxyDep, ResponsesCallDep, ResponsesKeyDep, SessionsDep
+from ...state import EdgeState
+from ..deps import ProxyDep, ResponsesCallDep, ResponsesKeyDep, SessionsDep, routed_caller
+from ..openapi import request_body
 
-__all__ = ["router"]
+__all__ = ["hot", "router"]
 
 router = APIRouter(prefix="/v1", tags=["responses"])
 
 
-@router.post("/responses", response_class=Response, response_model=None)
+@router.post(
+    "/responses",
+    response_class=Response,
+    response_model=None,
+    openapi_extra=request_body(ResponsesRequest),
+)
 async def create_response(
     request: Request, key: ResponsesCallDep, proxy: ProxyDep, sessions: SessionsDep
 ) -> Response:
@@ -46,6 +53,12 @@ async def create_response(
         shaper=chains.ChainRecorder(turn, sessions),
         max_output_tokens=body.max_output_tokens,
     )
+
+
+async def hot(request: Request, state: EdgeState) -> Response:
+    """``create_response`` with its dependencies resolved by hand (``api.hot``)."""
+    key = await routed_caller(request, state, "responses")
+    return await create_response(request, key, state.proxy, state.sessions)
 
 
 @router.get("/responses/{response_id}", response_class=Response, response_model=None)

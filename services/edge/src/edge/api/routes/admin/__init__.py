@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import billing, channels, credentials, endpoints, keys, projects
+from . import billing, channels, credentials, endpoints, gateways, keys, projects
 
 __all__ = ["router"]
 
@@ -17,5 +17,6 @@ router.include_router(projects.router)
 router.include_router(keys.router)
 router.include_router(credentials.router)
 router.include_router(endpoints.router)
+router.include_router(gateways.router)
 router.include_router(billing.router)
 router.include_router(channels.router)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from gateway_common import subjects
 from gateway_common.errors import InvalidRequest
 
-from ....channels import channel_settings
+from ....channels import channel_settings, keep_widget_id
 from ....store import ProjectPublic, repo
 from .base import (
     ERROR_RESPONSES,
@@ -36,7 +36,12 @@ router = APIRouter(route_class=AdminRoute, responses=ERROR_RESPONSES)
 
 
 def _taken(name: str) -> InvalidRequest:
-    return InvalidRequest(f"A project named '{name}' already exists.", code="duplicate_name")
+    return InvalidRequest(
+        f"A project named '{name}' already exists.",
+        param="name",
+        http_status=status.HTTP_409_CONFLICT,
+        code="duplicate_name",
+    )
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, response_model=ProjectPublic)
@@ -52,7 +57,7 @@ async def create_project(
             session=session,
             name=body.name,
             type=body.type,
-            settings=body.settings,
+            settings=keep_widget_id(body.settings, None) or {},
             rate_limits=stored_limits(body.rate_limits),
         )
     except repo.DuplicateName:
@@ -94,7 +99,7 @@ async def update_project(
             session=session,
             project=project,
             name=body.name,
-            settings=body.settings,
+            settings=keep_widget_id(body.settings, project.settings),
             rate_limits=limits,
         )
     except repo.DuplicateName:

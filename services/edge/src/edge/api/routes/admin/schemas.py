@@ -93,7 +93,10 @@ class KeyCreate(_AllowedModels):
 
     name: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=1000)
-    scopes: list[Scope] = Field(min_length=1, description="chat, embeddings, responses, admin.")
+    scopes: list[Scope] = Field(
+        min_length=1,
+        description="chat, embeddings, responses, admin, collections:read, collections:write.",
+    )
     expires_in: int | None = Field(
         default=None, gt=0, le=10 * 366 * 86400, description="Validity period in seconds."
     )
