@@ -57,8 +57,8 @@ typecheck: install ## mypy over the services and libraries
 	$(VENV)/bin/mypy libs/gateway-common/src services/*/src devtools/src
 
 .PHONY: test-unit
-test-unit: install ## Unit tests of every package (no processes started)
-	$(PY) -m pytest -q libs services devtools tests/conformance tests/deploy
+test-unit: install promtool-deps pg-deps ## Unit tests of every package (no processes started)
+	$(PY) -m pytest -q -n 2 libs services devtools tests/conformance tests/deploy
 
 NODE_CLIENT := tests/integration/node
 
@@ -68,6 +68,16 @@ node-deps: ## Install the pinned OpenAI Node SDK for the integration tests (skip
 		cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error; \
 	else \
 		echo "npm not found: the Node SDK client test will be skipped"; \
+	fi
+
+.PHONY: promtool-deps
+promtool-deps: ## Install Debian's prometheus package for promtool (the alert-rule tests) when missing (root, Debian)
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+		else \
+			echo "promtool missing and not root with apt-get: tests/deploy/test_alert_rules.py's promtool tests will be skipped"; \
+		fi; \
 	fi
 
 .PHONY: browser-deps
@@ -81,7 +91,7 @@ browser-deps: ## Install Debian's chromium for the console's browser test when m
 	fi
 
 .PHONY: test-integration
-test-integration: install node-deps browser-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
+test-integration: install node-deps browser-deps pg-deps ## Integration tests: real nats-server, services, SQLite and PostgreSQL
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests/integration
 
 .PHONY: k8s-check
@@ -90,6 +100,27 @@ k8s-check: install ## Render every deploy/k8s overlay (kubectl kustomize) and va
 
 .PHONY: test
 test: proto-check lint typecheck k8s-check test-unit test-integration ## Everything CI runs
+
+.PHONY: bench-rag
+bench-rag: install ## Retrieval quality (recall@5, MRR) and speed at 10,000 chunks on SQLite and PostgreSQL; installs rag's 'local' extra; figures in docs/benchmarks.md (BENCH_RAG_ARGS="--chunks 1000")
+	$(UV) sync --frozen --all-packages --group dev --extra local
+	HF_HUB_OFFLINE=1 $(PY) -m devtools.bench.rag --write $(BENCH_RAG_ARGS)
+
+PG_ADMIN := psql -h 127.0.0.1 -U postgres -d test -Atqc
+.PHONY: pg-deps
+pg-deps: ## pgvector for the local PostgreSQL when missing (root, Debian: postgresql-<major>-pgvector), then CREATE EXTENSION in template1 and test; never fails: without it rag's vector-index tests skip and say why
+	@if ! $(PG_ADMIN) 'SELECT 1' >/dev/null 2>&1; then echo "pg-deps: PostgreSQL on 127.0.0.1:5432 unreachable; skipped"; \
+	else \
+		major=$$($(PG_ADMIN) 'SHOW server_version_num' | cut -c1-2); \
+		if [ -z "$$($(PG_ADMIN) "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")" ]; then \
+			if apt-cache show postgresql-$$major-pgvector >/dev/null 2>&1 || { apt-get update -qq && apt-cache show postgresql-$$major-pgvector >/dev/null 2>&1; }; then \
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$$major-pgvector; \
+			else echo "pg-deps: no postgresql-$$major-pgvector in this machine's apt sources; pgvector tests skip"; fi; \
+		fi; \
+		if [ -n "$$($(PG_ADMIN) "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")" ]; then \
+			for d in template1 test; do psql -h 127.0.0.1 -U postgres -d $$d -Atqc 'CREATE EXTENSION IF NOT EXISTS vector'; done; \
+		fi; \
+	fi
 
 .PHONY: bench-deps
 bench-deps: ## Install the benchmark's system tools (nginx-light, wrk) when missing (root, Debian)
@@ -104,6 +135,10 @@ bench: install bench-deps ## Same load on nginx, LiteLLM and Switchyard; figures
 .PHONY: soak
 soak: install bench-deps ## Soak: 1,000,000 mixed requests through the whole stack; flat memory, exact ledger (SOAK_ARGS="--requests 30000")
 	$(PY) -m devtools.bench.soak $(SOAK_ARGS)
+
+.PHONY: bench-scaleout
+bench-scaleout: install bench-deps ## Scale-out: 1, 2, 4 edge+router replicas on one NATS; req/s, CPU and shared-state cost per request (SCALEOUT_ARGS="--seconds 5")
+	$(PY) -m devtools.bench.scaleout $(SCALEOUT_ARGS)
 
 .PHONY: drills
 drills: install ## Reliability drills, full forms: one line each; the table goes to docs/reliability.md (DRILLS_ARGS="--only d09")

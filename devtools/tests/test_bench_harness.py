@@ -133,6 +133,12 @@ def test_profile_ranks_leaf_frames_and_our_steps(tmp_path: Path) -> None:
     assert "75.0%  grpc" in profile.render()
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_tree_monitor_charges_cpu_and_memory_of_descendants() -> None:
     spin = "import time\nend = time.monotonic() + 5\nwhile time.monotonic() < end: pass"
     child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"
@@ -143,8 +149,13 @@ def test_tree_monitor_charges_cpu_and_memory_of_descendants() -> None:
             assert time.monotonic() < deadline, "the grandchild never started"
             time.sleep(0.02)
         assert set(tree.values()) == {"job"}
+        (grandchild,) = (pid for pid in tree if pid != parent.pid)
         with TreeMonitor({"job": parent.pid}, sample_interval_s=0.05) as monitor:
-            time.sleep(0.5)  # the measured window: the grandchild spins throughout
+            # The measured window: the grandchild spins throughout, until it has had 0.3 s of
+            # CPU since the window opened (a busy machine gives it less than wall time).
+            start, deadline = _cpu_s(grandchild), time.monotonic() + 4.5
+            while _cpu_s(grandchild) - start < 0.3 and time.monotonic() < deadline:
+                time.sleep(0.05)
     finally:
         os.killpg(parent.pid, signal.SIGKILL)  # the grandchild too
         parent.wait()

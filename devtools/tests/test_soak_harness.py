@@ -13,7 +13,9 @@ import pytest
 from devtools.bench.layout import BenchLayout
 from devtools.bench.load import LoadError, chat_body
 from devtools.bench.report import BEGIN, END, write_section
+from devtools.bench.scaleout import parse_billing_requests
 from devtools.bench.soak_load import SoakWrk, ledger_counts, parse_jsz, parse_soak_output
+from devtools.bench.soak_mix import MixKind
 from devtools.bench.soak_report import (
     SOAK_BEGIN,
     SOAK_END,
@@ -128,7 +130,7 @@ def test_non_2xx_answers_are_not_expected_in_the_ledger() -> None:
 
 SOAK_OUTPUT = """Running 3m test @ http://127.0.0.1:1/v1/chat/completions
   2 threads and 32 connections
-SOAK_RESULT {"sent":1030,"answered":1002,"ok_chat":500,"ok_stream":499,"not_ok":3,"requests":1002,"duration_us":4000000,"errors":{"connect":0,"read":2,"write":0,"status":3,"timeout":1},"latency_us":{"p50":1500,"p99":9000,"max":12000}}
+SOAK_RESULT {"sent":1030,"answered":1002,"ok_chat":400,"ok_stream":499,"ok_endpoint":40,"ok_grounded":30,"ok_channel":30,"not_ok":3,"requests":1002,"duration_us":4000000,"errors":{"connect":0,"read":2,"write":0,"status":3,"timeout":1},"latency_us":{"p50":1500,"p99":9000,"max":12000}}
 """
 
 
@@ -136,7 +138,7 @@ def test_wrk_soak_output_gives_exact_counts_and_every_error() -> None:
     result = parse_soak_output(SOAK_OUTPUT)
     assert result.client == ClientCounts(sent=1030, answered=1002, ok=999)
     assert result.client.unanswered == 28
-    assert (result.ok_chat, result.ok_stream) == (500, 499)
+    assert result.ok == {"chat": 400, "stream": 499, "endpoint": 40, "grounded": 30, "channel": 30}
     assert result.errors == 3 + 2 + 1
     assert result.rps == pytest.approx(250.5)
     assert (result.p50_ms, result.p99_ms, result.max_ms) == (1.5, 9.0, 12.0)
@@ -222,8 +224,19 @@ def test_the_wrk_script_stops_at_the_request_count_and_counts_what_is_in_flight(
         SoakWrk(
             nginx.url(stream=False),
             script=layout.input("wrk/soak.lua"),
-            bodies=(chat_body("bench-chat", stream=False), chat_body("bench-chat", stream=True)),
-            api_key="sk-test",
+            kinds=[
+                MixKind("chat", "/v1/chat/completions", chat_body("bench-chat", stream=False), {}),
+                MixKind(
+                    "session",
+                    "/v1/chat/completions",
+                    b"{}",
+                    {"X-Test": "1"},
+                    session="chosen",
+                    session_body=b'{"session_id": "@SESSION@"}',
+                ),
+            ],
+            cycle=("chat", "chat", "session"),
+            session_turns=3,
             id_prefix="soak-test",
             requests=2_001,
             connections=8,
@@ -240,7 +253,7 @@ def test_the_wrk_script_stops_at_the_request_count_and_counts_what_is_in_flight(
     assert result.errors == 0
     assert 2_001 <= result.client.answered == result.client.ok <= result.client.sent
     # nginx answers both bodies with the chat JSON; the script tells the kinds apart by body.
-    assert result.ok_stream == 0
+    assert result.ok["chat"] == result.client.ok
     assert result.client.unanswered <= 8
 
 
@@ -264,3 +277,17 @@ def test_failures_name_every_broken_rule_and_none_when_all_hold() -> None:
     assert failures(None, exact, errors=0) == [
         "memory not measured (the load stopped before warm-up ended)"
     ]
+
+
+def test_billing_requests_are_summed_over_statuses_by_subject() -> None:
+    metrics = (
+        "# TYPE switchyard_billing_requests_total counter\n"
+        'switchyard_billing_requests_total{status="ok",subject="billing.budget.lease.v1"} 7.0\n'
+        'switchyard_billing_requests_total{status="error",subject="billing.budget.lease.v1"} 1.0\n'
+        'switchyard_billing_requests_total{status="ok",subject="billing.budget.release.v1"} 5.0\n'
+        'switchyard_billing_requests_created{status="ok",subject="billing.budget.lease.v1"} 1.7e9\n'
+    )
+    assert parse_billing_requests(metrics) == {
+        "billing.budget.lease.v1": 8.0,
+        "billing.budget.release.v1": 5.0,
+    }

@@ -62,6 +62,7 @@ _PROMQL_WORDS = frozenset(
     {
         "sum", "rate", "irate", "increase", "histogram_quantile", "max", "min", "avg",
         "count", "topk", "clamp_min", "clamp_max", "abs", "absent", "or", "and", "unless",
+        "vector",
     }
 )  # fmt: skip
 

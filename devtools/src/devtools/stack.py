@@ -11,11 +11,15 @@ Start order (``Stack.start``)::
     edge ensure-dev-key                   (must exit 0)
     fakeprovider, then NATS /healthz?js-enabled-only=true
     router, billing, sessions, rag, edge
-    ready: fake provider /healthz and edge /readyz answer 200
+    ready: fake provider /healthz, billing/sessions/rag /readyz (their metrics
+           ports: 200 once their responders and consumers are subscribed) and
+           edge /readyz answer 200
 
 A child that dies during start fails it at once with the tail of its log; a
 deadline fails it with the tail of every log. On any failure everything already
-started is stopped before the error propagates. ``Stack.stop`` stops children in
+started is stopped before the error propagates. ``spawn_replica`` adds one more
+process of a service to a running stack (the scale-out benchmark's edge and
+router replicas). ``Stack.stop`` stops children in
 reverse start order (so nats-server goes last): SIGTERM to the process group,
 then SIGKILL after the grace period. Logs: ``<data_dir>/logs/<name>.log``.
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -57,6 +62,7 @@ __all__ = [
     "StackError",
     "nats_server_binary",
     "render_catalog",
+    "throwaway_config",
 ]
 
 #: The services, in start order.
@@ -73,6 +79,9 @@ _SERVICE_PORTS = {
     "rag": ("rag_metrics",),
     "edge": ("edge",),
 }
+#: Services whose readiness the stack waits for on their metrics port (the router's is
+#: its gRPC health, which the edge's /readyz checks).
+_PROBED = {"billing": "billing_metrics", "sessions": "sessions_metrics", "rag": "rag_metrics"}
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 _POLL_S = 0.1
 
@@ -148,6 +157,38 @@ def render_catalog(source: Path, fake_provider_url: str) -> str:
                 url._replace(scheme=target.scheme, netloc=target.netloc)
             )
     return yaml.safe_dump(document, sort_keys=False)
+
+
+def throwaway_config(
+    data_dir: Path,
+    *,
+    database_url: str | None,
+    catalog: Path | None,
+    label: str,
+    extra_env: Mapping[str, Mapping[str, str]] | None = None,
+) -> StackConfig:
+    """A throwaway stack's config (integration tests, drills): free ports, fresh secrets.
+
+    ``catalog`` (a file with dev fake provider URLs) is rendered into
+    ``data_dir/catalog.yaml`` pointed at this stack's fake provider; ``None``
+    keeps the repository's. The dev key and admin token carry ``label``
+    (``sk-sy-<label>-...``) so a leaked one says which harness made it.
+    """
+    ports = PortPlan.free()
+    rendered = None
+    if catalog is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        rendered = data_dir / "catalog.yaml"
+        rendered.write_text(render_catalog(catalog, f"http://127.0.0.1:{ports.fake_provider}"))
+    return StackConfig(
+        data_dir=data_dir,
+        ports=ports,
+        database_url=database_url,
+        catalog_path=rendered,
+        api_key=f"sk-sy-{label}-" + secrets.token_urlsafe(16),
+        admin_token=f"sy-admin-{label}-" + secrets.token_urlsafe(16),
+        extra_env=extra_env or {},
+    )
 
 
 class Stack:
@@ -262,6 +303,29 @@ class Stack:
         self._children[self._children.index(old)] = child
         return child
 
+    def spawn_replica(self, service: str, label: str, env: Mapping[str, str]) -> Child:
+        """Start one more process of ``service`` (scale-out benchmarks), named ``<service>-<label>``.
+
+        It gets the stack's environment for ``service`` with ``env`` on top (its own ports,
+        e.g. ``GATEWAY_PORT`` and ``GATEWAY_ROUTER_ADDR`` for an edge), shares the stack's
+        NATS and databases, is watched by ``dead`` and stopped by ``stop`` before the
+        processes started earlier. The caller waits for it to be ready.
+        """
+        if service not in SERVICES:
+            raise ValueError(f"only services have replicas; {service!r} is not one of {SERVICES}")
+        name = f"{service}-{label}"
+        if name in self.children:
+            raise StackError(f"{name} is already running")
+        child = Child(
+            name,
+            _python_argv(service),
+            env={**self._env(service), **env},
+            cwd=self.config.cwd,
+            log_path=self.log_dir / f"{name}.log",
+        )
+        self._children.append(child)
+        return child
+
     def dead(self) -> list[Child]:
         """Children that have exited."""
         return [child for child in self._children if child.returncode is not None]
@@ -298,6 +362,10 @@ class Stack:
             if svc in self.config.services:
                 self._spawn(svc, _python_argv(svc))
         self._wait_until("fake provider", _http_ok(f"{self.fake_provider_url}/healthz"))
+        for svc, port in _PROBED.items():
+            if svc in self.config.services:
+                url = f"http://127.0.0.1:{getattr(self.config.ports, port)}/readyz"
+                self._wait_until(f"{svc} /readyz", _http_ok(url))
         if "edge" in self.config.services:
             self._wait_until("edge /readyz", _http_ok(f"{self.base_url}/readyz"))
 

@@ -13,8 +13,9 @@ itself ever being kept or served.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["RecordedRequest", "RequestLog"]
@@ -37,6 +38,8 @@ class RecordedRequest:
     disconnected: bool = False
     broken: bool = False
     completed: bool = False
+    #: When it arrived (``time.time()``, before any injected delay).
+    received_at: float = field(default_factory=time.time)
 
 
 def _fingerprint(authorization: str | None) -> str | None:

@@ -7,7 +7,9 @@ and for each scenario warmed up, then loaded for ``--rounds`` rounds of
 ``--profile`` adds, for Switchyard, one extra round per scenario at the largest
 connection count with py-spy attached to the services named by
 ``--profile-services``; its summary is printed and the raw stacks are kept
-under ``bench/.work/profiles``.
+under ``bench/.work/profiles``. ``--scenarios streams2k`` runs the many-streams
+scenario (``devtools.bench.streams``, its own paced upstream; the targets of
+``--only``) first, and only prints its table.
 
 The report goes to stdout and, when all three targets ran and ``--no-write``
 is not given, into docs/benchmarks.md between its markers. Ctrl-C or SIGTERM
@@ -38,6 +40,8 @@ from .machine import describe_machine
 from .procstats import TreeMonitor, TreeUsage, wait_idle
 from .profile import Recording, ensure_py_spy, read_profile
 from .report import TARGETS, Summary, render_report, summarize, write_section
+from .streams import add_arguments as add_streams_arguments
+from .streams import scenario as streams_scenario
 from .switchyard import Switchyard
 from .target import Target, TargetError, check_target
 from .upstream import Nginx
@@ -75,7 +79,9 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--connections", type=lambda s: [int(c) for c in s.split(",")], default=[1, 32]
     )
-    parser.add_argument("--scenarios", type=_csv(("chat", "stream")), default=["chat", "stream"])
+    parser.add_argument(
+        "--scenarios", type=_csv(("chat", "stream", "streams2k")), default=["chat", "stream"]
+    )
     parser.add_argument("--only", type=_csv(TARGETS), default=list(TARGETS), help="targets to run")
     parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
@@ -92,6 +98,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--doc", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print only; leave the doc alone")
+    add_streams_arguments(parser)  # --scenarios streams2k
     opts = parser.parse_args(argv)
     if opts.rounds < 1 or opts.duration < 1 or min(opts.connections) < 1:
         parser.error("--rounds, --duration and --connections must be at least 1")
@@ -180,6 +187,14 @@ def _preflight(opts: argparse.Namespace) -> None:
 
 
 def _run(opts: argparse.Namespace) -> int:
+    streams_ok = True
+    if "streams2k" in opts.scenarios:
+        results, table = streams_scenario(opts)
+        sys.stdout.write(table + "\n")
+        streams_ok = not any(r.errors for r in results)
+        opts.scenarios = [kind for kind in opts.scenarios if kind != "streams2k"]
+        if not opts.scenarios:
+            return 0 if streams_ok else 1
     layout = BenchLayout()
     _preflight(opts)
     load_before = os.getloadavg()
@@ -252,7 +267,7 @@ def _run(opts: argparse.Namespace) -> int:
     else:
         write_section(opts.doc, report)
         _log.info("written to %s", opts.doc)
-    return 0 if all(s.errors == 0 for s in runner.results.values()) else 1
+    return 0 if streams_ok and all(s.errors == 0 for s in runner.results.values()) else 1
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -87,6 +87,47 @@ def rss_by_root(owner: Mapping[int, str], names: Iterable[str]) -> dict[str, int
     return by_root
 
 
+def _mapped(pid: int) -> tuple[int, dict[str, int]]:
+    """Anonymous resident bytes of ``pid`` and resident bytes per mapped file."""
+    anonymous, files = 0, dict[str, int]()
+    try:
+        lines = (_PROC / str(pid) / "smaps").read_text().splitlines()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0, {}
+    path = ""
+    for line in lines:
+        head, _, rest = line.partition(" ")
+        if not head.endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+            fields = rest.split(maxsplit=4)
+            path = fields[4] if len(fields) > 4 and fields[4].startswith("/") else ""
+        elif head == "Rss:" and path:
+            files[path] = files.get(path, 0) + int(rest.split()[0]) * 1024
+        elif head == "Anonymous:":
+            size = int(rest.split()[0]) * 1024
+            anonymous += size
+            if path:  # a file mapping's pages written since (copy on write) are this process's
+                files[path] -= size
+    return anonymous, files
+
+
+def resident_shared_once(pids: Iterable[int]) -> int:
+    """Resident bytes of ``pids`` together, with each mapped file counted once.
+
+    Summed ``VmRSS`` counts libpython, grpc's and pydantic-core's libraries and OpenSSL
+    once per process that maps them, though the kernel holds them once. ``Pss`` would
+    split them, but also with every other process on the machine that maps the same
+    files (other checkouts' Python), so it depends on who else runs. This counts the
+    anonymous pages of every process plus, for each file, the most any one of them has
+    resident: what these processes hold, on any machine."""
+    anonymous, files = 0, dict[str, int]()
+    for pid in pids:
+        anon, mapped = _mapped(pid)
+        anonymous += anon
+        for path, size in mapped.items():
+            files[path] = max(files.get(path, 0), size)
+    return anonymous + sum(files.values())
+
+
 def wait_idle(
     roots: Mapping[str, int], *, max_s: float, window_s: float = 0.5, idle_share: float = 0.05
 ) -> float:

@@ -6,7 +6,9 @@ Order:
     nginx (the bench's fixed upstream) and Switchyard (``switchyard.Switchyard``: NATS,
         edge, router, billing, sessions, rag; SQLite under ``bench/.work/soak``)
     check_target: one chat and one stream answer with the upstream's text
-    load: one wrk (``soak_load.SoakWrk``) alternating chat and streamed chat over
+    mix: the wave-2 tenants made through the admin API (``soak_mix.prepare_mix``: an
+        endpoint with sessions, a gateway with retrieval over a small collection, a channel)
+    load: one wrk (``soak_load.SoakWrk``) cycling through the mix (``soak_mix.CYCLE``) over
         ``--connections``, each request with its own X-Request-Id, until ``--requests``
         answers or ``--max-minutes``, whichever comes first; every ``--sample-s``
         seconds the VmRSS of each service's process tree and the USAGE stream's
@@ -46,11 +48,12 @@ import httpx
 from devtools.stack import StackError
 
 from .layout import REPO_ROOT, BenchLayout
-from .load import LoadError, chat_body
+from .load import LoadError
 from .machine import describe_machine
 from .procstats import process_tree, rss_by_root
 from .report import write_section
 from .soak_load import SoakResult, SoakWrk, ledger_counts, read_usage_stream
+from .soak_mix import CYCLE, SESSION_TURNS, prepare_mix
 from .soak_report import (
     SOAK_BEGIN,
     SOAK_END,
@@ -125,6 +128,8 @@ class _Outcome:
     stream: StreamCounts
     drain_s: float
     ledger: list[Verdict]
+    already: int
+    """Usage events published before the load (the checks' and the collection's ingest)."""
 
 
 def _load(
@@ -201,22 +206,29 @@ def _soak(opts: argparse.Namespace, layout: BenchLayout) -> _Outcome:
     id_prefix = f"soak-{secrets.token_hex(4)}"
     with (
         Nginx(layout) as nginx,
-        Switchyard(layout, upstream_url=nginx.base_url, api_key=api_key) as switchyard,
+        Switchyard(
+            layout,
+            upstream_url=nginx.base_url,
+            api_key=api_key,
+            catalog="switchyard/catalog-soak.yaml",
+        ) as switchyard,
         httpx.Client(timeout=10.0) as http,
     ):
         check_target(switchyard, api_key=api_key, layout=layout)
         monitor = f"http://127.0.0.1:{switchyard.stack.config.ports.nats_monitor}"
-        bodies = (
-            chat_body(switchyard.model(stream=False), stream=False),
-            chat_body(switchyard.model(stream=True), stream=True),
+        kinds = prepare_mix(
+            switchyard.stack.base_url,
+            admin_token=switchyard.stack.config.admin_token or "",
+            api_key=api_key,
         )
         _log.info("soak: %s requests, %d connections", f"{opts.requests:,}", opts.connections)
         already = _drain(http, monitor, max_s=60.0)[0].published
         with SoakWrk(
             switchyard.url(stream=False),
             script=layout.input("wrk/soak.lua"),
-            bodies=bodies,
-            api_key=api_key,
+            kinds=kinds,
+            cycle=CYCLE,
+            session_turns=SESSION_TURNS,
             id_prefix=id_prefix,
             requests=opts.requests,
             connections=opts.connections,
@@ -239,6 +251,7 @@ def _soak(opts: argparse.Namespace, layout: BenchLayout) -> _Outcome:
         stream=stream,
         drain_s=drain_s,
         ledger=check_ledger(load.client, stream, ledger),
+        already=already,
     )
 
 
@@ -266,14 +279,17 @@ def _summary(
         f"Run: `{shlex.join(['python', '-m', 'devtools.bench.soak', *argv])}`",
         f"Result: **FAIL**: {'; '.join(failed)}" if failed else "Result: **PASS**",
         f"Stopped by {stopped}",
-        f"Load: {opts.connections} connections (wrk, {min(opts.connections, 2)} threads), chat and "
-        f"streamed chat alternating; 2xx answers: {load.ok_chat:,} chat, {load.ok_stream:,} stream",
+        f"Load: {opts.connections} connections (wrk, {min(opts.connections, 2)} threads) cycling "
+        f"{' '.join(CYCLE)} (endpoint: sessions kept {SESSION_TURNS} calls; gateway: retrieval "
+        f"over a 4-document collection; channel: its own key and credits); 2xx answers: "
+        + ", ".join(f"{count:,} {name}" for name, count in load.ok.items()),
         f"Duration {load.duration_s:,.0f} s, {load.rps:,.0f} req/s, p50 {load.p50_ms:,.1f} ms, "
         f"p99 {load.p99_ms:,.1f} ms, max {load.max_ms:,.0f} ms",
         f"Errors: {load.errors} ({client.answered - client.ok} non-2xx; socket: {socket})",
         f"wrk wrote {client.sent:,} requests and read {client.answered:,} answers: "
         f"{client.unanswered:,} unanswered (in flight when it stopped, or lost to a socket error)",
-        f"USAGE stream: {out.stream.published:,} events (2 of them the pre-load checks'); "
+        f"USAGE stream: {out.stream.published:,} events ({out.already:,} of them before the load: "
+        "the checks' and the collection's ingest); "
         f"billing {drained} {out.drain_s:,.0f} s after the load stopped",
         *_billing_pace(out.samples),
     ]

@@ -1,8 +1,8 @@
 """The soak's load and its two other counters: wrk bounded by count and time, the USAGE
 stream as the NATS monitor sees it, and billing's ledger.
 
-``SoakWrk`` runs one wrk process (``bench/wrk/soak.lua``) that alternates a chat
-and a streamed chat request, each with the request id ``<prefix>-<thread>-<n>``
+``SoakWrk`` runs one wrk process (``bench/wrk/soak.lua``) that cycles through the
+mix's kinds of request (``soak_mix``), each with the request id ``<prefix>-<thread>-<n>``
 (the edge honours a sane ``X-Request-Id`` and it becomes the ledger entry's
 ``request_id``). Each wrk thread stops itself once it has its share of answers,
 printing ``SOAK_THREAD_DONE``; wrk's own ``--duration`` is the time bound. wrk's
@@ -29,6 +29,7 @@ from devtools.procs import Child
 from gateway_common.subjects import BILLING_DURABLE, USAGE_STREAM
 
 from .load import LoadError
+from .soak_mix import MixKind
 from .soak_report import ClientCounts, LedgerCounts, StreamCounts
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 _RESULT_PREFIX = "SOAK_RESULT "
+#: How the script classifies a 2xx answer (its ``ok_<class>`` counts).
+_ANSWER_CLASSES = ("chat", "stream", "endpoint", "grounded", "channel")
 _THREAD_DONE = "SOAK_THREAD_DONE\n"
 #: Seconds wrk may take to print its result after SIGINT or the end of its duration.
 _FINISH_S = 30.0
@@ -51,8 +54,8 @@ class SoakResult:
     """wrk's run: the script's exact counts and wrk's socket errors and latencies."""
 
     client: ClientCounts
-    ok_chat: int
-    ok_stream: int
+    ok: Mapping[str, int]
+    """2xx answers by what they carried: chat, stream, endpoint, grounded, channel."""
     duration_s: float
     socket_errors: Mapping[str, int]
     """connect, read, write, timeout (wrk's counts)."""
@@ -79,11 +82,10 @@ def parse_soak_output(stdout: str) -> SoakResult:
     data = json.loads(lines[0].removeprefix(_RESULT_PREFIX))
     errors = data["errors"]
     latency = data["latency_us"]
-    ok_chat, ok_stream = data["ok_chat"], data["ok_stream"]
+    ok = {name: data[f"ok_{name}"] for name in _ANSWER_CLASSES}
     return SoakResult(
-        client=ClientCounts(sent=data["sent"], answered=data["answered"], ok=ok_chat + ok_stream),
-        ok_chat=ok_chat,
-        ok_stream=ok_stream,
+        client=ClientCounts(sent=data["sent"], answered=data["answered"], ok=sum(ok.values())),
+        ok=ok,
         duration_s=data["duration_us"] / 1e6,
         socket_errors={name: errors[name] for name in ("connect", "read", "write", "timeout")},
         p50_ms=latency["p50"] / 1000,
@@ -104,8 +106,9 @@ class SoakWrk:
         url: str,
         *,
         script: Path,
-        bodies: tuple[bytes, bytes],
-        api_key: str,
+        kinds: list[MixKind],
+        cycle: tuple[str, ...],
+        session_turns: int,
         id_prefix: str,
         requests: int,
         connections: int,
@@ -124,12 +127,12 @@ class SoakWrk:
             "--latency",
             url,
         ]
-        chat, stream = bodies
+        number = {kind.name: index for index, kind in enumerate(kinds, start=1)}
         self._env = {
             **os.environ,
-            "SOAK_CHAT_BODY": chat.decode(),
-            "SOAK_STREAM_BODY": stream.decode(),
-            "SOAK_API_KEY": api_key,
+            **_kind_env(kinds),
+            "SOAK_CYCLE": ",".join(str(number[name]) for name in cycle),
+            "SOAK_SESSION_TURNS": str(session_turns),
             "SOAK_ID_PREFIX": id_prefix,
             "SOAK_REQUESTS": str(requests),
             "SOAK_THREADS": str(self.threads),
@@ -179,6 +182,20 @@ class SoakWrk:
         if self._child is None:
             raise LoadError("wrk is not running")
         return self._child
+
+
+def _kind_env(kinds: list[MixKind]) -> dict[str, str]:
+    """The script's ``SOAK_KIND_<i>_*`` variables (see ``bench/wrk/soak.lua``)."""
+    env = {"SOAK_KINDS": str(len(kinds))}
+    for index, kind in enumerate(kinds, start=1):
+        env |= {
+            f"SOAK_KIND_{index}_PATH": kind.path,
+            f"SOAK_KIND_{index}_BODY": kind.body.decode(),
+            f"SOAK_KIND_{index}_HEADERS": "".join(f"{k}: {v}\n" for k, v in kind.headers.items()),
+            f"SOAK_KIND_{index}_SESSION": kind.session,
+            f"SOAK_KIND_{index}_SESSION_BODY": kind.session_body.decode(),
+        }
+    return env
 
 
 def parse_jsz(document: Mapping[str, Any], *, stream: str, consumer: str) -> StreamCounts:

@@ -35,8 +35,16 @@ class Switchyard:
 
     name = "switchyard"
 
-    def __init__(self, layout: BenchLayout, *, upstream_url: str, api_key: str) -> None:
+    def __init__(
+        self,
+        layout: BenchLayout,
+        *,
+        upstream_url: str,
+        api_key: str,
+        catalog: str = "switchyard/catalog.yaml",
+    ) -> None:
         self._layout = layout
+        self._catalog = catalog
         self._upstream = upstream_url
         self._api_key = api_key
         self._stack: Stack | None = None
@@ -75,7 +83,7 @@ class Switchyard:
         catalog = data_dir / "catalog.yaml"
         catalog.write_text(
             render(
-                self._layout.input("switchyard/catalog.yaml").read_text(),
+                self._layout.input(self._catalog).read_text(),
                 {"UPSTREAM": self._upstream},
             )
         )

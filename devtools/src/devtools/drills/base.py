@@ -31,12 +31,28 @@ class DrillResult:
 
 
 def discover() -> dict[str, Callable[[bool], DrillResult]]:
-    """Every drill module's ``run``, by module name (``d01_billing_kill``, ...), in order."""
+    """Every drill module's ``run``, by module name (``d01_billing_kill``, ...), in order.
+
+    A module that fails to import is still listed: its ``run`` raises that error.
+    """
     import devtools.drills as drills
 
     found: dict[str, Callable[[bool], DrillResult]] = {}
     for info in sorted(pkgutil.iter_modules(drills.__path__), key=lambda i: i.name):
         if info.name.startswith("d") and info.name[1:3].isdigit():
-            module: ModuleType = importlib.import_module(f"devtools.drills.{info.name}")
-            found[info.name] = module.run
+            try:
+                module: ModuleType = importlib.import_module(f"devtools.drills.{info.name}")
+            except Exception as exc:  # the runner reports it as that drill's failure
+                found[info.name] = _broken(exc)
+            else:
+                found[info.name] = module.run
     return found
+
+
+def _broken(exc: Exception) -> Callable[[bool], DrillResult]:
+    """A drill whose module does not import: running it raises the import's error."""
+
+    def run(full: bool) -> DrillResult:
+        raise exc
+
+    return run
