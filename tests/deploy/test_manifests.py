@@ -2,7 +2,8 @@
 
 ``make k8s-check`` (``devtools.k8scheck``) validates the renderings against the
 Kubernetes schemas; these tests hold them to the operations contract of issue 18:
-one Deployment, Service and ServiceAccount per service, probes, resources, an
+one Deployment (a StatefulSet for the router, whose usage outbox is on a claim per
+replica), Service and ServiceAccount per service, probes, resources, an
 unprivileged read-only container everywhere, autoscaling and disruption budgets,
 migrations as one Job (not in every pod), a 3-node JetStream cluster with R3 streams
 and synchronous writes, secrets by reference only, scraping, the dashboard and the
@@ -45,6 +46,12 @@ def pod_specs(target: str) -> dict[str, dict[str, Any]]:
     return specs
 
 
+def workloads(target: str) -> dict[str, dict[str, Any]]:
+    """Each service's workload: its Deployment, or the router's StatefulSet."""
+    found = {**objects(target, "Deployment"), **objects(target, "StatefulSet")}
+    return {name: found[name] for name in SERVICES if name in found}
+
+
 def env(target: str) -> dict[str, str]:
     (config,) = [
         o for name, o in objects(target, "ConfigMap").items() if name.startswith("switchyard-env")
@@ -52,12 +59,36 @@ def env(target: str) -> dict[str, str]:
     return dict(config["data"])
 
 
-def test_every_service_has_deployment_service_and_service_account() -> None:
+def test_every_service_has_a_workload_service_and_service_account() -> None:
     assert SERVICES == ["billing", "edge", "rag", "router", "sessions"]
     for target in k8scheck.TARGETS:
-        for kind in ("Deployment", "Service", "ServiceAccount"):
+        for kind in ("Service", "ServiceAccount"):
             assert set(SERVICES) <= set(objects(target, kind)), (target, kind)
-        assert len(objects(target, "Deployment")) == 5
+        assert set(workloads(target)) == set(SERVICES), target
+        assert set(objects(target, "Deployment")) == set(SERVICES) - {"router"}, target
+        assert workloads(target)["router"]["kind"] == "StatefulSet", target
+
+
+@pytest.mark.parametrize("target", k8scheck.TARGETS)
+def test_the_router_outbox_is_on_a_persistent_volume_per_replica(target: str) -> None:
+    router = workloads(target)["router"]["spec"]
+    (claim,) = router["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "outbox"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"]
+    # Kept when the set scales down or is deleted: the events in it are not billed yet.
+    assert router["persistentVolumeClaimRetentionPolicy"] == {
+        "whenDeleted": "Retain",
+        "whenScaled": "Retain",
+    }
+    assert objects(target, "Service")[router["serviceName"]]["spec"]["clusterIP"] == "None"
+    pod = router["template"]["spec"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    assert "outbox" not in {v["name"] for v in pod["volumes"]}  # the claim, not a pod volume
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    path = {v["name"]: v.get("value") for v in container["env"]}["ROUTER_USAGE_OUTBOX_PATH"]
+    assert path.startswith(mounts["outbox"] + "/"), path
 
 
 @pytest.mark.parametrize("target", k8scheck.TARGETS)
@@ -90,7 +121,7 @@ def test_every_long_running_container_has_probes(target: str) -> None:
 
 
 def test_probes_use_healthz_readyz_and_grpc_health() -> None:
-    deployments = objects("base", "Deployment")
+    deployments = workloads("base")
     for service in SERVICES:
         (container,) = deployments[service]["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["python", "-m", service]
@@ -110,7 +141,7 @@ def test_autoscaling_for_edge_and_router_and_disruption_budgets_for_all() -> Non
         for name, hpa in hpas.items():
             assert hpa["spec"]["scaleTargetRef"] == {
                 "apiVersion": "apps/v1",
-                "kind": "Deployment",
+                "kind": workloads(target)[name]["kind"],
                 "name": name,
             }
         pdbs = objects(target, "PodDisruptionBudget")
@@ -124,15 +155,19 @@ def test_rollouts_never_take_capacity_away_and_drain_on_stop() -> None:
         assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, name
         spec = dep["spec"]["template"]["spec"]
         assert spec["terminationGracePeriodSeconds"] >= 30, name
+    # A StatefulSet cannot surge: it replaces one pod at a time while the others serve.
+    router = workloads("overlays/prod")["router"]["spec"]
+    assert router["updateStrategy"] == {"type": "RollingUpdate"}
+    assert router["replicas"] >= 2 and router["podManagementPolicy"] == "Parallel"
     for name in ("edge", "router"):
-        spec = objects("overlays/prod", "Deployment")[name]["spec"]["template"]["spec"]
+        spec = workloads("overlays/prod")[name]["spec"]["template"]["spec"]
         assert spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] >= 5
         assert spec["terminationGracePeriodSeconds"] >= 60
 
 
 @pytest.mark.parametrize("target", k8scheck.TARGETS)
 def test_migrations_run_once_in_a_job_not_in_every_pod(target: str) -> None:
-    for name, dep in objects(target, "Deployment").items():
+    for name, dep in workloads(target).items():
         assert "initContainers" not in dep["spec"]["template"]["spec"], name
     job = objects(target, "Job")["switchyard-migrate"]
     spec = job["spec"]["template"]["spec"]
@@ -190,7 +225,7 @@ def test_the_catalog_is_a_config_map_mounted_where_the_services_read_it() -> Non
     assert len(catalogs) == 1
     path = env("overlays/prod")["ROUTER_CATALOG_PATH"]
     for service in ("edge", "router", "billing"):
-        spec = objects("overlays/prod", "Deployment")[service]["spec"]["template"]["spec"]
+        spec = workloads("overlays/prod")[service]["spec"]["template"]["spec"]
         mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
         assert path.startswith(mounts["catalog"] + "/"), service
 
@@ -204,7 +239,7 @@ def test_postgres_is_a_reference_in_prod_and_a_component_in_dev() -> None:
 def test_scraping_is_configured(target: str) -> None:
     (monitor,) = objects(target, "PodMonitor").values()
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} == {"metrics", "http"}
-    for name, dep in objects(target, "Deployment").items():
+    for name, dep in workloads(target).items():
         annotations = dep["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true", name
         ports = {
@@ -283,3 +318,6 @@ def test_metric_name_extraction() -> None:
         '(rate(switchyard_x_bucket{a="b|c"}[5m]))) > 3 * sum(rate(switchyard_y_total[1d] offset 10m))'
     )
     assert metric_names(expr) == {"switchyard_x_bucket", "switchyard_y_total"}
+    assert metric_names("(sum(rate(switchyard_z_total[5m])) or vector(0)) == 0") == {
+        "switchyard_z_total"
+    }
