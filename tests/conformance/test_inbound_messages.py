@@ -11,6 +11,7 @@ Anthropic's cache writes), a mid-stream error. The chain under test is the one a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,8 +21,9 @@ from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
-from edge.anthropic import MessageStream
+from edge.anthropic import MessagesRequest, MessageStream, to_chat
 from gateway_common.errors import GatewayError
+from router.providers.base import ProviderRequest
 from tests.conformance.test_adapters import CASES, Case, Replay, _chat
 
 pytestmark = pytest.mark.timeout(10)
@@ -158,3 +160,44 @@ async def test_a_mid_stream_error_ends_with_an_error_event(case: Case) -> None:
     assert "message_stop" not in [e["type"] for e in events]
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert text == "Partial"
+
+
+#: Where each non-Anthropic family's payload carries the effort a Messages ``thinking`` maps to.
+_EFFORT_IN_PAYLOAD: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "openai": lambda payload: payload["reasoning_effort"],
+    "azure_openai": lambda payload: payload["reasoning_effort"],
+    "gemini": lambda payload: payload["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+}
+#: budget_tokens -> the effort the edge maps it to -> what Gemini is sent for that effort.
+_EFFORTS = [(1024, "low", 1024), (4096, "medium", 8192), (16384, "high", 24576)]
+
+
+@pytest.mark.parametrize(("budget", "effort", "gemini_budget"), _EFFORTS)
+async def test_thinking_reaches_a_reasoning_model_as_its_effort(
+    case: Case, budget: int, effort: str, gemini_budget: int
+) -> None:
+    """A Messages ``thinking`` on a non-Anthropic model with the ``reasoning`` capability is
+    translated to ``reasoning_effort`` by the edge, and each adapter sends it in its own field;
+    Anthropic-kind models keep ``thinking`` itself (``native``), covered by the edge tests."""
+    if case.provider not in _EFFORT_IN_PAYLOAD:
+        pytest.skip("Anthropic-kind models receive thinking as is")
+    request = MessagesRequest.model_validate(
+        {
+            "model": "public-name",
+            "max_tokens": budget + 1000,
+            "messages": [{"role": "user", "content": "Think."}],
+            "thinking": {"type": "enabled", "budget_tokens": budget},
+        }
+    )
+    body = to_chat(request, native=False, reasoning=True)
+    assert body["reasoning_effort"] == effort
+    assert "thinking" not in body
+    replay = Replay(case.fixture("chat_plain.json"))
+    adapter = case.build(httpx.MockTransport(replay))
+    try:
+        chat = ProviderRequest("chat.completions", body, provider_model="provider-model")
+        await adapter.complete(chat, deadline=None)
+    finally:
+        await adapter.aclose()
+    sent = _EFFORT_IN_PAYLOAD[case.provider](replay.payload)
+    assert sent == (gemini_budget if case.provider == "gemini" else effort)

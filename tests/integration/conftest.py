@@ -25,8 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devtools.ports import PortPlan
-from devtools.stack import Stack, StackConfig, render_catalog
+from devtools.stack import Stack, throwaway_config
 
 _PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 _PG_ADMIN_DB = "test"
@@ -38,6 +37,9 @@ _BACKENDS = pytest.StashKey[dict[str, str]]()
 _FAST_TIMERS = {
     "billing": {"BILLING_ACK_WAIT_S": "5"},
     "router": {"ROUTER_CATALOG_POLL_S": "0.5"},
+    # One rag process: only a restarted one reads a lease, so a short one is safe and lets
+    # test_rag_sigkill.py's restarted rag requeue the killed job at once.
+    "rag": {"RAG_INGEST_LEASE_S": "1"},
 }
 
 
@@ -88,20 +90,12 @@ def pytest_terminal_summary(
 
 
 def _start(data_dir: Path, database_url: str | None) -> Stack:
-    ports = PortPlan.free()
-    catalog = None
-    if _CATALOG.exists():
-        catalog = data_dir / "catalog.yaml"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        catalog.write_text(render_catalog(_CATALOG, f"http://127.0.0.1:{ports.fake_provider}"))
     stack = Stack(
-        StackConfig(
-            data_dir=data_dir,
-            ports=ports,
+        throwaway_config(
+            data_dir,
             database_url=database_url,
-            catalog_path=catalog,
-            api_key="sk-sy-it-" + secrets.token_urlsafe(16),
-            admin_token="sy-admin-it-" + secrets.token_urlsafe(16),
+            catalog=_CATALOG if _CATALOG.exists() else None,
+            label="it",
             extra_env=_FAST_TIMERS,
         )
     )

@@ -1,13 +1,16 @@
 """What the integration tests compute on their own, independent of the code under test,
-and one process helper: ``extra_edge``, another edge replica joining a running stack."""
+one process helper: ``extra_edge``, another edge replica joining a running stack, and
+``Burst``: concurrent calls timed, to bound budget admissions on a machine of any speed."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
@@ -18,6 +21,9 @@ from devtools.stack import Stack
 from gateway_common.testing import free_port, service_process
 
 T = TypeVar("T")
+
+#: How late ``budget-slow`` answers (``fake-slow``: ``delay_ms=4000`` in catalog.yaml).
+SLOW_ANSWER_S = 4.0
 
 
 def provider_digest(body: Mapping[str, Any]) -> str:
@@ -83,9 +89,11 @@ def ledger_entry(billing_db_url: str, request_id: str) -> tuple[Any, list[Any]] 
 
 
 @contextlib.contextmanager
-def extra_edge(stack: Stack) -> Iterator[str]:
+def extra_edge(stack: Stack, **settings: str) -> Iterator[str]:
     """Another edge process (``python -m edge``) on ``stack``'s database, NATS, router and
     catalog, on its own port; yields its origin once ready and asserts it exits 0 on SIGTERM.
+
+    ``settings`` are extra ``GATEWAY_*`` variables for this edge alone.
 
     Its log goes to the stack's log directory, so greps over the stack's logs cover it.
     """
@@ -103,6 +111,7 @@ def extra_edge(stack: Stack) -> Iterator[str]:
             {"GATEWAY_DATABASE_URL": stack.config.database_url} if stack.config.database_url else {}
         ),
         **{k: v for k, v in os.environ.items() if k == "VIRTUAL_ENV"},
+        **settings,
     }
     origin = f"http://127.0.0.1:{port}"
 
@@ -138,3 +147,44 @@ def without_stream_generation_context(data: list[str]) -> list[str]:
     last = orjson.loads(data[-2])
     del last["generation_context"]
     return [*data[:-2], orjson.dumps(last).decode(), data[-1]]
+
+
+@dataclass(frozen=True, slots=True)
+class Burst:
+    """Concurrent calls started at ``started_at`` (``time.time()``) and their answers."""
+
+    started_at: float
+    answers: list[httpx.Response]
+
+    @classmethod
+    async def run(cls, calls: Iterable[Awaitable[httpx.Response]], *, timeout_s: float) -> Burst:
+        """Await ``calls`` together."""
+        started_at = time.time()
+        answers = await asyncio.wait_for(asyncio.gather(*calls), timeout=timeout_s)
+        return cls(started_at, list(answers))
+
+    @property
+    def statuses(self) -> list[int]:
+        return [resp.status_code for resp in self.answers]
+
+    def admitted_while_all_held(
+        self, fake_provider_url: str, marker: str, *, answer_s: float = SLOW_ANSWER_S
+    ) -> int:
+        """Of a burst's calls on a model the fake answers ``answer_s`` late (``marker`` in
+        their bodies), how many were admitted while no admitted call could yet have
+        settled its reservation.
+
+        The fake records when each admitted call reached it (``received_at``); a call
+        is admitted before it reaches the provider and settles at least ``answer_s``
+        after, so none settles before the first arrival + ``answer_s``, and every call
+        that arrived before then was admitted while all of them held their full worst
+        case: a budget worth N worst cases admits at most N of those, however slow the
+        machine. (Later calls may fit in what earlier ones settled below their worst
+        case; the ledger bounds those.)
+        """
+        arrived = sorted(
+            r["received_at"]
+            for r in fake_requests(fake_provider_url, marker)
+            if r["received_at"] >= self.started_at and "delay_ms=" in r["path"]
+        )
+        return sum(1 for at in arrived if at < arrived[0] + answer_s) if arrived else 0

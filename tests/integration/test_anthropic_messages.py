@@ -492,7 +492,12 @@ def test_cache_control_reaches_anthropic_and_cache_tokens_are_billed_at_their_ra
         extra_headers={"anthropic-beta": "context-1m-2025-08-07, fake-beta-1"},
     )
     second = client.messages.with_raw_response.create(
-        model=CLAUDE, max_tokens=50, system=system, messages=ask, extra_body={"top_k": 3}
+        model=CLAUDE,
+        max_tokens=50,
+        system=system,
+        messages=ask,
+        extra_body={"top_k": 3},
+        extra_headers={"anthropic-version": "2099-01-01"},  # not one the router supports
     )
     cached_words = len(f"You know these six long facts {marker}".split()) + 3
     one, two = first.parse(), second.parse()
@@ -510,7 +515,9 @@ def test_cache_control_reaches_anthropic_and_cache_tokens_are_billed_at_their_ra
     assert sent["top_k"] == 3
     assert sent["model"] == "claude-fake-1"
     assert seen[0]["headers"]["anthropic-beta"] == "context-1m-2025-08-07,fake-beta-1"
+    # The SDK's (supported) version is sent on; an unsupported one becomes the router's.
     assert seen[0]["headers"]["anthropic-version"] == "2023-06-01"
+    assert seen[1]["headers"]["anthropic-version"] == "2023-06-01"
     assert "anthropic-beta" not in seen[1]["headers"]
 
     prices = load_catalog(stack.catalog_path).models[CLAUDE].prices

@@ -49,7 +49,7 @@ class Tenant:
         assert resp.status_code == 201, resp.text
         self.project: dict[str, Any] = resp.json()
         self.id: str = self.project["id"]
-        scopes = ["chat", "embeddings", "responses", "admin"]
+        scopes = ["chat", "embeddings", "responses", "admin", "collections:write"]
         resp = http.post(
             f"/admin/projects/{self.id}/keys",
             json={"name": f"{name}-key", "scopes": scopes},
@@ -216,6 +216,13 @@ def test_seed_001_error_table_on_every_route_family(stack: Stack, http: httpx.Cl
 
 def test_a_key_of_project_b_never_reads_or_uses_project_a(stack: Stack, http: httpx.Client) -> None:
     a, b = _tenants(http, stack)
+    resp = http.post(
+        f"/admin/projects/{a.id}/gateways",
+        json={"name": "a-gw", "model": "mock-chat"},
+        headers=a.headers,
+    )
+    assert resp.status_code == 201, resp.text
+    a_gateway: dict[str, Any] = resp.json()
     a_paths = [
         ("GET", f"/admin/projects/{a.id}"),
         ("PATCH", f"/admin/projects/{a.id}"),
@@ -233,6 +240,11 @@ def test_a_key_of_project_b_never_reads_or_uses_project_a(stack: Stack, http: ht
         ("GET", f"/admin/projects/{a.id}/endpoints/any"),
         ("PATCH", f"/admin/projects/{a.id}/endpoints/any"),
         ("DELETE", f"/admin/projects/{a.id}/endpoints/any"),
+        ("GET", f"/admin/projects/{a.id}/gateways"),
+        ("POST", f"/admin/projects/{a.id}/gateways"),
+        ("GET", f"/admin/projects/{a.id}/gateways/{a_gateway['id']}"),
+        ("PATCH", f"/admin/projects/{a.id}/gateways/{a_gateway['id']}"),
+        ("DELETE", f"/admin/projects/{a.id}/gateways/{a_gateway['id']}"),
         ("POST", f"/api/{a.id}/any"),
         ("POST", f"/api/{a.id}/chat/completions"),
         ("GET", f"/admin/projects/{a.id}/channel-key"),
@@ -251,16 +263,28 @@ def test_a_key_of_project_b_never_reads_or_uses_project_a(stack: Stack, http: ht
         ("POST", f"/admin/projects/{b.id}/keys/{a.key_row['id']}/revoke"),
         ("DELETE", f"/admin/projects/{b.id}/keys/{a.key_row['id']}"),
         ("DELETE", f"/admin/projects/{b.id}/credentials/{a.credential['id']}"),
+        ("GET", f"/admin/projects/{b.id}/gateways/{a_gateway['id']}"),
+        ("PATCH", f"/admin/projects/{b.id}/gateways/{a_gateway['id']}"),
+        ("DELETE", f"/admin/projects/{b.id}/gateways/{a_gateway['id']}"),
     ):
-        resp = http.request(method, path, headers=b.headers)
+        resp = http.request(method, path, headers=b.headers, json={})
         assert resp.status_code == 404, (method, path, resp.text)
         assert not any(s in resp.text for s in a.secrets())
+
+    # A's gateway as B's model, on each gateway path: OpenAI's 404, as if it did not exist.
+    for path in ("/v1/chat/completions", "/api/v1/chat-completions", "/api/v1/chat/completions"):
+        for model in (a_gateway["id"], a_gateway["short_name"]):
+            body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+            resp = http.post(path, headers=b.headers, json=body)
+            assert resp.status_code == 404, (path, resp.text)
+            assert resp.json()["error"]["code"] == "model_not_found"
 
     # Listings show B's own things only.
     for path in (
         "/admin/projects",
         f"/admin/projects/{b.id}/keys",
         f"/admin/projects/{b.id}/credentials",
+        f"/admin/projects/{b.id}/gateways",
     ):
         resp = http.get(path, headers=b.headers)
         assert resp.status_code == 200
@@ -303,6 +327,35 @@ def test_stored_responses_are_invisible_to_other_projects(stack: Stack, http: ht
         assert resp.status_code == 404, (method, path, resp.text)
         assert secret_text not in resp.text and a.id not in resp.text
     assert http.get(f"/v1/responses/{rid}", headers=a.headers).status_code == 200
+
+
+def test_collections_are_invisible_to_other_projects(stack: Stack, http: httpx.Client) -> None:
+    """A's collection and document: 404 to B on every collection route, absent from B's list."""
+    a, b = _tenants(http, stack)
+    secret_text = "tenant A knowledge " + secrets.token_hex(6)
+    col = http.post("/v1/collections", json={"name": f"kb-{a.id}"}, headers=a.headers)
+    assert col.status_code == 200, col.text
+    base = f"/v1/collections/{col.json()['id']}"
+    doc = http.post(f"{base}/documents", json={"name": "s", "text": secret_text}, headers=a.headers)
+    assert doc.status_code == 200, doc.text
+    doc_path = f"{base}/documents/{doc.json()['id']}"
+    for method, path, body in (
+        ("GET", base, None),
+        ("DELETE", base, None),
+        ("GET", f"{base}/documents", None),
+        ("POST", f"{base}/documents", {"name": "planted", "text": "planted by B"}),
+        ("GET", doc_path, None),
+        ("DELETE", doc_path, None),
+        ("POST", f"{base}/query", {"query": secret_text}),
+    ):
+        resp = http.request(method, path, headers=b.headers, json=body)
+        assert resp.status_code == 404, (method, path, resp.text)
+        assert secret_text not in resp.text and a.id not in resp.text
+    listed = http.get("/v1/collections", headers=b.headers)
+    assert listed.status_code == 200 and listed.json()["data"] == []
+    assert http.get(doc_path, headers=a.headers).status_code == 200
+    docs = http.get(f"{base}/documents", headers=a.headers).json()["data"]
+    assert [d["name"] for d in docs] == ["s"]
 
 
 def test_sessions_are_invisible_to_other_projects(stack: Stack, http: httpx.Client) -> None:

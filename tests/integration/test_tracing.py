@@ -9,6 +9,11 @@ call (stored, so the edge asks sessions to keep it) must leave one trace:
            -> router upstream HTTP client span (aiohttp-client instrumentation)
            -> billing's consumer span of the usage event (traceparent in the NATS headers)
       -> sessions' consumer span of the stored-response request (traceparent in headers)
+
+A Gateway API call on an endpoint with sessions and a monthly budget adds, each a
+child of the edge's HTTP span: billing's span of the budget lease request, sessions'
+spans of the history open and append requests, and sessions' consumer span of the
+transcript event the edge published to JetStream.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 
 from devtools.ports import PortPlan
 from devtools.stack import Stack, StackConfig, render_catalog
+from gateway_common import subjects
 
 from .helpers import poll
+from .test_gateway_api import Tenant
 
 _CATALOG = Path(__file__).with_name("catalog.yaml")
 _SERVICES = ("router", "billing", "sessions", "edge")
@@ -205,14 +212,8 @@ def test_one_request_is_one_trace_across_edge_router_billing_and_sessions(
         spans = collector.trace(root.trace_id)
         services = {s.service for s in spans}
         kinds = {(s.service, s.kind) for s in spans}
-        complete = (
-            expected <= services
-            and (
-                "router",
-                PbSpan.SPAN_KIND_CLIENT,
-            )
-            in kinds
-        )
+        usage = any(s.service == "billing" and "usage.recorded" in s.name for s in spans)
+        complete = expected <= services and ("router", PbSpan.SPAN_KIND_CLIENT) in kinds and usage
         return spans if complete else None
 
     spans = poll(whole_trace, timeout=30)
@@ -238,3 +239,56 @@ def test_one_request_is_one_trace_across_edge_router_billing_and_sessions(
     assert {s.trace_id for s in (root, edge_grpc, router_server, upstream, billing, sessions)} == {
         root.trace_id
     }
+
+
+def test_a_gateway_api_call_with_a_session_and_a_budget_is_one_trace(
+    traced_stack: Stack, collector: Collector
+) -> None:
+    with httpx.Client(base_url=traced_stack.base_url, timeout=30) as http:
+        tenant = Tenant(http, traced_stack)
+        tenant.endpoint("traced", sessions_enabled=True, monthly_budget="5")
+        answer = tenant.call("traced", {"message": f"trace me {secrets.token_hex(4)}"})
+    assert answer.status_code == 200, answer.text
+    path = f"/api/{tenant.id}/traced"
+
+    def whole_trace() -> list[Span] | None:
+        roots = [
+            s
+            for s in list(collector.spans)
+            if s.service == "edge"
+            and s.kind == PbSpan.SPAN_KIND_SERVER
+            and not s.parent_id
+            and s.attributes.get("url.path", s.attributes.get("http.target")) == path
+        ]
+        if not roots:
+            return None
+        spans = collector.trace(roots[0].trace_id)
+        names = {s.name for s in spans if s.kind == PbSpan.SPAN_KIND_CONSUMER}
+        wanted = {
+            f"process {subject}"
+            for subject in (
+                subjects.BILLING_BUDGET_LEASE,
+                subjects.HISTORY_OPEN,
+                subjects.HISTORY_APPEND,
+                subjects.SESSION_TURN_APPENDED,
+                subjects.USAGE_RECORDED,
+            )
+        }
+        # Each process exports in its own batches: wait for the router's server span too.
+        served = any(s.service == "router" and s.kind == PbSpan.SPAN_KIND_SERVER for s in spans)
+        return spans if wanted <= names and served else None
+
+    spans = poll(whole_trace, timeout=30)
+    root = next(s for s in spans if not s.parent_id)
+    router_server = _one(spans, "router", PbSpan.SPAN_KIND_SERVER, "Router")
+    lease = _one(spans, "billing", PbSpan.SPAN_KIND_CONSUMER, subjects.BILLING_BUDGET_LEASE)
+    transcript = _one(spans, "sessions", PbSpan.SPAN_KIND_CONSUMER, subjects.SESSION_TURN_APPENDED)
+    history = [
+        _one(spans, "sessions", PbSpan.SPAN_KIND_CONSUMER, subject)
+        for subject in (subjects.HISTORY_OPEN, subjects.HISTORY_APPEND)
+    ]
+    billing = _one(spans, "billing", PbSpan.SPAN_KIND_CONSUMER, subjects.USAGE_RECORDED)
+    # The edge's requests and its JetStream publish carry the HTTP span as their parent.
+    assert lease.parent_id == transcript.parent_id == root.span_id
+    assert [span.parent_id for span in history] == [root.span_id, root.span_id]
+    assert billing.parent_id == router_server.span_id
