@@ -106,21 +106,9 @@ bench-rag: install ## Retrieval quality (recall@5, MRR) and speed at 10,000 chun
 	$(UV) sync --frozen --all-packages --group dev --extra local
 	HF_HUB_OFFLINE=1 $(PY) -m devtools.bench.rag --write $(BENCH_RAG_ARGS)
 
-PG_ADMIN := psql -h 127.0.0.1 -U postgres -d test -Atqc
 .PHONY: pg-deps
-pg-deps: ## pgvector for the local PostgreSQL when missing (root, Debian: postgresql-<major>-pgvector), then CREATE EXTENSION in template1 and test; never fails: without it rag's vector-index tests skip and say why
-	@if ! $(PG_ADMIN) 'SELECT 1' >/dev/null 2>&1; then echo "pg-deps: PostgreSQL on 127.0.0.1:5432 unreachable; skipped"; \
-	else \
-		major=$$($(PG_ADMIN) 'SHOW server_version_num' | cut -c1-2); \
-		if [ -z "$$($(PG_ADMIN) "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")" ]; then \
-			if apt-cache show postgresql-$$major-pgvector >/dev/null 2>&1 || { apt-get update -qq && apt-cache show postgresql-$$major-pgvector >/dev/null 2>&1; }; then \
-				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-$$major-pgvector; \
-			else echo "pg-deps: no postgresql-$$major-pgvector in this machine's apt sources; pgvector tests skip"; fi; \
-		fi; \
-		if [ -n "$$($(PG_ADMIN) "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")" ]; then \
-			for d in template1 test; do psql -h 127.0.0.1 -U postgres -d $$d -Atqc 'CREATE EXTENSION IF NOT EXISTS vector'; done; \
-		fi; \
-	fi
+pg-deps: ## pgvector for the local PostgreSQL when missing (root, Debian: the package, else Debian's pgvector source built here), then CREATE EXTENSION in template1 and test; never fails: without it rag's vector-index tests skip and say why
+	@sh devtools/scripts/pg-deps.sh
 
 .PHONY: bench-deps
 bench-deps: ## Install the benchmark's system tools (nginx-light, wrk) when missing (root, Debian)
