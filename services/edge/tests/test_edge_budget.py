@@ -503,6 +503,21 @@ async def test_an_answer_to_a_lease_request_sent_before_a_change_is_not_used(
     assert ticket.lease_id
 
 
+async def test_a_change_during_a_lease_request_does_not_refuse_what_fits(
+    gate: BudgetGate, nc: Client
+) -> None:
+    """The discarded answer's grant holds the whole budget at billing until it is released:
+    the next lease request waits for that release, or it would be refused (a real flake)."""
+    key = new_key()
+    await set_budget(nc, key, WORST * 2)
+    pending = asyncio.create_task(admit(gate, key))
+    for _ in range(3):  # the lease request is on its way; billing cannot have answered yet
+        await asyncio.sleep(0)
+    assert gate.forget(key.project_id) == 1
+    ticket = await pending
+    assert ticket.lease_id
+
+
 async def test_an_unreadable_announcement_drops_every_account(
     synced: BudgetGate, nc: Client
 ) -> None:

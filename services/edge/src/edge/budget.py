@@ -45,8 +45,10 @@ shutdown every lease is released.
 ``forget`` drops an account's state: the lease stops admitting (released once
 its requests end), "unlimited" and the refusal are forgotten, and a lease
 request already on its way has its answer released unused (the account's
-``generation`` moved on). The next request renews, after the retired lease's
-release has been answered, so billing grants against holds already shrunk.
+``generation`` moved on) and is asked again once that release is answered. The
+next request renews, after the retired lease's release has been answered, so
+billing grants against holds already shrunk (an unreleased grant could hold the
+whole remaining budget and refuse a request that fits).
 
 **Refusals** name the limit that refused; when the request set no cap and a
 smaller one would fit what billing said remained, they say which
@@ -390,8 +392,9 @@ class BudgetGate:
             if generation == account.generation:
                 return self._apply(account, answer, amount)
             # The account's limits changed while billing answered: the answer may predate it.
+            # Its grant holds budget at billing until released: ask again only after that.
             if answer.lease_id:
-                self._release(_Lease(answer.lease_id, answer.granted, 0.0))
+                await asyncio.shield(self._release(_Lease(answer.lease_id, answer.granted, 0.0)))
 
     def _apply(self, account: _Account, answer: Lease, amount: Decimal) -> _Refusal | None:
         now = self._clock()
