@@ -144,7 +144,7 @@ class UsagePublisher:
     Without ``outbox`` a publish that no ack answered within ``retry_window_s``
     raises ``ServiceUnavailable``: the caller must not be served a call that
     billing will never see. With it, the event is kept there (see the module
-    docstring) and ``replay_forever`` must run as a task.
+    docstring): ``start_replay`` runs its replay task, ``flush`` ends it at shutdown.
     """
 
     def __init__(
