@@ -2,8 +2,10 @@
 
 ``make k8s-check`` (``devtools.k8scheck``) validates the renderings against the
 Kubernetes schemas; these tests hold them to the operations contract of issue 18:
-one Deployment (a StatefulSet for the router, whose usage outbox is on a claim per
-replica), Service and ServiceAccount per service, probes, resources, an
+one Deployment, Service and ServiceAccount per service in every overlay (the
+router's usage outbox on an emptyDir; the ``durable-outbox`` component turns the
+router into a StatefulSet with a claim per replica, checked on every overlay it can
+be added to), probes, resources, an
 unprivileged read-only container everywhere, autoscaling and disruption budgets,
 migrations as one Job (not in every pod), a 3-node JetStream cluster with R3 streams
 and synchronous writes, secrets by reference only, scraping, the dashboard and the
@@ -21,12 +23,16 @@ from typing import Any
 import pytest
 
 from devtools import k8scheck
+from router.config import RouterSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "pyproject.toml").exists())
 #: Services with tables (every one but the router).
 MIGRATED = ["billing", "edge", "rag", "sessions"]
 OVERLAYS = ["overlays/dev", "overlays/prod"]
+#: Every rendering: the targets, and the overlays with an optional component added.
+ALL = k8scheck.ALL_TARGETS
+DURABLE = [t for t in k8scheck.COMPONENT_TARGETS if t.endswith("+components/durable-outbox")]
 
 
 @functools.cache
@@ -47,7 +53,7 @@ def pod_specs(target: str) -> dict[str, dict[str, Any]]:
 
 
 def workloads(target: str) -> dict[str, dict[str, Any]]:
-    """Each service's workload: its Deployment, or the router's StatefulSet."""
+    """Each service's workload: its Deployment (the router's StatefulSet with durable-outbox)."""
     found = {**objects(target, "Deployment"), **objects(target, "StatefulSet")}
     return {name: found[name] for name in SERVICES if name in found}
 
@@ -59,19 +65,60 @@ def env(target: str) -> dict[str, str]:
     return dict(config["data"])
 
 
-def test_every_service_has_a_workload_service_and_service_account() -> None:
+def test_every_service_has_one_deployment_service_and_service_account() -> None:
     assert SERVICES == ["billing", "edge", "rag", "router", "sessions"]
     for target in k8scheck.TARGETS:
+        for kind in ("Service", "ServiceAccount", "Deployment"):
+            assert set(SERVICES) <= set(objects(target, kind)), (target, kind)
+        assert set(objects(target, "Deployment")) == set(SERVICES), target
+        assert not set(objects(target, "StatefulSet")) & set(SERVICES), target
+    # With durable-outbox the router alone is a StatefulSet, still with its Service and account.
+    for target in DURABLE:
         for kind in ("Service", "ServiceAccount"):
             assert set(SERVICES) <= set(objects(target, kind)), (target, kind)
-        assert set(workloads(target)) == set(SERVICES), target
         assert set(objects(target, "Deployment")) == set(SERVICES) - {"router"}, target
         assert workloads(target)["router"]["kind"] == "StatefulSet", target
+        assert set(workloads(target)) == set(SERVICES), target
+
+
+def _outbox_mount(pod: dict[str, Any]) -> str:
+    """Where the router's container mounts ``outbox``; asserts the env path is under it."""
+    (container,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    path = {v["name"]: v.get("value") for v in container["env"]}["ROUTER_USAGE_OUTBOX_PATH"]
+    assert path.startswith(mounts["outbox"] + "/"), path
+    return str(mounts["outbox"])
 
 
 @pytest.mark.parametrize("target", k8scheck.TARGETS)
-def test_the_router_outbox_is_on_a_persistent_volume_per_replica(target: str) -> None:
-    router = workloads(target)["router"]["spec"]
+def test_the_router_outbox_is_on_an_empty_dir_of_its_deployment(target: str) -> None:
+    router = objects(target, "Deployment")["router"]["spec"]
+    assert router["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pod = router["template"]["spec"]
+    _outbox_mount(pod)
+    (outbox,) = [v for v in pod["volumes"] if v["name"] == "outbox"]
+    # Survives a container restart in the pod (the SIGKILL drill), bounded on the node's disk.
+    assert outbox["emptyDir"]["sizeLimit"]
+    assert "router-pods" not in objects(target, "Service")
+    # The shutdown flush fits the pod's grace: preStop + in-flight grace + flush + margin.
+    settings = RouterSettings()
+    (container,) = pod["containers"]
+    budget = (
+        container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        + settings.shutdown_grace_s
+        + settings.usage_flush_grace_s
+    )
+    assert budget < pod["terminationGracePeriodSeconds"], budget
+
+
+@pytest.mark.parametrize("target", DURABLE)
+def test_durable_outbox_renders_a_stateful_set_with_a_claim_per_replica(target: str) -> None:
+    assert k8scheck.check(rendered(target)) == []  # valid against the Kubernetes schemas
+    router = objects(target, "StatefulSet")["router"]["spec"]
+    base = objects(target.split("+")[0], "Deployment")["router"]["spec"]
+    assert router["replicas"] == base["replicas"]
+    assert router["updateStrategy"] == {"type": "RollingUpdate"}
+    assert router["podManagementPolicy"] == "Parallel"
     (claim,) = router["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "outbox"
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -81,17 +128,27 @@ def test_the_router_outbox_is_on_a_persistent_volume_per_replica(target: str) ->
         "whenDeleted": "Retain",
         "whenScaled": "Retain",
     }
-    assert objects(target, "Service")[router["serviceName"]]["spec"]["clusterIP"] == "None"
+    headless = objects(target, "Service")[router["serviceName"]]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["metadata"].get("namespace") == base_namespace(target)
     pod = router["template"]["spec"]
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
     assert "outbox" not in {v["name"] for v in pod["volumes"]}  # the claim, not a pod volume
-    (container,) = pod["containers"]
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    path = {v["name"]: v.get("value") for v in container["env"]}["ROUTER_USAGE_OUTBOX_PATH"]
-    assert path.startswith(mounts["outbox"] + "/"), path
+    _outbox_mount(pod)
+    # Apart from the volume and fsGroup, the pod is the base's: one template, no drift.
+    same = {k: v for k, v in pod.items() if k not in {"volumes", "securityContext"}}
+    base_pod = base["template"]["spec"]
+    assert same == {k: v for k, v in base_pod.items() if k not in {"volumes", "securityContext"}}
+    hpa = objects(target, "HorizontalPodAutoscaler")["router"]
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
 
 
-@pytest.mark.parametrize("target", k8scheck.TARGETS)
+def base_namespace(target: str) -> str | None:
+    """The namespace the overlay of ``target`` puts its objects in."""
+    return objects(target.split("+")[0], "Deployment")["router"]["metadata"].get("namespace")
+
+
+@pytest.mark.parametrize("target", ALL)
 def test_every_container_is_unprivileged_read_only_and_limited(target: str) -> None:
     for where, spec in pod_specs(target).items():
         assert spec["securityContext"]["runAsNonRoot"] is True, where
@@ -110,7 +167,7 @@ def test_every_container_is_unprivileged_read_only_and_limited(target: str) -> N
             assert resources["limits"]["memory"], at
 
 
-@pytest.mark.parametrize("target", k8scheck.TARGETS)
+@pytest.mark.parametrize("target", ALL)
 def test_every_long_running_container_has_probes(target: str) -> None:
     for where, spec in pod_specs(target).items():
         if where.startswith("Job/"):
@@ -135,7 +192,7 @@ def test_probes_use_healthz_readyz_and_grpc_health() -> None:
 
 
 def test_autoscaling_for_edge_and_router_and_disruption_budgets_for_all() -> None:
-    for target in k8scheck.TARGETS:
+    for target in ALL:
         hpas = objects(target, "HorizontalPodAutoscaler")
         assert set(hpas) == {"edge", "router"}
         for name, hpa in hpas.items():
@@ -151,21 +208,22 @@ def test_autoscaling_for_edge_and_router_and_disruption_budgets_for_all() -> Non
 
 
 def test_rollouts_never_take_capacity_away_and_drain_on_stop() -> None:
-    for name, dep in objects("overlays/prod", "Deployment").items():
+    deployments = objects("overlays/prod", "Deployment")
+    assert set(SERVICES) <= set(deployments)
+    for name, dep in deployments.items():
         assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, name
         spec = dep["spec"]["template"]["spec"]
         assert spec["terminationGracePeriodSeconds"] >= 30, name
-    # A StatefulSet cannot surge: it replaces one pod at a time while the others serve.
-    router = workloads("overlays/prod")["router"]["spec"]
-    assert router["updateStrategy"] == {"type": "RollingUpdate"}
-    assert router["replicas"] >= 2 and router["podManagementPolicy"] == "Parallel"
     for name in ("edge", "router"):
-        spec = workloads("overlays/prod")[name]["spec"]["template"]["spec"]
+        spec = deployments[name]["spec"]["template"]["spec"]
         assert spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"] >= 5
         assert spec["terminationGracePeriodSeconds"] >= 60
+    # durable-outbox: a StatefulSet cannot surge; it replaces one pod at a time.
+    router = workloads("overlays/prod+components/durable-outbox")["router"]["spec"]
+    assert router["replicas"] >= 2
 
 
-@pytest.mark.parametrize("target", k8scheck.TARGETS)
+@pytest.mark.parametrize("target", ALL)
 def test_migrations_run_once_in_a_job_not_in_every_pod(target: str) -> None:
     for name, dep in workloads(target).items():
         assert "initContainers" not in dep["spec"]["template"]["spec"], name
@@ -205,9 +263,9 @@ def test_nats_is_a_three_node_jetstream_cluster_with_r3_streams_and_sync_writes(
 
 
 def test_secrets_are_referenced_never_defined_in_base_or_prod() -> None:
-    for target in ("base", "overlays/prod"):
+    for target in ("base", "overlays/prod", "overlays/prod+components/durable-outbox"):
         assert objects(target, "Secret") == {}, target
-    for target in k8scheck.TARGETS:
+    for target in ALL:
         for where, spec in pod_specs(target).items():
             for container in spec.get("initContainers", []) + spec["containers"]:
                 for var in container.get("env", []):
@@ -235,7 +293,7 @@ def test_postgres_is_a_reference_in_prod_and_a_component_in_dev() -> None:
     assert "postgres" in objects("overlays/dev", "StatefulSet")
 
 
-@pytest.mark.parametrize("target", OVERLAYS)
+@pytest.mark.parametrize("target", OVERLAYS + DURABLE)
 def test_scraping_is_configured(target: str) -> None:
     (monitor,) = objects(target, "PodMonitor").values()
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} == {"metrics", "http"}

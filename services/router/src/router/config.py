@@ -55,6 +55,17 @@ class RouterSettings(BaseServiceSettings):
             "Nats-Msg-Id) before its event goes to the local outbox."
         ),
     )
+    usage_flush_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "ROUTER_USAGE_FLUSH_GRACE_S: after SIGTERM, once the gRPC server has stopped, the "
+            "last replay of the outbox to NATS may run this long plus whatever the in-flight "
+            "calls left unused of ROUTER_SHUTDOWN_GRACE_S; events NATS still did not take stay "
+            "in the file (replayed when a router starts on it again). Keep preStop + "
+            "ROUTER_SHUTDOWN_GRACE_S + this below the pod's grace period (5 + 55 + 10 < 75)."
+        ),
+    )
     usage_ack_timeout_s: float = Field(
         default=2.0,
         gt=0,

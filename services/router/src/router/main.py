@@ -11,8 +11,11 @@ Build order (shutdown runs in reverse, owned by one ``AsyncExitStack``):
 SIGTERM/SIGINT first turn the gRPC health service NOT_SERVING (readiness
 probes and health-checking clients stop sending), then stop the server with
 ``ROUTER_SHUTDOWN_GRACE_S`` for in-flight calls and streams (new calls are
-refused; each finishing call publishes its usage first), then close the
-provider clients and drain NATS.
+refused; each finishing call publishes its usage first), then flush the usage
+outbox: a last replay to NATS for ``ROUTER_USAGE_FLUSH_GRACE_S`` plus what the
+calls left of their grace, after which the replay task ends (the events NATS
+still did not take stay in the file and are logged), then close the provider
+clients and drain NATS (close it when it is unreachable).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import signal
 
 import grpc
+from nats.aio.client import Client
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, start_http_server
 
@@ -66,7 +70,7 @@ async def serve(settings: RouterSettings) -> None:
         stack.callback(telemetry.shutdown, tracer)
 
         nc = await gw_nats.connect(settings.nats_url, name=settings.service_name)
-        stack.push_async_callback(nc.drain)
+        stack.push_async_callback(_close_nats, nc)
         js = nc.jetstream()
         await gw_nats.ensure_streams(js, replicas=settings.nats_stream_replicas)
 
@@ -92,15 +96,16 @@ async def serve(settings: RouterSettings) -> None:
             retry_window_s=settings.usage_publish_window_s,
             outbox=outbox,
         )
-        replayer = asyncio.create_task(publisher.replay_forever(), name="usage-outbox-replay")
-        stack.push_async_callback(_cancel, replayer)
+        publisher.start_replay()
+        # Ends the replay task only if _stop_serving's flush did not (start-up failed).
+        stack.push_async_callback(publisher.aclose)
         service = RouterService(catalog, Failover(metrics), publisher, upstreams)
         server = grpc.aio.server(interceptors=[ContextInterceptor()])
         router_pb2_grpc.add_RouterServicer_to_server(RouterServicer(service), server)
         health = add_health(server)
         port = server.add_insecure_port(f"{settings.host}:{settings.port}")
         await server.start()
-        stack.push_async_callback(server.stop, settings.shutdown_grace_s)
+        stack.push_async_callback(_stop_serving, server, publisher, settings)
         # Runs before server.stop (the stack unwinds in reverse): NOT_SERVING first.
         stack.push_async_callback(health.enter_graceful_shutdown)
         await set_serving(health, _SERVICE_NAME)
@@ -128,10 +133,24 @@ def _instrument(tracer: TracerProvider) -> None:
             instrumentor.instrument(tracer_provider=tracer)
 
 
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+async def _stop_serving(
+    server: grpc.aio.Server, publisher: UsagePublisher, settings: RouterSettings
+) -> None:
+    """Stop the server (in-flight calls finish within the grace, recording their usage),
+    then flush the outbox with the flush's own grace plus what the calls left unused."""
+    loop = asyncio.get_running_loop()
+    flush_by = loop.time() + settings.shutdown_grace_s + settings.usage_flush_grace_s
+    await server.stop(settings.shutdown_grace_s)
+    await publisher.flush(timeout_s=flush_by - loop.time())
+
+
+async def _close_nats(nc: Client) -> None:
+    """Drain NATS (pending publishes and acks); close it when it is unreachable, where
+    ``drain`` would raise (the outbox keeps what it did not take)."""
+    if nc.is_connected:
+        await nc.drain()
+    elif not nc.is_closed:
+        await nc.close()
 
 
 async def _wait_for_signal() -> None:

@@ -26,6 +26,7 @@ class UsageOutbox:
     """A durable FIFO of (event id, event bytes); every call runs in a worker thread."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

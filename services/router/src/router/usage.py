@@ -10,9 +10,16 @@ a re-publish within the stream's duplicate window is dropped by JetStream.
 Past the window (NATS unreachable longer), the event goes to the local outbox
 (``router.outbox``) and the call is answered; until the outbox is replayed,
 new events go there at once instead of waiting out the window again. The
-replay (``replay_forever``) publishes each with its own ``Nats-Msg-Id``. So no
-answered call goes unbilled and none is billed twice. Without an outbox the
-call fails with ``ServiceUnavailable`` (503) and is not billed.
+replay (``replay_forever``, the task ``start_replay`` runs) publishes each with
+its own ``Nats-Msg-Id``. So no answered call goes unbilled and none is billed
+twice. Without an outbox the call fails with ``ServiceUnavailable`` (503) and is
+not billed.
+
+At shutdown, once no call can record any more, ``flush`` stops the replay task
+only after a last pass: it replays until the outbox is empty or its time is up
+(NATS still unreachable) and reports how many events are left; those stay in the
+file and are replayed by the next router started on it (a restarted container
+in the same pod, or the same claim with ``components/durable-outbox``).
 
 A stream cut before the provider reported usage is billed for what it
 delivered, estimated (``router.delivered``): status ``error`` when the
@@ -137,7 +144,7 @@ class UsagePublisher:
     Without ``outbox`` a publish that no ack answered within ``retry_window_s``
     raises ``ServiceUnavailable``: the caller must not be served a call that
     billing will never see. With it, the event is kept there (see the module
-    docstring) and ``replay_forever`` must run as a task.
+    docstring): ``start_replay`` runs its replay task, ``flush`` ends it at shutdown.
     """
 
     def __init__(
@@ -156,6 +163,8 @@ class UsagePublisher:
         self._outbox = outbox
         self._outage = False  # a publish ran out of its window; cleared once the outbox is empty
         self._wake = asyncio.Event()
+        self._closing = False  # set by flush: the replay ends once the outbox is empty
+        self._replayer: asyncio.Task[None] | None = None
 
     async def record(
         self,
@@ -191,27 +200,80 @@ class UsagePublisher:
             await self._spool(event.event_id, data)
         return event
 
+    def start_replay(self) -> None:
+        """Run ``replay_forever`` as this publisher's task; ``flush`` (or ``aclose``) ends it."""
+        self._replayer = asyncio.create_task(self.replay_forever(), name="usage-outbox-replay")
+
     async def replay_forever(self) -> None:
-        """Publish the outbox's events (an earlier run's too), oldest first; a task's body."""
+        """Publish the outbox's events (an earlier run's too), oldest first; a task's body.
+
+        Runs until cancelled, or, once ``flush`` asked it to close, until the outbox is empty.
+        """
         assert self._outbox is not None, "replay needs an outbox"
         while True:
-            batch = await self._outbox.oldest(_REPLAY_BATCH)
-            if not batch:
+            replayed = await self._replay_batch(self._outbox)
+            if replayed is None:  # NATS did not take one: try again shortly
+                await asyncio.sleep(_RETRY_PAUSE_S)
+            elif replayed == 0:
                 self._outage = False
+                if self._closing:
+                    return
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), _IDLE_S)
-                continue
-            for event_id, data in batch:
-                try:
-                    await self._publish(event_id, data, window_s=0.0)
-                except nats.errors.Error:
-                    await asyncio.sleep(_RETRY_PAUSE_S)
-                    break
-                await self._outbox.remove(event_id)
-                self._metrics.usage_outbox.labels("replayed").inc()
-            else:
-                log.info("replayed %d usage events from the outbox", len(batch))
+
+    async def flush(self, *, timeout_s: float) -> int:
+        """Shutdown's last replay: publish what the outbox holds for up to ``timeout_s``.
+
+        The caller has stopped every call that could record usage. The replay task
+        (started here if it was not) is told to end once the outbox is empty, not
+        cancelled with events pending; only at ``timeout_s`` is it cancelled, between
+        two events or in a publish whose event stays in the outbox (a later replay of
+        it is dropped by its ``Nats-Msg-Id``). Returns the number of events left in
+        the outbox, logged: they are billed when a router replays the file again.
+        """
+        assert self._outbox is not None, "flush needs an outbox"
+        self._closing = True
+        self._wake.set()
+        if self._replayer is None:
+            self.start_replay()
+        assert self._replayer is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._replayer, max(timeout_s, 0.0))
+        left = await self._outbox.count()
+        if left:
+            log.error(
+                "%d usage events left in the outbox %s: NATS did not take them within "
+                "%.0f s; a router started on this file replays them",
+                left,
+                self._outbox.path,
+                timeout_s,
+            )
+        else:
+            log.info("usage outbox flushed: no event left")
+        return left
+
+    async def aclose(self) -> None:
+        """Cancel the replay task if it still runs (``flush`` did not end it)."""
+        if self._replayer is not None and not self._replayer.done():
+            self._replayer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._replayer
+
+    async def _replay_batch(self, outbox: UsageOutbox) -> int | None:
+        """Publish up to one batch, oldest first, each removed after its ack; how many
+        were replayed (0: the outbox is empty), ``None`` when a publish failed."""
+        batch = await outbox.oldest(_REPLAY_BATCH)
+        for event_id, data in batch:
+            try:
+                await self._publish(event_id, data, window_s=0.0)
+            except nats.errors.Error:
+                return None
+            await outbox.remove(event_id)
+            self._metrics.usage_outbox.labels("replayed").inc()
+        if batch:
+            log.info("replayed %d usage events from the outbox", len(batch))
+        return len(batch)
 
     async def _publish(self, event_id: str, data: bytes, *, window_s: float) -> None:
         """Publish until acknowledged, always with ``event_id`` as ``Nats-Msg-Id``; after
