@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import nats
+import nats.errors
+import pytest
 from nats.js.api import StreamConfig
 
+from gateway_common import nats as gw_nats
 from gateway_common import subjects
 from gateway_common.nats import (
     TRANSCRIPTS_MAX_AGE_S,
@@ -50,3 +54,25 @@ async def test_a_stream_made_without_retention_gets_it_and_keeps_its_events(
             await nc.close()
     assert info.config.max_age == USAGE_MAX_AGE_S
     assert info.state.messages == 1
+
+
+async def test_close_after_nats_went_away_does_not_raise(tmp_path: Path) -> None:
+    """A service stopped during a NATS outage exits cleanly (``drain`` would raise)."""
+    with nats_server(tmp_path) as url:
+        nc = await gw_nats.connect(url, name="test")
+    # The server is gone: the client is reconnecting.
+    deadline = asyncio.get_running_loop().time() + 10
+    while nc.is_connected:
+        assert asyncio.get_running_loop().time() < deadline, "still connected"
+        await asyncio.sleep(0.02)
+    with pytest.raises(nats.errors.ConnectionReconnectingError):
+        await nc.drain()
+    await gw_nats.close(nc)
+    assert nc.is_closed
+
+
+async def test_close_drains_a_connected_client(tmp_path: Path) -> None:
+    with nats_server(tmp_path) as url:
+        nc = await gw_nats.connect(url, name="test")
+        await gw_nats.close(nc)
+        assert nc.is_closed

@@ -32,6 +32,7 @@ __all__ = [
     "STREAMS",
     "TRANSCRIPTS_MAX_AGE_S",
     "USAGE_MAX_AGE_S",
+    "close",
     "connect",
     "ensure_streams",
     "serve_health",
@@ -130,6 +131,16 @@ async def connect(url: str, *, name: str, first_connect_timeout_s: float = 10.0)
         raise ConnectionError(
             f"NATS at {url} did not answer within {first_connect_timeout_s:g} s"
         ) from exc
+
+
+async def close(nc: Client) -> None:
+    """Drain ``nc`` at shutdown (pending publishes and acks go out, subscriptions finish),
+    or close it when NATS is unreachable, where nats-py's ``drain`` raises
+    ``ConnectionReconnectingError`` and the process would exit 1 after a clean stop."""
+    if nc.is_connected:
+        await nc.drain()
+    elif not nc.is_closed:
+        await nc.close()
 
 
 async def ensure_streams(

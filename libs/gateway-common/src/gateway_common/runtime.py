@@ -48,6 +48,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from . import db, lean, migrate_proc, telemetry
 from .metrics import ConsumerMetrics, DbPoolCollector
 from .nats import STREAMS, connect, ensure_streams, serve_health
+from .nats import close as close_nats
 from .probes import ProbeServer, Readiness
 from .settings import BaseServiceSettings
 
@@ -111,7 +112,8 @@ async def open_runtime(
     answer; ``/readyz`` on the metrics port is 503 until the service has called
     ``Runtime.serving``, while the database or NATS is lost, and from the first
     moment of shutdown. On exit
-    NATS is drained (in-flight callbacks finish, then the connection closes)
+    NATS is drained (in-flight callbacks finish, then the connection closes; closed at
+    once when NATS is unreachable, ``gateway_common.nats.close``)
     before the engine is disposed, so nothing still running can need the database.
     """
     url = settings.resolved_database_url()
@@ -131,7 +133,7 @@ async def open_runtime(
         engine = db.create_engine(url)
         stack.push_async_callback(engine.dispose)
         nc = await connect(settings.nats_url, name=service)
-        stack.push_async_callback(_drain, nc)
+        stack.push_async_callback(close_nats, nc)
         js = nc.jetstream()
         await ensure_streams(js, replicas=settings.nats_stream_replicas)
 
@@ -201,11 +203,6 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-async def _drain(nc: Client) -> None:
-    if not nc.is_closed:
-        await nc.drain()
 
 
 async def ensure_pull_consumer(

@@ -27,7 +27,6 @@ import os
 import signal
 
 import grpc
-from nats.aio.client import Client
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY, start_http_server
 
@@ -70,7 +69,7 @@ async def serve(settings: RouterSettings) -> None:
         stack.callback(telemetry.shutdown, tracer)
 
         nc = await gw_nats.connect(settings.nats_url, name=settings.service_name)
-        stack.push_async_callback(_close_nats, nc)
+        stack.push_async_callback(gw_nats.close, nc)
         js = nc.jetstream()
         await gw_nats.ensure_streams(js, replicas=settings.nats_stream_replicas)
 
@@ -142,15 +141,6 @@ async def _stop_serving(
     flush_by = loop.time() + settings.shutdown_grace_s + settings.usage_flush_grace_s
     await server.stop(settings.shutdown_grace_s)
     await publisher.flush(timeout_s=flush_by - loop.time())
-
-
-async def _close_nats(nc: Client) -> None:
-    """Drain NATS (pending publishes and acks); close it when it is unreachable, where
-    ``drain`` would raise (the outbox keeps what it did not take)."""
-    if nc.is_connected:
-        await nc.drain()
-    elif not nc.is_closed:
-        await nc.close()
 
 
 async def _wait_for_signal() -> None:
