@@ -125,7 +125,9 @@ def test_console_key_to_usage_in_browser(sqlite_stack: Stack, browser: Any) -> N
     page.goto(f"{stack.base_url}/console/")
     page.get_by_label("Admin token or admin key").fill("wrong-token-123456789")
     page.get_by_role("button", name="Sign in").click()
-    assert "401" in page.locator("#error").inner_text(timeout=10_000)  # errors in words
+    # The element exists before the answer arrives: wait for its text, then read it.
+    page.locator("#error").filter(has_text="401").wait_for(timeout=10_000)
+    assert "401" in page.locator("#error").inner_text()  # errors in words
     page.get_by_label("Admin token or admin key").fill(stack.config.admin_token or "")
     page.get_by_role("button", name="Sign in").click()
     page.get_by_role("heading", name="API keys").wait_for()
