@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from .support import Edge, auth
+from edge.api import nul
+from gateway_common.errors import InvalidRequest
+
+from .support import OPERATOR, Edge, auth
 
 _MSG = b'"messages":[{"role":"user","content":"hi"}]'
 
@@ -98,10 +101,41 @@ async def test_an_escaped_backslash_before_u0000_is_not_a_nul(edge: Edge) -> Non
     assert "NUL" not in resp.text, resp.text[:300]
 
 
-async def test_a_nul_in_a_collection_name_is_a_400_naming_the_field(edge: Edge) -> None:
+async def test_a_nul_in_a_collection_name_is_a_400(edge: Edge) -> None:
+    """Refused by the body check of every route (``api.nul``), before the field's validator."""
     resp = await edge.client.post("/v1/collections", json={"name": "a\u0000b"}, headers=auth())
     assert resp.status_code == 400, resp.text[:300]
-    assert resp.json()["error"]["param"] == "name"
+    assert resp.json()["error"]["code"] == "invalid_value"
+
+
+async def test_a_nul_in_an_admin_body_is_a_400_in_the_ok_shape(edge: Edge) -> None:
+    """d10 on PostgreSQL: ``POST /admin/projects`` with NUL in ``name`` was a 5xx."""
+    for body in (b'{"name":"a\\u0000b","type":"ai_gateway"}', b'{"name":"ok","k\\u0000":1}'):
+        resp = await edge.client.post(
+            "/admin/projects",
+            content=body,
+            headers={**OPERATOR, "content-type": "application/json"},
+        )
+        assert resp.status_code == 400, resp.text[:300]
+        assert resp.json() == {"ok": False, "error": nul.MESSAGE, "code": "invalid_value"}
+
+
+async def test_a_nul_on_messages_is_a_400_in_anthropic_shape(edge: Edge) -> None:
+    content = (
+        b'{"model":"mock-chat","max_tokens":5,"messages":[{"role":"user","content":"\\u0000"}]}'
+    )
+    resp = await edge.client.post("/v1/messages", content=content, headers=auth())
+    assert resp.status_code == 400, resp.text[:300]
+    assert resp.json()["type"] == "error"
+    assert resp.json()["error"] == {"type": "invalid_request_error", "message": nul.MESSAGE}
+
+
+def test_refuse_nul_reads_keys_and_values_but_not_an_escaped_backslash() -> None:
+    for body in (b'{"a":"\\u0000"}', b'{"\\u0000":1}', b'[[{"x":["\\u0000"]}]]'):
+        with pytest.raises(InvalidRequest):
+            nul.refuse_nul(body)
+    nul.refuse_nul(b'{"a":"\\\\u0000"}')  # a backslash, then the text u0000
+    nul.refuse_nul(b'{"a":"\\u0000')  # does not parse: left to the route's parser
 
 
 @pytest.mark.parametrize("model", ["mock-chat", "0"])

@@ -7,9 +7,10 @@ is the template metrics label by.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from .hot import HotEndpoint
+from .nul import no_nul_in_body
 from .routes import (
     admin,
     ai_gateway,
@@ -31,7 +32,8 @@ __all__ = ["build_api_router", "hot_endpoints"]
 def build_api_router() -> APIRouter:
     """The edge's routes: ops endpoints at the root, OpenAI-compatible ones under ``/v1``,
     the Gateway API under ``/api`` (seed 002's gateways under ``/api/v1``, mounted first), the admin API under ``/admin``."""
-    root = APIRouter()
+    # Every route refuses a JSON body holding NUL before its endpoint runs (``api.nul``).
+    root = APIRouter(dependencies=[Depends(no_nul_in_body)])
     # ai_gateway's /api/v1/... before gateway_api's /api/{project_id}/{slug}.
     modules = (health, chat, embeddings, messages, models, responses, ai_gateway, gateway_api)
     for module in (*modules, channel):

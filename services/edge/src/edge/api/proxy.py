@@ -73,7 +73,6 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol, TypeVar, runtime_checkable
 
-import orjson
 from fastapi import Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
@@ -105,6 +104,7 @@ from ..projects import CallOptions, ProjectCache, Surface
 from ..router_client import CallContext, RouterClient
 from .errors import error_bytes, validation_error
 from .middleware import RESPONSE_HEADERS
+from .nul import refuse_nul
 
 __all__ = ["ErrorFramer", "Proxy", "Shaper", "server_timing"]
 
@@ -209,33 +209,6 @@ class ErrorFramer(Protocol):
     def error_frame(self, err: GatewayError) -> bytes: ...
 
 
-def _holds_nul(body: bytes) -> bool:
-    """Whether a string of the JSON ``body`` (a key or a value) holds NUL.
-
-    NUL cannot be stored in PostgreSQL's ``text``: a body that carries one would be
-    answered, then fail where it is kept (a stored response, a session's turns), so
-    it is refused up front. Only a body with the escape in it is parsed here (the
-    byte search before this call is the common case's whole cost); one that does not
-    parse is left to the route's own parser and its error.
-    """
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
 class Proxy:
     """Carries one request from the edge to the router and back (see module docstring)."""
 
@@ -297,11 +270,7 @@ class Proxy:
                 raise self._too_large()
             parts.append(part)
         body = b"".join(parts)  # one part (the common case) is returned without a copy
-        if b"\\u0000" in body and _holds_nul(body):
-            raise InvalidRequest(
-                "Invalid body: strings may not contain the NUL character (\\u0000).",
-                code="invalid_value",
-            )
+        refuse_nul(body)  # PostgreSQL cannot store NUL (``api.nul``)
         return body
 
     def _too_large(self) -> PayloadTooLarge:
