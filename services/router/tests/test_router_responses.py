@@ -173,7 +173,7 @@ def test_a_chat_completion_becomes_a_response_object() -> None:
             "id": "msg_1",
             "status": "completed",
             "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}],
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
         }
     ]
     assert (body["id"], body["object"], body["created_at"], body["status"]) == (

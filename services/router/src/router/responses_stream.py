@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from gateway_common.errors import GatewayError
+from gateway_common.openai import OutputRefusal, OutputText
 
 from .failover import RouteInfo
 from .generation import GenerationContext
@@ -74,9 +75,10 @@ class _Item:
 
 
 def _part(kind: str, text: str) -> dict[str, Any]:
+    """The content part as the unary Response has it (same models, so the fields agree)."""
     if kind == "refusal":
-        return {"type": "refusal", "refusal": text}
-    return {"type": "output_text", "text": text, "annotations": []}
+        return OutputRefusal(refusal=text).model_dump(mode="json")
+    return OutputText(text=text).model_dump(mode="json")
 
 
 class ResponseEvents:

@@ -161,11 +161,13 @@ class ResponsesRequest(_Open):
 
 
 class OutputText(BaseModel):
-    """Assistant text."""
+    """Assistant text. ``annotations`` and ``logprobs`` are always present (empty) as OpenAI
+    sends them: outside clients compare the parts field by field."""
 
     type: Literal["output_text"] = "output_text"
     text: str
     annotations: list[Any] = Field(default_factory=list)
+    logprobs: list[Any] = Field(default_factory=list)
 
 
 class OutputRefusal(BaseModel):
