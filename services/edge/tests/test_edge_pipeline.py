@@ -64,6 +64,14 @@ class Upstream:
         self.errors = dict(errors or {})
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.shapers: list[StreamShaper | None] = []
+        #: Raised by the budget step's check (None: the budget admits).
+        self.budget_error: GatewayError | None = None
+        self.budget_checks: list[tuple[str, dict[str, Any]]] = []
+
+    async def check_budget(self, model: str, body: bytes) -> None:
+        self.budget_checks.append((model, orjson.loads(body)))
+        if self.budget_error is not None:
+            raise self.budget_error
 
     def _attempt(self, model: str, body: bytes) -> None:
         self.calls.append((model, orjson.loads(body)))
@@ -318,6 +326,27 @@ async def test_a_fallback_the_key_may_not_call_is_skipped_and_listed() -> None:
     with pytest.raises(ModelsFailed) as info:
         await _run(_call(), endpoint, upstream)
     assert [m for m, _ in info.value.failures] == ["mock-chat", "fb-1", "fb-2"]
+
+
+async def test_an_exhausted_budget_is_refused_before_the_guardrails_and_the_schema() -> None:
+    """Seed 001: rate limit -> budget -> guardrails -> input schema: the budget answers."""
+    endpoint = _endpoint(
+        system_prompt="Be brief.",
+        guardrails=[{"type": "blocked_terms", "terms": ["nope"]}],
+        input_schema={"type": "object", "required": ["q"]},
+    )
+    upstream = Upstream()
+    upstream.budget_error = BudgetExceeded("Monthly budget exhausted.")
+    with pytest.raises(BudgetExceeded):
+        await _run(_call("nope"), endpoint, upstream)
+    assert upstream.calls == []
+    model, body = upstream.budget_checks[0]
+    assert model == "mock-chat"
+    assert [m["content"] for m in body["messages"]] == ["Be brief.", "nope"]
+    # With budget left the guardrail is next.
+    upstream.budget_error = None
+    with pytest.raises(GuardrailBlocked):
+        await _run(_call("nope"), endpoint, upstream)
 
 
 async def test_a_refusal_that_is_no_provider_failure_tries_no_fallback() -> None:

@@ -224,6 +224,13 @@ class Ticket:
         """The usage the router reported for the call (its cost is settled at ``close``)."""
         self._usage = usage
 
+    def release(self) -> None:
+        """Give the reservation back at no cost (``BudgetGate.check``: no call was made)."""
+        if self._closed or self._gate is None or self._lease is None:
+            return
+        self._closed = True
+        self._gate._settle(self, self._lease, _ZERO)
+
     def close(self, error: BaseException | None = None) -> None:
         """Settle the request (see "Settlement" in the module docstring); later calls do nothing."""
         if self._closed or self._gate is None or self._lease is None:
@@ -344,6 +351,29 @@ class BudgetGate:
                 ) from None
             if refused is not None and estimate.amount >= refused.amount:
                 raise _refusal(refused, estimate)
+
+    async def check(
+        self,
+        key: KeyEntry,
+        op: router_pb2.Operation.ValueType,
+        model: str,
+        body: bytes,
+        *,
+        max_output_tokens: int | None = None,
+        endpoint_id: str = "",
+    ) -> None:
+        """Refuse now what ``admit`` would refuse, reserving nothing (seed 001's budget step).
+
+        The Gateway API's pipeline runs its budget step before the guardrails, but the
+        exact body (system prompt, template, history) is only known after the prompt
+        step, where ``Proxy.forward`` admits it for real. So this admits an estimate
+        of the body and gives it back at once: an exhausted budget is refused before
+        any guardrail or schema runs, and the real admission stays the one that counts.
+        """
+        ticket = await self.admit(
+            key, op, model, body, max_output_tokens=max_output_tokens, endpoint_id=endpoint_id
+        )
+        ticket.release()
 
     def _reserve(self, lease: _Lease, estimate: Estimate, now: float) -> Ticket:
         ticket = Ticket(self, lease, estimate, now + self._policy.ticket_timeout_s)

@@ -322,6 +322,31 @@ class Proxy:
             raise error
         return admission
 
+    async def check_budget(
+        self,
+        key: KeyEntry,
+        *,
+        model: str,
+        body: bytes,
+        max_output_tokens: int | None,
+        endpoint_id: str,
+    ) -> None:
+        """The Gateway API's budget step (``BudgetGate.check``), ahead of its guardrails.
+
+        A key with its own provider key spends its own account: no budget applies, as in
+        ``forward``.
+        """
+        if key.provider_key is not None:
+            return
+        await self._budget.check(
+            key,
+            router_pb2.OPERATION_CHAT_COMPLETIONS,
+            model,
+            body,
+            max_output_tokens=max_output_tokens,
+            endpoint_id=endpoint_id,
+        )
+
     async def forward(
         self,
         request: Request,

@@ -85,7 +85,11 @@ class Upstream(Protocol[S_co]):
 
     Both raise ``GatewayError`` (a provider failure after the router's own failover,
     a budget refusal, ...); a stream's error before its first chunk is raised too.
+    ``check_budget`` is the budget step's: it raises the refusal an attempt with
+    ``body`` would meet now, and reserves nothing.
     """
+
+    async def check_budget(self, model: str, body: bytes) -> None: ...
 
     async def complete(self, model: str, body: bytes) -> UpstreamAnswer: ...
 

@@ -16,14 +16,17 @@ exceeded", a budget message).
                     else its ``context_window``; so an endpoint with a cap below its
                     model's maximum output sets ``params.max_tokens``.
 
-The monthly budget, the other half of the budget step, is admitted in
-``Proxy.forward``, which prices the exact body it sends, before any provider is called.
+The monthly budget, the other half of the budget step, is checked next (``run``):
+``Upstream.check_budget`` with ``estimated_body``, so an exhausted budget is refused
+before the guardrails; ``Proxy.forward`` then admits the exact body it sends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Final
+
+import orjson
 
 from gateway_common import tokens
 from gateway_common.errors import InvalidRequest
@@ -32,20 +35,32 @@ from ..endpoints import EndpointView
 from .call import GatewayCall
 from .template import fill
 
-__all__ = ["CAP_EXCEEDED", "check_request_tokens", "estimated_prompt_tokens"]
+__all__ = ["CAP_EXCEEDED", "check_request_tokens", "estimated_body", "estimated_prompt_tokens"]
 
 CAP_EXCEEDED: Final = "max_request_tokens_exceeded"
 
 
-def estimated_prompt_tokens(call: GatewayCall, endpoint: EndpointView) -> int:
-    """The estimate of the prompt this call will send (module docstring)."""
+def _estimated_messages(call: GatewayCall, endpoint: EndpointView) -> list[Any]:
+    """The prompt this call will send, without its session history (module docstring)."""
     messages: list[Any] = []
     if endpoint.system_prompt:
         messages.append({"role": "system", "content": endpoint.system_prompt})
     if endpoint.prompt_template:
         messages.append({"role": "user", "content": fill(endpoint.prompt_template, call.variables)})
     messages.extend(call.messages)
-    return tokens.chat_prompt_tokens({"messages": messages}, tokens.estimate)
+    return messages
+
+
+def estimated_prompt_tokens(call: GatewayCall, endpoint: EndpointView) -> int:
+    """The estimate of the prompt this call will send (module docstring)."""
+    return tokens.chat_prompt_tokens(
+        {"messages": _estimated_messages(call, endpoint)}, tokens.estimate
+    )
+
+
+def estimated_body(call: GatewayCall, endpoint: EndpointView) -> bytes:
+    """A chat body of that estimate, for the monthly budget's check before the guardrails."""
+    return orjson.dumps({"model": endpoint.model, "messages": _estimated_messages(call, endpoint)})
 
 
 def check_request_tokens(

@@ -5,9 +5,10 @@
                     key, project and endpoint limits, 429 with ``Retry-After``); its
                     ``Admission`` rides in the ``Upstream``, whose attempts reserve the
                     worst case on the token limits and settle it to the usage
-    budget          the per-request token cap (``cap``); the monthly budget is admitted
-                    in ``Proxy.forward``, which prices the exact body it sends, before any
-                    provider is called
+    budget          the per-request token cap (``cap``), then the monthly budget
+                    (``Upstream.check_budget`` with ``cap.estimated_body``: refused here,
+                    before the guardrails, reserving nothing); ``Proxy.forward`` admits
+                    the exact body it sends before any provider is called
     guardrails      on the input (``guard_input``)
     input schema    ``variables`` against ``input_schema`` (``input_schema``)
     prompt apply    the call's own messages (rendered ``prompt_template``, then the
@@ -98,6 +99,7 @@ async def run(
 ) -> Outcome[S]:
     """Run ``call`` through ``endpoint``'s pipeline (module docstring for the order)."""
     cap.check_request_tokens(call, endpoint, env.catalog.output_limit)
+    await upstream.check_budget(endpoint.model, cap.estimated_body(call, endpoint))
     checked = guard_input.guard_input(call, endpoint, env.metrics)
     input_schema.check_input_schema(call, endpoint)
     own = prompt.own_messages(checked, endpoint)

@@ -349,6 +349,15 @@ class _ProxyUpstream:
             admission=self._admission,
         )
 
+    async def check_budget(self, model: str, body: bytes) -> None:
+        await self._proxy.check_budget(
+            self._key,
+            model=model,
+            body=body,
+            max_output_tokens=self._endpoint.max_output_tokens,
+            endpoint_id=self._endpoint.endpoint_id,
+        )
+
     async def complete(self, model: str, body: bytes) -> UpstreamAnswer:
         response = await self._forward(model, body, stream=False)
         return UpstreamAnswer(bytes(response.body), dict(response.headers))
