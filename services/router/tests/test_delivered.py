@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import orjson
 
 from gateway_common.tokens import chat_prompt_tokens, estimate
@@ -48,8 +50,24 @@ def test_responses_events_count_their_delta_text() -> None:
     assert usage.prompt_tokens > 0
 
 
-def test_delivered_keeps_what_was_added_in_order() -> None:
+def test_delivered_counts_what_was_added_across_calls() -> None:
     delivered = Delivered()
-    delivered.add([b"a", b"b"])
-    delivered.add([b"c"])
-    assert list(delivered.chunks) == [b"a", b"b", b"c"]
+    delivered.add([_chunk(content="abcdefg"), _chunk(content="hi")])
+    delivered.add([_chunk(content="x")])
+    assert delivered.usage("chat.completions", BODY).completion_tokens == 2 + 1 + 1
+
+
+def test_delivered_holds_a_count_not_the_chunks() -> None:
+    """An open stream's accounting does not grow with the chunks it sent (issue 20 point 2)."""
+    chunks = [_chunk(content=f"token {i} " * 4) for i in range(2000)]
+    delivered = Delivered()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for chunk in chunks:
+            delivered.add((chunk,))
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1024  # the chunks are about 200 KiB; keeping them would show
+    assert delivered.completion_tokens == sum(estimate(f"token {i} " * 4) for i in range(2000))

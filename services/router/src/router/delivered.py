@@ -18,11 +18,15 @@ above what a complete one would have been). Two ways to be cut:
 
 The chunks are chat completion chunks or, on a streamed Responses call, the
 Responses events the servicer wrote (their ``delta`` text counts).
+
+``Delivered`` keeps a running count of tokens, not the chunks: an open stream
+then holds a few integers instead of every chunk it sent (about 200 bytes
+each, 40 KiB by the end of a 200-chunk stream; issue 20 point 2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import orjson
@@ -38,58 +42,67 @@ def delivered_usage(
     operation: Operation, body: Mapping[str, Any], chunks: Iterable[bytes]
 ) -> Usage:
     """The estimated usage of a call whose ``chunks`` (OpenAI chat chunk JSON) were delivered."""
-    kind: Literal["chat.completions", "responses"] = (
-        "responses" if operation == "responses" else "chat.completions"
-    )
-    prompt = prompt_tokens(kind, body, estimate)
-    completion = sum(estimate(text) for chunk in chunks for text in _texts(chunk))
-    return Usage(
-        prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
-    )
+    delivered = Delivered()
+    delivered.add(chunks)
+    return delivered.usage(operation, body)
 
 
 class Delivered:
-    """The chunks of one stream that went out to the caller, in order.
+    """The completion tokens, estimated, of the chunks of one stream that went out.
 
     ``handlers.RouterServicer`` adds each chunk once ``context.write`` has
-    returned for its message; ``RouterService`` bills a cancelled stream by it.
+    returned for its message; ``RouterService`` bills a cancelled stream by it,
+    and counts what it yielded with one of its own.
     """
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] = []
+        self.completion_tokens = 0
 
     def add(self, chunks: Iterable[bytes]) -> None:
-        """Count ``chunks`` as delivered."""
-        self._chunks.extend(chunks)
+        """Count the generated text of ``chunks`` as delivered."""
+        self.completion_tokens += sum(_tokens(chunk) for chunk in chunks)
 
-    @property
-    def chunks(self) -> Sequence[bytes]:
-        return self._chunks
+    def usage(self, operation: Operation, body: Mapping[str, Any]) -> Usage:
+        """The usage to bill: the prompt of ``body``, estimated, and what was delivered."""
+        kind: Literal["chat.completions", "responses"] = (
+            "responses" if operation == "responses" else "chat.completions"
+        )
+        prompt = prompt_tokens(kind, body, estimate)
+        completion = self.completion_tokens
+        return Usage(
+            prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion
+        )
 
 
-def _texts(chunk: bytes) -> Iterable[str]:
-    """The generated text of one chunk: content, refusal, reasoning, tool call arguments
-    (chat), or the ``delta`` of a Responses ``*.delta`` event."""
+def _tokens(chunk: bytes) -> int:
+    """The estimated tokens of one chunk's generated text: content, refusal, reasoning, tool
+    call name and arguments (chat), or the ``delta`` of a Responses ``*.delta`` event.
+
+    A loop rather than a generator of texts: it runs once per chunk of every stream.
+    """
     try:
         data = orjson.loads(chunk)
     except orjson.JSONDecodeError:
-        return
-    if isinstance(data, dict) and str(data.get("type", "")).endswith(".delta"):
-        if isinstance(value := data.get("delta"), str):
-            yield value
-        return
-    choices = data.get("choices") if isinstance(data, dict) else None
+        return 0
+    if not isinstance(data, dict):
+        return 0
+    if str(data.get("type", "")).endswith(".delta"):
+        value = data.get("delta")
+        return estimate(value) if isinstance(value, str) else 0
+    tokens = 0
+    choices = data.get("choices")
     for choice in choices if isinstance(choices, list) else ():
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
             continue
         for key in ("content", "refusal", "reasoning_content", "reasoning"):
             if isinstance(value := delta.get(key), str):
-                yield value
+                tokens += estimate(value)
         calls = delta.get("tool_calls")
         for call in calls if isinstance(calls, list) else ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
                 for key in ("name", "arguments"):
                     if isinstance(value := function.get(key), str):
-                        yield value
+                        tokens += estimate(value)
+    return tokens

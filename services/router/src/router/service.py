@@ -52,7 +52,7 @@ from gateway_common.errors import GatewayError, InvalidRequest
 
 from . import responses
 from .catalog import LiveCatalog
-from .delivered import Delivered, delivered_usage
+from .delivered import Delivered
 from .failover import Failover, Invoke, RouteInfo
 from .generation import GenerationContext, context_json, with_context
 from .providers.base import Completion, EmbeddingsAdapter, Operation, ProviderRequest, Usage
@@ -233,7 +233,7 @@ class RouterService:
             hold = call.generation_context and call.operation == "chat.completions"
             held: bytes | None = None
             # What went out before the provider reported usage, to bill a cut stream by.
-            yielded: list[bytes] = []
+            yielded = Delivered()
             try:
                 async with contextlib.aclosing(committed) as chunks:
                     yield info
@@ -242,7 +242,7 @@ class RouterService:
                         if chunk.data is None:
                             continue
                         if usage is None:
-                            yielded.append(chunk.data)
+                            yielded.add((chunk.data,))
                         if held is not None:
                             yield held
                             held = None
@@ -253,7 +253,7 @@ class RouterService:
             except GatewayError as err:
                 log.warning("stream on %s failed mid-way: %s", info.deployment, err.message)
                 if usage is None:  # cut before the provider reported it: bill what went out
-                    usage = delivered_usage(call.operation, call.body, yielded)
+                    usage = yielded.usage(call.operation, call.body)
                 await self._record_quietly(call, info, usage, "error")
                 if held is not None:
                     yield held
@@ -261,8 +261,8 @@ class RouterService:
                 return
             except (asyncio.CancelledError, GeneratorExit):
                 if usage is None:  # the caller went away first: bill what reached it
-                    sent = yielded if delivered is None else delivered.chunks
-                    usage = delivered_usage(call.operation, call.body, sent)
+                    sent = yielded if delivered is None else delivered
+                    usage = sent.usage(call.operation, call.body)
                 await asyncio.shield(self._record_quietly(call, info, usage, "cancelled"))
                 raise
         try:

@@ -12,8 +12,10 @@ request.
 from __future__ import annotations
 
 import contextlib
+import gc
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -96,6 +98,28 @@ async def test_closing_a_stream_early_ends_the_upstream_request(fake_url: str) -
         return True if last["disconnected"] and not last["completed"] else None
 
     await wait_for(disconnected, timeout_s=5)
+
+
+async def test_an_open_stream_does_not_keep_its_request_body(fake_url: str) -> None:
+    """Once the answer's head is in, the sent request (its body is the whole prompt) is
+    freed, not held for the stream's life (issue 20 point 2)."""
+    sent: list[weakref.ref[httpx.Request]] = []
+    async with adapter(f"{fake_url}/fault/chunk_delay_ms=100/v1") as provider:
+        build_request = provider._request
+
+        def tracked(*args: Any, **kwargs: Any) -> httpx.Request:
+            request = build_request(*args, **kwargs)
+            sent.append(weakref.ref(request))
+            return request
+
+        provider._request = tracked  # type: ignore[method-assign]
+        stream = provider.stream(_request(stream=True), deadline=None)
+        try:
+            await anext(stream)
+            gc.collect()
+            assert len(sent) == 1 and sent[0]() is None
+        finally:
+            await stream.aclose()
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -224,9 +224,18 @@ async def sse_events(
     failure mid-stream is raised as ours. The upstream response is closed when
     the stream ends, fails, or the generator is closed early (``aclose()``,
     cancellation), so callers should hold it in ``contextlib.aclosing``.
+
+    Callers hand ``request`` over without keeping it: once the answer's head is
+    in, the request has been sent, and its body (the whole prompt, often tens
+    of KiB) is not kept for the stream's life (issue 20 point 2). The response
+    keeps a body-less copy of it as ``response.request``.
     """
     with map_exceptions(HTTPX_ERRORS):
         response = await client.send(request, stream=True)
+    response.request = httpx.Request(
+        request.method, request.url, headers=request.headers, extensions=request.extensions
+    )
+    del request
     try:
         if not response.is_success:
             with map_exceptions(HTTPX_ERRORS):

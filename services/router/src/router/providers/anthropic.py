@@ -479,7 +479,10 @@ class AnthropicAdapter:
         translator = StreamTranslator(
             self._name, forward_usage=chat.wants_usage, created=int(time.time())
         )
-        async with contextlib.aclosing(sse_events(self._client, request, self._map)) as events:
+        # The request is handed over, not kept: sse_events drops its body once sent.
+        events = sse_events(self._client, request, self._map)
+        del request
+        async with contextlib.aclosing(events):
             async for event in events:
                 if (chunk := translator.feed(event)) is not None:
                     yield chunk

@@ -420,7 +420,10 @@ class GeminiAdapter:
         translator = StreamTranslator(
             self._name, forward_usage=chat.wants_usage, created=int(time.time())
         )
-        async with contextlib.aclosing(sse_events(self._client, request, self._map)) as events:
+        # The request is handed over, not kept: sse_events drops its body once sent.
+        events = sse_events(self._client, request, self._map)
+        del request
+        async with contextlib.aclosing(events):
             async for event in events:
                 for chunk in translator.feed(event):
                     yield chunk

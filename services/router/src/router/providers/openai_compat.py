@@ -287,8 +287,11 @@ class OpenAICompatAdapter:
         if req.operation != "chat.completions":
             raise InvalidRequest(f"Streaming is not supported for {req.operation}", param="stream")
         forward_usage = _client_wants_usage(req.body)
+        # The request is handed over, not kept: sse_events drops its body once sent.
         request = self._request(req, to_provider(req, stream=True), deadline)
-        async with contextlib.aclosing(sse_events(self._client, request, self._map)) as events:
+        events = sse_events(self._client, request, self._map)
+        del request
+        async with contextlib.aclosing(events):
             async for event in events:
                 if event.data == b"[DONE]":
                     return
