@@ -37,7 +37,7 @@ _TICKS = os.sysconf("SC_CLK_TCK")
 Post = Callable[[], Awaitable[bytes]]
 
 
-def _cpu_s() -> float:
+def cpu_s() -> float:
     """This process's user + system CPU seconds (fields 14 and 15 of /proc/self/stat)."""
     with open("/proc/self/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -54,9 +54,9 @@ async def _cpu_us_per_call(post: Post, in_flight: int) -> float:
             remaining -= 1
             await post()
 
-    before = _cpu_s()
+    before = cpu_s()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return (_cpu_s() - before) * 1e6 / _CALLS
+    return (cpu_s() - before) * 1e6 / _CALLS
 
 
 async def _main() -> None:
