@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge.auth import KeyCache, KeyEntry, require_scope
+from edge.auth import KeyCache, KeyEntry, UnknownKey, require_scope
 from gateway_common.errors import PermissionDenied, Unauthenticated
 
 from .support import KEYS, Edge, auth
@@ -66,6 +66,46 @@ def test_refused(cache: KeyCache, header: str | None, code: str, fragment: str) 
 def test_hash_is_hmac_of_the_full_key(cache: KeyCache) -> None:
     assert cache.hash("sk-good") != KeyCache(b"other").hash("sk-good")
     assert len(cache.hash("sk-good")) == 64
+
+
+class _Table:
+    """A key table for ``KeyCache(load=...)``: the hashes it holds, and each lookup asked."""
+
+    def __init__(self, rows: dict[str, KeyEntry]) -> None:
+        self.rows = rows
+        self.asked: list[str] = []
+
+    async def load(self, key_hash: str) -> KeyEntry | None:
+        self.asked.append(key_hash)
+        return self.rows.get(key_hash)
+
+
+async def test_a_key_the_cache_does_not_hold_yet_is_read_from_the_table_once() -> None:
+    table = _Table({})
+    cache = KeyCache(b"secret", load=table.load)
+    table.rows[cache.hash("sk-new")] = KeyEntry("k9", "p1", frozenset({"chat"}))
+    assert (await cache.resolve("sk-new", now=NOW)).key_id == "k9"
+    assert (await cache.resolve("sk-new", now=NOW)).key_id == "k9"
+    assert table.asked == [cache.hash("sk-new")]  # the second answer came from the cache
+    assert cache.drain_last_used() == {"k9": NOW}
+
+
+async def test_a_key_the_table_lacks_too_is_refused_and_not_asked_again_at_once() -> None:
+    table = _Table({})
+    cache = KeyCache(b"secret", load=table.load)
+    for _ in range(3):
+        with pytest.raises(UnknownKey):
+            await cache.resolve("sk-nope", now=NOW)
+    assert table.asked == [cache.hash("sk-nope")]
+
+
+async def test_a_revoked_key_read_on_a_miss_is_refused_as_revoked() -> None:
+    table = _Table({})
+    cache = KeyCache(b"secret", load=table.load)
+    table.rows[cache.hash("sk-gone")] = KeyEntry("k8", "p1", frozenset(), revoked=True)
+    with pytest.raises(Unauthenticated) as info:
+        await cache.resolve("sk-gone", now=NOW)
+    assert info.value.code == "api_key_revoked"
 
 
 def test_scope() -> None:

@@ -13,6 +13,16 @@ and expired keys too, so their callers get a precise 401 instead of
 The key comes from ``Authorization: Bearer`` or, when that header is absent,
 ``x-api-key`` (Anthropic's clients; ``presented_key``).
 
+A key just created at one edge reaches the others' caches by ``keys.changed.v1``,
+which a loaded machine may deliver late; until then that key would work at one
+edge and 401 at another. So ``resolve`` (what the request paths call) looks an
+unknown hash up in the table once (``load``: one indexed query on the unique
+``key_hash``) and caches what it finds. A hash the table does not hold either is
+remembered for ``MISS_TTL_S`` (at most ``MAX_MISSES`` of them), so a caller
+repeating an unknown key, or a passthrough caller's provider key, costs one query
+per ``MISS_TTL_S``, not one per request. A random key cannot be presented before it
+exists, so remembering a miss never hides a new key.
+
 Decisions, in order: no bearer -> 401 "Missing Bearer token."; unknown hash
 -> 401; revoked -> 401; expired -> 401; lacking the route's scope -> 403
 naming the scope (``require_scope``); a project-scoped route of another
@@ -31,7 +41,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final, Literal
@@ -44,9 +55,12 @@ __all__ = [
     "ALL_SCOPES",
     "IMPLIED_BY",
     "KEY_PREFIX",
+    "MAX_MISSES",
+    "MISS_TTL_S",
     "WRONG_PROJECT",
     "KeyCache",
     "KeyEntry",
+    "KeyLoader",
     "Scope",
     "UnknownKey",
     "bearer_token",
@@ -77,6 +91,14 @@ KEY_PREFIX: Final = "sk-sy-"
 #: Seed 001's message for a token used on another project's route.
 WRONG_PROJECT: Final = "Token does not belong to this project."
 _MISSING = "Missing Bearer token."
+#: How long a hash the table did not hold is answered from memory (see the module docstring).
+MISS_TTL_S: Final = 10.0
+#: How many such hashes are remembered; past it the memory starts afresh.
+MAX_MISSES: Final = 10_000
+
+#: Reads the entry of one key hash from the table (None: no such key, or the table
+#: could not be read: the key stays unknown, as without the lookup).
+KeyLoader = Callable[[str], Awaitable["KeyEntry | None"]]
 
 
 def generate_api_key() -> str:
@@ -153,11 +175,14 @@ class KeyCache:
     batch instead of one UPDATE per request.
     """
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, *, load: KeyLoader | None = None) -> None:
         self._secret = secret
+        self._load = load
         self._entries: dict[str, KeyEntry] = {}
         self._hash_by_id: dict[str, str] = {}
         self._last_used: dict[str, datetime] = {}
+        #: key_hash -> monotonic time until which the table is not asked about it again.
+        self._misses: dict[str, float] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -201,6 +226,31 @@ class KeyCache:
             raise Unauthenticated("This API key has expired.", code="api_key_expired")
         self._last_used[entry.key_id] = now
         return entry
+
+    async def resolve(self, key: str, *, now: datetime | None = None) -> KeyEntry:
+        """As ``lookup``, but a key the cache does not hold yet is read from the table
+        (``load``) before it is refused (see the module docstring)."""
+        try:
+            return self.lookup(key, now=now)
+        except UnknownKey:
+            if self._load is None or not await self._found(self.hash(key)):
+                raise
+        return self.lookup(key, now=now)
+
+    async def _found(self, key_hash: str) -> bool:
+        """Whether the table holds ``key_hash`` (now cached); misses are remembered."""
+        clock = time.monotonic()
+        if self._misses.get(key_hash, 0.0) > clock:
+            return False
+        assert self._load is not None
+        entry = await self._load(key_hash)
+        if entry is None:
+            if len(self._misses) >= MAX_MISSES:
+                self._misses.clear()
+            self._misses[key_hash] = clock + MISS_TTL_S
+            return False
+        self.put(key_hash, entry)
+        return True
 
     def by_id(self, key_id: str, *, now: datetime | None = None) -> KeyEntry:
         """The entry of working key ``key_id`` (a console session's key); ``Unauthenticated``

@@ -12,17 +12,18 @@ import logging
 from datetime import UTC, datetime
 
 from nats.aio.client import Client
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from gateway_common import subjects
 
-from .auth import KeyCache, KeyEntry
+from .auth import KeyCache, KeyEntry, KeyLoader
 from .pipeline.ratelimit import RateLimits
 from .store import ApiKey, repo
 from .tablesync import TableSync
 
-__all__ = ["KeySync", "entry_for"]
+__all__ = ["KeySync", "entry_for", "key_loader"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,22 @@ def entry_for(row: ApiKey) -> KeyEntry:
         rate_limits=RateLimits.model_validate(row.rate_limits) if row.rate_limits else None,
         allowed_models=None if row.allowed_models is None else frozenset(row.allowed_models),
     )
+
+
+def key_loader(sessions: async_sessionmaker[AsyncSession]) -> KeyLoader:
+    """``KeyCache``'s lookup of a hash it does not hold: one indexed query; None when
+    the table has no such key or cannot be read (the caller then gets its 401)."""
+
+    async def load(key_hash: str) -> KeyEntry | None:
+        try:
+            async with sessions() as session:
+                row = await repo.get_api_key_by_hash(session=session, key_hash=key_hash)
+        except (SQLAlchemyError, OSError):
+            log.warning("key lookup on a cache miss failed", exc_info=True)
+            return None
+        return None if row is None else entry_for(row)
+
+    return load
 
 
 class KeySync(TableSync):

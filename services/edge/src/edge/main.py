@@ -64,7 +64,7 @@ from .endpoints import EndpointCache
 from .endpointsync import EndpointSync
 from .gateways import GatewayCache
 from .gatewaysync import GatewaySync
-from .keysync import KeySync
+from .keysync import KeySync, key_loader
 from .metrics import EdgeMetrics
 from .passthrough import Passthrough
 from .pipeline.limits_step import LimitsStep
@@ -139,7 +139,7 @@ async def _build_state(
     stack.callback(metrics.registry.unregister, pool)
     sessionmaker = db.make_sessionmaker(engine)
 
-    keys = KeyCache(settings.secret_key.get_secret_value().encode())
+    keys = KeyCache(settings.secret_key.get_secret_value().encode(), load=key_loader(sessionmaker))
     await stack.enter_async_context(
         KeySync(
             keys,

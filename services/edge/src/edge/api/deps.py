@@ -120,14 +120,14 @@ def _presented(request: Request) -> str:
 async def authenticate(request: Request, state: StateDep) -> KeyEntry:
     """The caller's key, from ``Authorization: Bearer`` (else ``x-api-key``); raises
     ``Unauthenticated``."""
-    return state.keys.lookup(_presented(request))
+    return await state.keys.resolve(_presented(request))
 
 
 async def authenticate_call(request: Request, state: StateDep) -> KeyEntry:
     """As ``authenticate``; a bearer that is no gateway key may yet be a passthrough caller."""
     token = _presented(request)
     try:
-        return state.keys.lookup(token)
+        return await state.keys.resolve(token)
     except UnknownKey:
         pending = state.passthrough.pending(token, request.headers)
         if pending is None:

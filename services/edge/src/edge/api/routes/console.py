@@ -122,7 +122,7 @@ async def login(body: Login, request: Request, state: StateDep, sessions: Sessio
     ):
         session, value = sessions.issue(operator_fp=sessions.fingerprint(token))
     else:
-        entry = require_scope(state.keys.lookup(token), "admin")
+        entry = require_scope(await state.keys.resolve(token), "admin")
         session, value = sessions.issue(project_id=entry.project_id, key_id=entry.key_id)
     me = Me(
         operator=session.key_id is None,

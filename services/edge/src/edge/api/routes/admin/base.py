@@ -152,7 +152,7 @@ async def authenticate_admin(request: Request, state: StateDep) -> Principal:
         token.encode(), operator.get_secret_value().encode()
     ):
         return Principal(project_id=None)
-    entry = require_scope(state.keys.lookup(token), "admin")
+    entry = require_scope(await state.keys.resolve(token), "admin")
     return Principal(project_id=entry.project_id, key_id=entry.key_id)
 
 
